@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the real programs Flotilla's tests run (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, kwok) from their Go modules at the versions pinned under e2e/tools/, into a cache
+# outside the repository keyed by version. A binary already in the cache is reused.
+# Prints the cache directory (use it as KUBEBUILDER_ASSETS) on its last line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.6.8
+KWOK_VERSION=v0.8.0
+cache=${FLOTILLA_CACHE:-$HOME/.cache/flotilla}
+out="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+mkdir -p "$out"
+export GOFLAGS="${GOFLAGS:-} -trimpath" CGO_ENABLED=0
+
+build() { # name, module dir, package
+  local name=$1 dir=$2 pkg=$3
+  if [ -x "$out/$name" ]; then return; fi
+  echo "building $name ($pkg)" >&2
+  (cd "$dir" && go build -ldflags="-s -w" -o "$out/$name.tmp" "$pkg")
+  mv "$out/$name.tmp" "$out/$name"
+}
+
+build etcd "$here/tools/etcd" .
+build kube-apiserver "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver
+build kube-controller-manager "$here/tools/kube" k8s.io/kubernetes/cmd/kube-controller-manager
+build kube-scheduler "$here/tools/kube" k8s.io/kubernetes/cmd/kube-scheduler
+build kubectl "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl
+if [ ! -x "$out/kwok" ]; then
+  echo "building kwok (sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION)" >&2
+  GOBIN="$out/.kwok" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$out/.kwok/kwok" "$out/kwok" && rmdir "$out/.kwok"
+fi
+echo "$out"
