@@ -31,4 +31,16 @@ if [ ! -x "$out/kwok" ]; then
   GOBIN="$out/.kwok" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mv "$out/.kwok/kwok" "$out/kwok" && rmdir "$out/.kwok"
 fi
+# --- MinIO (S3-compatible server for the Registry config conformance tests) -------------------
+# MinIO publishes no semver tags, so the Go module proxy serves it as a pseudo-version; pin one.
+# `go install` accepts the module as is (no replace directives in its go.mod).
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+minio_out="$cache/bin/minio-$MINIO_VERSION"
+if [ ! -x "$minio_out/minio" ]; then
+  echo "building minio (github.com/minio/minio@$MINIO_VERSION)" >&2
+  mkdir -p "$minio_out"
+  GOBIN="$minio_out/.tmp" go install -ldflags="-s -w" "github.com/minio/minio@$MINIO_VERSION"
+  mv "$minio_out/.tmp/minio" "$minio_out/minio" && rmdir "$minio_out/.tmp"
+fi
+# ----------------------------------------------------------------------------------------------
 echo "$out"

@@ -3,4 +3,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod conditions;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
+pub mod replication;
+pub mod server;
+pub mod telemetry;
