@@ -1,18 +1,256 @@
-//! `flotilla copy SRC DST`: copy one artifact.
+//! `flotilla copy SRC DST`: copy one artifact between registries and OCI layout directories.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::sync::{Output, init_logging, print_report, read_authfile};
+use crate::engine::auth::DockerConfig;
+use crate::engine::backoff::RetryConfig;
+use crate::engine::client::{EndpointConfig, RegistryClient};
+use crate::engine::layout::Layout;
+use crate::engine::single::{self, Side};
+use crate::engine::store::Store;
 
 /// Arguments of `flotilla copy`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+References: `[docker://][http(s)://]HOST[:PORT]/REPO:TAG`, `...REPO@sha256:...`, or \
+`oci:PATH:TAG` for an OCI image layout directory (created when it is the destination). \
+Without a scheme, https is used, or http with --src-insecure/--dest-insecure. A destination \
+reference without a tag keeps the source's tag; with a digest the artifact is stored untagged.")]
 pub struct CopyArgs {
-    /// Source reference: `REGISTRY/REPO:TAG`, `REGISTRY/REPO@DIGEST` or `oci:PATH:TAG`.
+    /// Source reference.
     pub source: String,
-    /// Destination reference, same forms.
+    /// Destination reference.
     pub destination: String,
+    /// Allow plain HTTP / unverified TLS for the source.
+    #[arg(long)]
+    pub src_insecure: bool,
+    /// Allow plain HTTP / unverified TLS for the destination.
+    #[arg(long)]
+    pub dest_insecure: bool,
+    /// Docker config JSON with credentials by registry host.
+    #[arg(long)]
+    pub authfile: Option<std::path::PathBuf>,
+    /// Summary format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// A parsed reference.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// An OCI layout directory.
+    Layout {
+        /// Directory.
+        path: String,
+        /// Tag or digest (None: not given).
+        reference: Option<String>,
+    },
+    /// A registry.
+    Registry {
+        /// `scheme://host:port`.
+        url: String,
+        /// Repository.
+        repo: String,
+        /// Tag or digest (None: not given).
+        reference: Option<String>,
+    },
+}
+
+/// Parses `oci:PATH[:TAG|@DIGEST]` or `[docker://][scheme://]host[:port]/repo[:tag|@digest]`.
+pub fn parse_reference(s: &str, insecure: bool) -> Result<Reference, String> {
+    if let Some(rest) = s.strip_prefix("oci:") {
+        let (path, reference) = if let Some((p, d)) = rest.rsplit_once('@') {
+            (p, Some(d.to_string()))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((p, t)) if !t.contains('/') && !t.is_empty() => (p, Some(t.to_string())),
+                _ => (rest, None),
+            }
+        };
+        if path.is_empty() {
+            return Err(format!("{s:?}: oci: needs a directory, e.g. oci:./dir:tag"));
+        }
+        return Ok(Reference::Layout {
+            path: path.to_string(),
+            reference,
+        });
+    }
+    let rest = s.strip_prefix("docker://").unwrap_or(s);
+    let (scheme, rest) = if let Some(r) = rest.strip_prefix("https://") {
+        ("https", r)
+    } else if let Some(r) = rest.strip_prefix("http://") {
+        ("http", r)
+    } else if insecure {
+        ("http", rest)
+    } else {
+        ("https", rest)
+    };
+    let Some((host, path)) = rest.split_once('/') else {
+        return Err(format!(
+            "{s:?} is not a reference: expected HOST[:PORT]/REPO:TAG or oci:PATH:TAG"
+        ));
+    };
+    if host.is_empty() || path.is_empty() {
+        return Err(format!(
+            "{s:?}: registry host and repository are both required"
+        ));
+    }
+    let (repo, reference) = if let Some((r, d)) = path.split_once('@') {
+        (r, Some(d.to_string()))
+    } else {
+        let last = path.rsplit('/').next().unwrap_or(path);
+        match last.rsplit_once(':') {
+            Some((_, t)) if !t.is_empty() => {
+                (&path[..path.len() - t.len() - 1], Some(t.to_string()))
+            }
+            _ => (path, None),
+        }
+    };
+    if let Some(d) = &reference
+        && d.contains(':')
+        && d.parse::<crate::engine::digest::Digest>().is_err()
+    {
+        return Err(format!("{s:?}: {d:?} is not a sha256 digest"));
+    }
+    Ok(Reference::Registry {
+        url: format!("{scheme}://{host}"),
+        repo: repo.to_string(),
+        reference,
+    })
+}
+
+async fn side(
+    r: Reference,
+    insecure: bool,
+    is_dest: bool,
+    default_ref: Option<&str>,
+    auth: Option<&DockerConfig>,
+) -> Result<Side, String> {
+    let role = if is_dest { "destination" } else { "source" };
+    match r {
+        Reference::Layout { path, reference } => {
+            let layout = Layout::open(Path::new(&path), is_dest)
+                .await
+                .map_err(|e| format!("{role} oci:{path} is not an OCI layout directory ({e})"))?;
+            let reference = reference
+                .or(default_ref.map(str::to_string))
+                .ok_or_else(|| format!("{role} oci:{path} needs a tag, e.g. oci:{path}:latest"))?;
+            Ok(Side {
+                store: Store::Layout(Arc::new(layout)),
+                repo: String::new(),
+                reference,
+            })
+        }
+        Reference::Registry {
+            url,
+            repo,
+            reference,
+        } => {
+            let host = crate::engine::auth::normalize_host(&url);
+            let cfg = EndpointConfig {
+                url: url.clone(),
+                credentials: auth.and_then(|a| a.lookup(&host)).cloned(),
+                ca_pem: None,
+                insecure,
+            };
+            let client = RegistryClient::new(&cfg, RetryConfig::default())
+                .map_err(|e| format!("{role}: {e}"))?;
+            client.ping().await.map_err(|e| format!("{role}: {e}"))?;
+            let reference = reference
+                .or(default_ref.map(str::to_string))
+                .ok_or_else(|| {
+                    format!("{role} {url}/{repo} needs a tag or digest, e.g. {repo}:latest")
+                })?;
+            Ok(Side {
+                store: Store::Registry(Arc::new(client)),
+                repo,
+                reference,
+            })
+        }
+    }
 }
 
 /// Copies one artifact.
-pub async fn run(_args: CopyArgs) -> ExitCode {
-    eprintln!("error: flotilla copy is not implemented yet");
-    ExitCode::FAILURE
+pub async fn run(args: CopyArgs) -> ExitCode {
+    init_logging();
+    match prepare(&args).await {
+        Ok((src, dst)) => match single::copy(&src, &dst, RetryConfig::default()).await {
+            Ok(report) => print_report(&report, args.output),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn prepare(args: &CopyArgs) -> Result<(Side, Side), String> {
+    let auth = args.authfile.as_deref().map(read_authfile).transpose()?;
+    let src_ref = parse_reference(&args.source, args.src_insecure)?;
+    let dst_ref = parse_reference(&args.destination, args.dest_insecure)?;
+    let src = side(src_ref, args.src_insecure, false, None, auth.as_ref()).await?;
+    let default_dst = if src.reference.starts_with("sha256:") {
+        None
+    } else {
+        Some(src.reference.clone())
+    };
+    let dst = side(
+        dst_ref,
+        args.dest_insecure,
+        true,
+        default_dst.as_deref().or(Some(src.reference.as_str())),
+        auth.as_ref(),
+    )
+    .await?;
+    Ok((src, dst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        assert_eq!(
+            parse_reference("oci:/tmp/x:v1", false),
+            Ok(Reference::Layout {
+                path: "/tmp/x".into(),
+                reference: Some("v1".into())
+            })
+        );
+        assert_eq!(
+            parse_reference("127.0.0.1:5000/a/b:v1", true),
+            Ok(Reference::Registry {
+                url: "http://127.0.0.1:5000".into(),
+                repo: "a/b".into(),
+                reference: Some("v1".into())
+            })
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            parse_reference(&format!("docker://https://reg.example.com/a@{d}"), false),
+            Ok(Reference::Registry {
+                url: "https://reg.example.com".into(),
+                repo: "a".into(),
+                reference: Some(d)
+            })
+        );
+        assert_eq!(
+            parse_reference("reg:5000/a", false),
+            Ok(Reference::Registry {
+                url: "https://reg:5000".into(),
+                repo: "a".into(),
+                reference: None
+            })
+        );
+        assert!(parse_reference("justaname", false).is_err());
+        assert!(parse_reference("reg/a@sha256:zz", false).is_err());
+    }
 }

@@ -1,18 +1,246 @@
 //! `flotilla sync -f policy.yaml`: one sync of a ReplicationPolicy without a cluster.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use base64::Engine as _;
+
+use crate::api::ReplicationPolicySpec;
+use crate::engine::auth::DockerConfig;
+use crate::engine::report::Report;
+use crate::sync_config::{self, Resolved, SecretData};
+
+/// How the summary is printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Lines for humans.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
 
 /// Arguments of `flotilla sync`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Endpoints must use `url` (a `registryRef` only exists inside a cluster); `http://` URLs need \
+`insecure: true`.
+
+Credentials: a `credentialsSecretRef` (and a `caSecretRef`) is resolved from a `kind: Secret` \
+document in the same multi-document YAML file (`data` base64 or `stringData`; keys \
+`.dockerconfigjson`, or `username` and `password`). Endpoints without a `credentialsSecretRef` \
+use the entry for their host in `--authfile` (a docker config.json), else go anonymous.
+
+Exit status: 0 when every artifact is in sync (conflicts left alone by `overwrite: false` \
+are reported but are not failures), 1 when an artifact failed, 2 when nothing could be \
+started (bad file, unreachable registry, rejected credentials).")]
 pub struct SyncArgs {
-    /// ReplicationPolicy YAML (the same document a user would `kubectl apply`).
+    /// ReplicationPolicy YAML (the same document a user would `kubectl apply`), optionally with
+    /// the Secrets it refers to as further documents.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
+    /// Docker config JSON (`~/.docker/config.json` format) with credentials by registry host.
+    #[arg(long)]
+    pub authfile: Option<PathBuf>,
+    /// Summary format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// Runs one sync.
-pub async fn run(_args: SyncArgs) -> ExitCode {
-    eprintln!("error: flotilla sync is not implemented yet");
-    ExitCode::FAILURE
+pub async fn run(args: SyncArgs) -> ExitCode {
+    init_logging();
+    let cfg = match load(&args.file, args.authfile.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::engine::sync::run(&cfg).await {
+        Ok(report) => print_report(&report, args.output),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs to stderr, `RUST_LOG` or warnings only.
+pub(crate) fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints the summary and maps it to the exit status.
+pub(crate) fn print_report(report: &Report, output: Output) -> ExitCode {
+    match output {
+        Output::Text => print!("{}", report.to_text()),
+        Output::Json => match serde_json::to_string_pretty(report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot render the summary: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Reads a docker config file.
+pub(crate) fn read_authfile(path: &Path) -> Result<DockerConfig, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read --authfile {}: {e}", path.display()))?;
+    DockerConfig::parse(&bytes).map_err(|e| format!("--authfile {}: {e}", path.display()))
+}
+
+fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+    let (spec, secrets) = parse_documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let docker_config = authfile.map(read_authfile).transpose()?;
+    sync_config::to_sync_config(
+        &spec,
+        &Resolved {
+            secrets,
+            docker_config,
+        },
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The one ReplicationPolicy of a multi-document YAML stream, and its Secrets.
+pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData), String> {
+    let mut specs = Vec::new();
+    let mut secrets = SecretData::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+            .map_err(|e| format!("document {} is not valid YAML: {e}", i + 1))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        match kind {
+            "ReplicationPolicy" => {
+                let spec = value
+                    .get("spec")
+                    .cloned()
+                    .ok_or_else(|| format!("document {}: ReplicationPolicy without spec", i + 1))?;
+                let spec: ReplicationPolicySpec = serde_yaml::from_value(spec).map_err(|e| {
+                    format!("document {}: invalid ReplicationPolicy spec: {e}", i + 1)
+                })?;
+                specs.push(spec);
+            }
+            "Secret" => {
+                let (name, data) =
+                    secret(&value).map_err(|e| format!("document {}: {e}", i + 1))?;
+                secrets.insert(name, data);
+            }
+            "" => {
+                return Err(format!(
+                    "document {} has no kind (expected kind: ReplicationPolicy)",
+                    i + 1
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "document {} has kind {other:?}; only ReplicationPolicy and Secret are read",
+                    i + 1
+                ));
+            }
+        }
+    }
+    match specs.len() {
+        1 => Ok((specs.remove(0), secrets)),
+        0 => Err("no kind: ReplicationPolicy document found".into()),
+        n => Err(format!(
+            "{n} ReplicationPolicy documents found; put one per file"
+        )),
+    }
+}
+
+fn secret(value: &serde_yaml::Value) -> Result<(String, BTreeMap<String, Vec<u8>>), String> {
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or("Secret without metadata.name")?
+        .to_string();
+    let mut data = BTreeMap::new();
+    if let Some(map) = value.get("data").and_then(|d| d.as_mapping()) {
+        for (k, v) in map {
+            let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+                return Err(format!("Secret {name:?}: data values must be strings"));
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .map_err(|_| format!("Secret {name:?}: data.{k} is not base64"))?;
+            data.insert(k.to_string(), bytes);
+        }
+    }
+    if let Some(map) = value.get("stringData").and_then(|d| d.as_mapping()) {
+        for (k, v) in map {
+            let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+                return Err(format!(
+                    "Secret {name:?}: stringData values must be strings"
+                ));
+            };
+            data.insert(k.to_string(), v.as_bytes().to_vec());
+        }
+    }
+    Ok((name, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_policy_and_secrets() {
+        let text = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {username: u, password: p}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: b64}
+data: {username: dQ==}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: ReplicationPolicy
+metadata: {name: p}
+spec:
+  source: {url: "https://src", credentialsSecretRef: {name: creds}}
+  destinations: [{name: a, url: "https://a"}]
+"#;
+        let (spec, secrets) = parse_documents(text).expect("parses");
+        assert_eq!(spec.destinations[0].name, "a");
+        assert_eq!(secrets["creds"]["password"], b"p".to_vec());
+        assert_eq!(secrets["b64"]["username"], b"u".to_vec());
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_use() {
+        assert!(parse_documents("kind: Deployment\n").is_err());
+        assert!(parse_documents("a: [\n").is_err());
+        assert!(parse_documents("kind: Secret\nmetadata: {name: x}\n").is_err());
+        let e =
+            parse_documents("kind: ReplicationPolicy\nspec: {source: 3}\n").expect_err("bad spec");
+        assert!(e.contains("invalid ReplicationPolicy spec"), "{e}");
+    }
 }

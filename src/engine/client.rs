@@ -1,0 +1,794 @@
+//! A client of one registry (Distribution / OCI v2 API): auth challenge flow with a token
+//! cache per scope, retries, manifests as exact bytes, blobs as streams.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use super::auth::{self, Challenge, Credentials};
+use super::backoff::{self, RetryConfig};
+use super::digest::Digest;
+use super::link;
+use super::manifest;
+
+/// How to reach one registry.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointConfig {
+    /// `scheme://host[:port]`.
+    pub url: String,
+    /// Credentials, if any (anonymous otherwise).
+    pub credentials: Option<Credentials>,
+    /// PEM CA bundle to trust besides the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Allow plain HTTP and unverified TLS.
+    pub insecure: bool,
+}
+
+/// Errors talking to a registry.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint URL is unusable.
+    #[error("invalid registry URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS setup failed (e.g. a bad CA bundle).
+    #[error("TLS setup for {registry} failed: {reason}")]
+    Tls {
+        /// Registry.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+    /// No connection (refused, DNS, TLS handshake, timeout).
+    #[error("cannot reach registry {registry}: {reason}")]
+    Connect {
+        /// Registry.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+    /// Credentials missing or rejected.
+    #[error(
+        "registry {registry} rejected the credentials for {what} (check the username/password or token)"
+    )]
+    Unauthorized {
+        /// Registry.
+        registry: String,
+        /// The operation.
+        what: String,
+    },
+    /// A 404.
+    #[error("{what} not found on {registry}")]
+    NotFound {
+        /// Registry.
+        registry: String,
+        /// What was looked up.
+        what: String,
+    },
+    /// Any other unexpected status.
+    #[error("{method} {path} on {registry} answered {status}: {body}")]
+    Status {
+        /// Registry.
+        registry: String,
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// Status code.
+        status: u16,
+        /// Start of the body.
+        body: String,
+        /// `Retry-After`, seconds.
+        retry_after: Option<Duration>,
+    },
+    /// A response body broke off or could not be read.
+    #[error("reading from {registry} failed: {reason}")]
+    Body {
+        /// Registry.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+    /// A token endpoint misbehaved.
+    #[error("token endpoint {realm} failed: {reason}")]
+    Token {
+        /// Realm URL.
+        realm: String,
+        /// Why.
+        reason: String,
+    },
+    /// An unparseable response.
+    #[error("unexpected response from {registry}: {reason}")]
+    Protocol {
+        /// Registry.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again may help (connection errors, 5xx, 429, broken bodies).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Body { .. } => true,
+            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What a `HEAD` of a manifest told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// Digest.
+    pub digest: Digest,
+    /// Content type.
+    pub media_type: String,
+}
+
+/// Result of a cross-repository mount attempt.
+#[derive(Debug)]
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// Not mounted; an upload session was opened instead.
+    Upload(Url),
+}
+
+/// A byte stream of a blob.
+pub type BlobStream = BoxStream<'static, Result<Bytes, ClientError>>;
+
+/// A client of one registry.
+#[derive(Debug)]
+pub struct RegistryClient {
+    base: Url,
+    name: String,
+    http: reqwest::Client,
+    credentials: Option<Credentials>,
+    retry: RetryConfig,
+    /// Authorization header value per scope key.
+    tokens: Mutex<HashMap<String, String>>,
+    /// The registry asked for Basic auth: send it with every request.
+    basic: Mutex<bool>,
+}
+
+fn pull(repo: &str) -> Vec<String> {
+    vec![format!("repository:{repo}:pull")]
+}
+
+fn push(repo: &str) -> Vec<String> {
+    vec![format!("repository:{repo}:pull,push")]
+}
+
+/// Installs the rustls crypto provider once per process.
+fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl RegistryClient {
+    /// Builds a client. `http://` URLs need `insecure`.
+    pub fn new(cfg: &EndpointConfig, retry: RetryConfig) -> Result<Self, ClientError> {
+        ensure_crypto_provider();
+        let url_err = |reason: &str| ClientError::Url {
+            url: cfg.url.clone(),
+            reason: reason.to_string(),
+        };
+        let mut base = Url::parse(&cfg.url).map_err(|e| url_err(&e.to_string()))?;
+        match base.scheme() {
+            "https" => {}
+            "http" if cfg.insecure => {}
+            "http" => {
+                return Err(url_err(
+                    "plain http needs insecure: true (or --src-insecure/--dest-insecure)",
+                ));
+            }
+            _ => return Err(url_err("scheme must be http or https")),
+        }
+        if base.host_str().is_none() {
+            return Err(url_err("no host"));
+        }
+        base.set_path("/");
+        base.set_query(None);
+        let name = match base.port() {
+            Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_string(),
+        };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("flotilla/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &cfg.ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Tls {
+                    registry: name.clone(),
+                    reason: format!("CA bundle is not valid PEM: {e}"),
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if cfg.insecure {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| ClientError::Tls {
+            registry: name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            base,
+            name,
+            http,
+            credentials: cfg.credentials.clone(),
+            retry,
+            tokens: Mutex::new(HashMap::new()),
+            basic: Mutex::new(false),
+        })
+    }
+
+    /// `host[:port]`, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base.join(path).map_err(|e| ClientError::Url {
+            url: format!("{}{path}", self.base),
+            reason: e.to_string(),
+        })
+    }
+
+    fn connect_err(&self, e: &reqwest::Error) -> ClientError {
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            reason = format!("{reason}: {s}");
+            src = s.source();
+        }
+        ClientError::Connect {
+            registry: self.name.clone(),
+            reason,
+        }
+    }
+
+    fn auth_header(&self, scope_key: &str) -> Option<String> {
+        if let Ok(basic) = self.basic.lock()
+            && *basic
+        {
+            return self.credentials.as_ref().map(auth::basic_header);
+        }
+        self.tokens.lock().ok()?.get(scope_key).cloned()
+    }
+
+    /// Answers a 401 challenge: fetches and caches what to send for this scope.
+    async fn authenticate(&self, resp: &Response, scopes: &[String]) -> Result<(), ClientError> {
+        let challenge = resp
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(auth::parse_challenge);
+        let unauthorized = || ClientError::Unauthorized {
+            registry: self.name.clone(),
+            what: scopes.join(" "),
+        };
+        match challenge {
+            Some(Challenge::Basic) => {
+                if self.credentials.is_none() {
+                    return Err(unauthorized());
+                }
+                if let Ok(mut b) = self.basic.lock() {
+                    *b = true;
+                }
+                Ok(())
+            }
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), scope.as_deref(), scopes)
+                    .await?;
+                if let Ok(mut t) = self.tokens.lock() {
+                    t.insert(scopes.join(" "), format!("Bearer {token}"));
+                }
+                Ok(())
+            }
+            None => Err(unauthorized()),
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        challenge_scope: Option<&str>,
+        scopes: &[String],
+    ) -> Result<String, ClientError> {
+        let token_err = |reason: String| ClientError::Token {
+            realm: realm.to_string(),
+            reason,
+        };
+        let mut url = Url::parse(realm).map_err(|e| token_err(e.to_string()))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            let mut all: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            if let Some(cs) = challenge_scope
+                && !all.contains(&cs)
+            {
+                all.push(cs);
+            }
+            for s in all {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self.http.get(url);
+        if let Some(c) = &self.credentials {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req.send().await.map_err(|e| self.connect_err(&e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(ClientError::Unauthorized {
+                registry: self.name.clone(),
+                what: scopes.join(" "),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(token_err(format!("status {}", resp.status())));
+        }
+        #[derive(serde::Deserialize)]
+        struct Tok {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+        }
+        let tok: Tok = resp.json().await.map_err(|e| token_err(e.to_string()))?;
+        tok.token
+            .or(tok.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_err("no token in the response".into()))
+    }
+
+    /// Sends a request built by `build`, answering auth challenges and retrying connection
+    /// errors, 5xx and 429 per the retry policy. Other statuses are returned to the caller.
+    async fn send<F>(&self, scopes: &[String], build: F) -> Result<Response, ClientError>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
+        let key = scopes.join(" ");
+        let mut attempt = 0u32;
+        let mut authenticated = false;
+        loop {
+            attempt += 1;
+            let mut req = build(&self.http);
+            if let Some(h) = self.auth_header(&key) {
+                req = req.header(header::AUTHORIZATION, h);
+            }
+            let err = match req.send().await {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                    if authenticated {
+                        return Err(ClientError::Unauthorized {
+                            registry: self.name.clone(),
+                            what: key,
+                        });
+                    }
+                    self.authenticate(&resp, scopes).await?;
+                    authenticated = true;
+                    attempt -= 1;
+                    continue;
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
+                        || resp.status().is_server_error() =>
+                {
+                    self.status_error(resp, "request").await
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) => self.connect_err(&e),
+            };
+            if attempt >= self.retry.max_attempts.max(1) || !err.is_retryable() {
+                return Err(err);
+            }
+            let wait = self
+                .retry
+                .delay(attempt, backoff::jitter(), err.retry_after());
+            tracing::debug!(registry = %self.name, %err, ?wait, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn status_error(&self, resp: Response, what: &str) -> ClientError {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(backoff::parse_retry_after);
+        let path = resp.url().path().to_string();
+        let body = resp.text().await.unwrap_or_default();
+        ClientError::Status {
+            registry: self.name.clone(),
+            method: what.to_string(),
+            path,
+            status,
+            body: body
+                .chars()
+                .take(300)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+            retry_after,
+        }
+    }
+
+    async fn expect(
+        &self,
+        resp: Response,
+        ok: &[StatusCode],
+        what: &str,
+    ) -> Result<Response, ClientError> {
+        if ok.contains(&resp.status()) {
+            return Ok(resp);
+        }
+        match resp.status() {
+            StatusCode::NOT_FOUND => Err(ClientError::NotFound {
+                registry: self.name.clone(),
+                what: what.to_string(),
+            }),
+            StatusCode::FORBIDDEN => Err(ClientError::Unauthorized {
+                registry: self.name.clone(),
+                what: what.to_string(),
+            }),
+            _ => Err(self.status_error(resp, what).await),
+        }
+    }
+
+    /// `GET /v2/`: reachable and, if credentials are needed, accepted.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        let url = self.url("v2/")?;
+        let resp = self.send(&[], |c| c.get(url.clone())).await?;
+        self.expect(resp, &[StatusCode::OK], "the /v2/ API endpoint")
+            .await
+            .map(drop)
+    }
+
+    async fn paged(
+        &self,
+        first: Url,
+        scopes: &[String],
+        field: &str,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let resp = self.send(scopes, |c| c.get(url.clone())).await?;
+            let resp = self.expect(resp, &[StatusCode::OK], url.path()).await?;
+            let link = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(link::next_link);
+            let body: serde_json::Value = resp.json().await.map_err(|e| ClientError::Protocol {
+                registry: self.name.clone(),
+                reason: format!("{}: {e}", url.path()),
+            })?;
+            if let Some(items) = body.get(field).and_then(|v| v.as_array()) {
+                out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
+            }
+            if let Some(l) = link {
+                next = Some(url.join(&l).map_err(|e| ClientError::Protocol {
+                    registry: self.name.clone(),
+                    reason: format!("bad Link {l:?}: {e}"),
+                })?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every repository (`_catalog`, pages of 1000).
+    pub async fn catalog(&self) -> Result<Vec<String>, ClientError> {
+        let url = self.url("v2/_catalog?n=1000")?;
+        self.paged(url, &["registry:catalog:*".to_string()], "repositories")
+            .await
+    }
+
+    /// Every tag of a repository; an unknown repository has none.
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, ClientError> {
+        let url = self.url(&format!("v2/{repo}/tags/list?n=1000"))?;
+        match self.paged(url, &pull(repo), "tags").await {
+            Err(ClientError::NotFound { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// `HEAD` a manifest by tag or digest; `None` when absent.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, ClientError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let resp = self
+            .send(&pull(repo), |c| {
+                c.head(url.clone()).header(header::ACCEPT, manifest::ACCEPT)
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let what = format!("manifest {repo}:{reference}");
+        let resp = self.expect(resp, &[StatusCode::OK], &what).await?;
+        let media_type = content_type(resp.headers());
+        match resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+        {
+            Some(digest) => Ok(Some(ManifestHead { digest, media_type })),
+            None => {
+                // No digest header: fall back to reading the manifest.
+                let (bytes, media_type) = self.get_manifest(repo, reference).await?;
+                Ok(Some(ManifestHead {
+                    digest: Digest::of(&bytes),
+                    media_type,
+                }))
+            }
+        }
+    }
+
+    /// `GET` a manifest: exact bytes and content type.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Bytes, String), ClientError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("manifest {repo}:{reference}");
+        let resp = self
+            .send(&pull(repo), |c| {
+                c.get(url.clone()).header(header::ACCEPT, manifest::ACCEPT)
+            })
+            .await?;
+        let resp = self.expect(resp, &[StatusCode::OK], &what).await?;
+        let mt = content_type(resp.headers());
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Body {
+            registry: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok((bytes, mt))
+    }
+
+    /// `PUT` a manifest's exact bytes under a tag or digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("push of manifest {repo}:{reference}");
+        let resp = self
+            .send(&push(repo), |c| {
+                c.put(url.clone())
+                    .header(header::CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        self.expect(resp, &[StatusCode::CREATED, StatusCode::OK], &what)
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE` a manifest by tag or digest. Returns `false` when the registry does not support
+    /// deleting that way (400/405 UNSUPPORTED).
+    pub async fn delete_manifest(&self, repo: &str, reference: &str) -> Result<bool, ClientError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let resp = self
+            .send(&[format!("repository:{repo}:delete")], |c| {
+                c.delete(url.clone())
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NOT_FOUND => Ok(true),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            _ => Err(self
+                .status_error(resp, &format!("delete of {repo}:{reference}"))
+                .await),
+        }
+    }
+
+    /// Whether a blob exists in a repository.
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, ClientError> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let resp = self.send(&pull(repo), |c| c.head(url.clone())).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .status_error(resp, &format!("HEAD blob {repo}@{digest}"))
+                .await),
+        }
+    }
+
+    /// A blob's bytes as a stream (the request itself is retried; a broken stream is not).
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, ClientError> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let resp = self.send(&pull(repo), |c| c.get(url.clone())).await?;
+        let resp = self
+            .expect(resp, &[StatusCode::OK], &format!("blob {repo}@{digest}"))
+            .await?;
+        let name = self.name.clone();
+        Ok(resp
+            .bytes_stream()
+            .map_err(move |e| ClientError::Body {
+                registry: name.clone(),
+                reason: e.to_string(),
+            })
+            .boxed())
+    }
+
+    fn location(&self, resp: &Response) -> Result<Url, ClientError> {
+        let loc = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol {
+                registry: self.name.clone(),
+                reason: "upload response without Location".into(),
+            })?;
+        resp.url().join(loc).map_err(|e| ClientError::Protocol {
+            registry: self.name.clone(),
+            reason: format!("bad Location {loc:?}: {e}"),
+        })
+    }
+
+    /// Opens an upload session.
+    pub async fn start_upload(&self, repo: &str) -> Result<Url, ClientError> {
+        let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        let resp = self.send(&push(repo), |c| c.post(url.clone())).await?;
+        let resp = self
+            .expect(resp, &[StatusCode::ACCEPTED], &format!("upload to {repo}"))
+            .await?;
+        self.location(&resp)
+    }
+
+    /// Tries to mount `digest` from `from` into `repo` (same registry).
+    pub async fn mount(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Mount, ClientError> {
+        let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from);
+        let scopes = vec![
+            format!("repository:{repo}:pull,push"),
+            format!("repository:{from}:pull"),
+        ];
+        let resp = self.send(&scopes, |c| c.post(url.clone())).await?;
+        let resp = self
+            .expect(
+                resp,
+                &[StatusCode::CREATED, StatusCode::ACCEPTED],
+                &format!("mount into {repo}"),
+            )
+            .await?;
+        if resp.status() == StatusCode::CREATED {
+            Ok(Mount::Mounted)
+        } else {
+            self.location(&resp).map(Mount::Upload)
+        }
+    }
+
+    /// Streams the whole blob into an upload session (one `PATCH`, not retried: its body
+    /// cannot be replayed) and returns the next location.
+    pub async fn patch_stream(
+        &self,
+        repo: &str,
+        location: Url,
+        body: reqwest::Body,
+    ) -> Result<Url, ClientError> {
+        let mut req = self
+            .http
+            .patch(location)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(h) = self.auth_header(&push(repo).join(" ")) {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        let resp = req.send().await.map_err(|e| self.connect_err(&e))?;
+        let resp = self
+            .expect(resp, &[StatusCode::ACCEPTED], &format!("upload to {repo}"))
+            .await?;
+        self.location(&resp)
+    }
+
+    /// Commits an upload session under `digest`.
+    pub async fn finish_upload(
+        &self,
+        repo: &str,
+        location: Url,
+        digest: &Digest,
+    ) -> Result<(), ClientError> {
+        let mut url = location;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let resp = self
+            .send(&push(repo), |c| {
+                c.put(url.clone()).header(header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        self.expect(
+            resp,
+            &[StatusCode::CREATED],
+            &format!("commit of blob {repo}@{digest}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// OCI 1.1 referrers of a manifest; `None` when the registry has no referrers API.
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Digest>>, ClientError> {
+        let url = self.url(&format!("v2/{repo}/referrers/{digest}"))?;
+        let resp = self
+            .send(&pull(repo), |c| {
+                c.get(url.clone())
+                    .header(header::ACCEPT, manifest::OCI_INDEX)
+            })
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Ok(None);
+        }
+        let is_index = content_type(resp.headers()).starts_with(manifest::OCI_INDEX);
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Body {
+            registry: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if !is_index {
+            return Ok(None);
+        }
+        match manifest::parse(manifest::OCI_INDEX, &bytes) {
+            Ok(manifest::Parsed::Index { manifests }) => {
+                Ok(Some(manifests.into_iter().map(|d| d.digest).collect()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn content_type(h: &HeaderMap) -> String {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,488 @@
+//! Copy of one manifest tree (index → manifests → blobs) from a feeder to several targets:
+//! children first, blobs verified while streaming, the manifest (and tag) last.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
+use super::backoff::{self, RetryConfig};
+use super::digest::Digest;
+use super::fanout;
+use super::filter;
+use super::limit::Limiter;
+use super::manifest::{self, Descriptor, ManifestError, Parsed};
+use super::store::{Prepared, Store, StoreError};
+
+/// Why an artifact could not be copied to a destination.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Reading from the feeder failed.
+    #[error("reading {what} failed: {source}")]
+    Read {
+        /// What.
+        what: String,
+        /// Cause.
+        source: StoreError,
+    },
+    /// A blob upload failed.
+    #[error("upload to {destination} failed: {source}")]
+    Upload {
+        /// Destination.
+        destination: String,
+        /// Cause.
+        source: StoreError,
+    },
+    /// Writing or checking a manifest at a destination failed.
+    #[error("{what} at {destination} failed: {source}")]
+    Write {
+        /// Destination.
+        destination: String,
+        /// What.
+        what: String,
+        /// Cause.
+        source: StoreError,
+    },
+    /// A blob's bytes do not match its digest.
+    #[error(
+        "digest mismatch for blob {expected} read from {from}: got {actual} ({actual_size} of {expected_size} bytes); nothing was committed"
+    )]
+    DigestMismatch {
+        /// Feeder.
+        from: String,
+        /// Expected.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+        /// Expected size.
+        expected_size: u64,
+        /// Read size.
+        actual_size: u64,
+    },
+    /// A manifest's bytes do not match the digest it was fetched by.
+    #[error("digest mismatch for manifest {expected} read from {from}: got {actual}")]
+    ManifestDigest {
+        /// Feeder.
+        from: String,
+        /// Expected.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+    /// A manifest could not be understood.
+    #[error("manifest {digest}: {source}")]
+    Manifest {
+        /// Digest.
+        digest: Digest,
+        /// Cause.
+        source: ManifestError,
+    },
+    /// The destination feeding this one failed or conflicts.
+    #[error("not copied: its feeder {parent} does not hold the artifact ({reason})")]
+    ParentFailed {
+        /// Feeder.
+        parent: String,
+        /// Why.
+        reason: String,
+    },
+    /// A bug or a panic.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CopyError {
+    /// Whether trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CopyError::Read { source, .. }
+            | CopyError::Upload { source, .. }
+            | CopyError::Write { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            CopyError::Read { source, .. }
+            | CopyError::Upload { source, .. }
+            | CopyError::Write { source, .. } => match source {
+                StoreError::Client(c) => c.retry_after(),
+                StoreError::Layout(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Where an artifact is read from.
+#[derive(Clone, Copy, Debug)]
+pub struct Feeder<'a> {
+    /// Store.
+    pub store: &'a Store,
+    /// Repository.
+    pub repo: &'a str,
+    /// Whether reads count as "bytes read from the source".
+    pub is_source: bool,
+}
+
+/// Where an artifact is written.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Destination index.
+    pub id: usize,
+    /// Store.
+    pub store: Store,
+    /// Repository.
+    pub repo: String,
+}
+
+/// Per-target outcome.
+pub type Outcomes = Vec<(usize, Result<(), CopyError>)>;
+
+fn all_fail(targets: &[Target], e: &CopyError) -> Outcomes {
+    targets.iter().map(|t| (t.id, Err(e.clone()))).collect()
+}
+
+/// Shared state of all copies of one run: limits, blob locks, what each destination holds,
+/// counters.
+#[derive(Debug)]
+pub struct Copier {
+    limiter: Limiter,
+    retry: RetryConfig,
+    platforms: Vec<String>,
+    blob_parallelism: usize,
+    locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    known: Mutex<HashMap<(usize, Digest), HashSet<String>>>,
+    /// Bytes read from the source.
+    pub source_read: AtomicU64,
+    /// Bytes read from destinations feeding others.
+    pub relay_read: AtomicU64,
+    /// Bytes written per destination id.
+    pub written: Vec<AtomicU64>,
+    /// Foreign / non-distributable layers left out.
+    pub foreign_skipped: AtomicU64,
+}
+
+impl Copier {
+    /// A copier for `destinations` targets.
+    pub fn new(
+        destinations: usize,
+        limiter: Limiter,
+        retry: RetryConfig,
+        platforms: Vec<String>,
+        blob_parallelism: usize,
+    ) -> Self {
+        Self {
+            limiter,
+            retry,
+            platforms,
+            blob_parallelism: blob_parallelism.max(1),
+            locks: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            source_read: AtomicU64::new(0),
+            relay_read: AtomicU64::new(0),
+            written: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
+            foreign_skipped: AtomicU64::new(0),
+        }
+    }
+
+    fn add_written(&self, id: usize, n: u64) {
+        if let Some(w) = self.written.get(id) {
+            w.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn lock_for(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        match self.locks.lock() {
+            Ok(mut m) => m.entry(d.clone()).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn remember(&self, id: usize, d: &Digest, repo: &str) {
+        if let Ok(mut k) = self.known.lock() {
+            k.entry((id, d.clone()))
+                .or_default()
+                .insert(repo.to_string());
+        }
+    }
+
+    /// (known in this repo, another repo of the same destination holding it)
+    fn known(&self, id: usize, d: &Digest, repo: &str) -> (bool, Option<String>) {
+        let Ok(k) = self.known.lock() else {
+            return (false, None);
+        };
+        match k.get(&(id, d.clone())) {
+            Some(repos) if repos.contains(repo) => (true, None),
+            Some(repos) => (false, repos.iter().next().cloned()),
+            None => (false, None),
+        }
+    }
+
+    async fn backoff(&self, attempt: u32, err: &CopyError) {
+        let wait = self
+            .retry
+            .delay(attempt, backoff::jitter(), err.retry_after());
+        tokio::time::sleep(wait).await;
+    }
+
+    async fn fetch_manifest(
+        &self,
+        feeder: &Feeder<'_>,
+        digest: &Digest,
+    ) -> Result<(bytes::Bytes, String), CopyError> {
+        let (bytes, ct) = feeder
+            .store
+            .get_manifest(feeder.repo, digest)
+            .await
+            .map_err(|source| CopyError::Read {
+                what: format!("manifest {}@{digest}", feeder.repo),
+                source,
+            })?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(CopyError::ManifestDigest {
+                from: feeder.store.name(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        if feeder.is_source {
+            self.source_read
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        Ok((bytes.clone(), manifest::media_type_of(&ct, &bytes)))
+    }
+
+    /// Copies manifest `digest` (and everything it references) from `feeder` to `targets`,
+    /// tagging it `tag` (or storing it by digest). Each target gets its own outcome.
+    pub fn copy_manifest<'a>(
+        &'a self,
+        feeder: Feeder<'a>,
+        digest: &'a Digest,
+        targets: &'a [Target],
+        tag: Option<&'a str>,
+    ) -> BoxFuture<'a, Outcomes> {
+        async move {
+            let (bytes, media_type) = match self.fetch_manifest(&feeder, digest).await {
+                Ok(m) => m,
+                Err(e) => return all_fail(targets, &e),
+            };
+            let parsed = match manifest::parse(&media_type, &bytes) {
+                Ok(p) => p,
+                Err(source) => {
+                    return all_fail(
+                        targets,
+                        &CopyError::Manifest {
+                            digest: digest.clone(),
+                            source,
+                        },
+                    );
+                }
+            };
+            let mut failed: HashMap<usize, CopyError> = HashMap::new();
+            match parsed {
+                Parsed::Index { manifests } => {
+                    let children: Vec<Descriptor> = manifests
+                        .into_iter()
+                        .filter(|c| {
+                            filter::platform_selected(&self.platforms, c.platform.as_deref())
+                        })
+                        .collect();
+                    for child in &children {
+                        let mut need = Vec::new();
+                        let live: Vec<&Target> = targets
+                            .iter()
+                            .filter(|t| !failed.contains_key(&t.id))
+                            .collect();
+                        for t in live {
+                            match t.store.has_manifest(&t.repo, &child.digest).await {
+                                Ok(true) => {}
+                                Ok(false) => need.push(t.clone()),
+                                Err(source) => {
+                                    failed.insert(
+                                        t.id,
+                                        CopyError::Write {
+                                            destination: t.store.name(),
+                                            what: format!("HEAD of manifest {}", child.digest),
+                                            source,
+                                        },
+                                    );
+                                }
+                            }
+                        }
+                        if need.is_empty() {
+                            continue;
+                        }
+                        for (id, r) in self.copy_manifest(feeder, &child.digest, &need, None).await
+                        {
+                            if let Err(e) = r {
+                                failed.entry(id).or_insert(e);
+                            }
+                        }
+                    }
+                }
+                Parsed::Image { config, layers } => {
+                    let mut seen = HashSet::new();
+                    let mut blobs = Vec::new();
+                    for d in config.into_iter().chain(layers) {
+                        if d.foreign {
+                            self.foreign_skipped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        if seen.insert(d.digest.clone()) {
+                            blobs.push(d);
+                        }
+                    }
+                    let results: Vec<Outcomes> = futures::stream::iter(blobs)
+                        .map(|b| async move { self.ensure_blob(feeder, &b, targets).await })
+                        .buffer_unordered(self.blob_parallelism)
+                        .collect()
+                        .await;
+                    for (id, r) in results.into_iter().flatten() {
+                        if let Err(e) = r {
+                            failed.entry(id).or_insert(e);
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(targets.len());
+            for t in targets {
+                if let Some(e) = failed.remove(&t.id) {
+                    out.push((t.id, Err(e)));
+                    continue;
+                }
+                let r = t
+                    .store
+                    .put_manifest(&t.repo, tag, &media_type, &bytes)
+                    .await
+                    .map_err(|source| CopyError::Write {
+                        destination: t.store.name(),
+                        what: format!(
+                            "push of manifest {}:{}",
+                            t.repo,
+                            tag.map(str::to_string)
+                                .unwrap_or_else(|| digest.to_string())
+                        ),
+                        source,
+                    });
+                if r.is_ok() {
+                    self.add_written(t.id, bytes.len() as u64);
+                }
+                out.push((t.id, r));
+            }
+            out
+        }
+        .boxed()
+    }
+
+    /// Makes blob `desc` present in every target repository: known, existing, mounted from
+    /// another repository of the same destination, or streamed once from the feeder to all
+    /// that still lack it.
+    async fn ensure_blob(
+        &self,
+        feeder: Feeder<'_>,
+        desc: &Descriptor,
+        targets: &[Target],
+    ) -> Outcomes {
+        let digest = &desc.digest;
+        let lock = self.lock_for(digest);
+        let _guard = lock.lock().await;
+        let mut out: Outcomes = Vec::new();
+        let mut pending: Vec<(Target, Option<url::Url>)> = Vec::new();
+        for t in targets {
+            let (here, elsewhere) = self.known(t.id, digest, &t.repo);
+            if here {
+                out.push((t.id, Ok(())));
+                continue;
+            }
+            let check = async {
+                if t.store.has_blob(&t.repo, digest).await? {
+                    return Ok(Prepared::Present);
+                }
+                t.store.prepare(&t.repo, digest, elsewhere.as_deref()).await
+            };
+            match check.await {
+                Ok(Prepared::Present) => {
+                    self.remember(t.id, digest, &t.repo);
+                    out.push((t.id, Ok(())));
+                }
+                Ok(Prepared::Upload(session)) => pending.push((t.clone(), session)),
+                Err(source) => out.push((
+                    t.id,
+                    Err(CopyError::Write {
+                        destination: t.store.name(),
+                        what: format!("check of blob {digest}"),
+                        source,
+                    }),
+                )),
+            }
+        }
+        let counter = if feeder.is_source {
+            &self.source_read
+        } else {
+            &self.relay_read
+        };
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            attempt += 1;
+            let by_id: HashMap<usize, Target> =
+                pending.iter().map(|(t, _)| (t.id, t.clone())).collect();
+            let fan: Vec<fanout::Target> = pending
+                .drain(..)
+                .map(|(t, session)| fanout::Target {
+                    id: t.id,
+                    store: t.store,
+                    repo: t.repo,
+                    session,
+                })
+                .collect();
+            let last = attempt >= self.retry.max_attempts.max(1);
+            let results = fanout::fan_out(
+                feeder.store,
+                feeder.repo,
+                digest,
+                desc.size,
+                fan,
+                &self.limiter,
+                counter,
+            )
+            .await;
+            let mut retry_err = None;
+            match results {
+                Ok(results) => {
+                    for (id, r) in results {
+                        match r {
+                            Ok(n) => {
+                                self.add_written(id, n);
+                                if let Some(t) = by_id.get(&id) {
+                                    self.remember(id, digest, &t.repo);
+                                }
+                                out.push((id, Ok(())));
+                            }
+                            Err(e) if e.is_retryable() && !last => {
+                                if let Some(t) = by_id.get(&id) {
+                                    pending.push((t.clone(), None));
+                                }
+                                retry_err = Some(e);
+                            }
+                            Err(e) => out.push((id, Err(e))),
+                        }
+                    }
+                }
+                Err(e) if e.is_retryable() && !last => {
+                    pending.extend(by_id.into_values().map(|t| (t, None)));
+                    retry_err = Some(e);
+                }
+                Err(e) => out.extend(by_id.into_keys().map(|id| (id, Err(e.clone())))),
+            }
+            if let Some(e) = retry_err {
+                tracing::debug!(%digest, error = %e, attempt, "retrying blob");
+                self.backoff(attempt, &e).await;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! What a manifest refers to, read from its exact bytes (which are never re-serialised).
+
+use super::digest::{Digest, DigestError};
+
+/// Docker schema 2 image manifest.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Every manifest media type the engine reads (the `Accept` header).
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Errors understanding a manifest.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON.
+    #[error("manifest is not valid JSON: {0}")]
+    Json(String),
+    /// A descriptor digest is invalid.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Neither an image manifest nor an index.
+    #[error("unsupported manifest media type {0:?}")]
+    Unsupported(String),
+}
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Media type.
+    pub media_type: String,
+    /// Digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// `os/arch[/variant]` for index entries.
+    pub platform: Option<String>,
+    /// Whether the blob must not be copied (foreign/non-distributable layers, or `urls` set).
+    pub foreign: bool,
+}
+
+/// A manifest's structure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// An index or manifest list: child manifests.
+    Index {
+        /// The children.
+        manifests: Vec<Descriptor>,
+    },
+    /// An image manifest or artifact: blobs.
+    Image {
+        /// Config blob (absent for some artifacts).
+        config: Option<Descriptor>,
+        /// Layers (artifact blobs).
+        layers: Vec<Descriptor>,
+    },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<RawDesc>>,
+    #[serde(default)]
+    config: Option<RawDesc>,
+    #[serde(default)]
+    layers: Option<Vec<RawDesc>>,
+    #[serde(default)]
+    blobs: Option<Vec<RawDesc>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDesc {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl RawDesc {
+    fn into_descriptor(self) -> Result<Descriptor, ManifestError> {
+        let foreign = !self.urls.is_empty()
+            || self.media_type.contains("nondistributable")
+            || self.media_type.contains(".foreign.");
+        Ok(Descriptor {
+            digest: self.digest.parse()?,
+            size: self.size,
+            platform: self.platform.map(|p| match p.variant {
+                Some(v) if !v.is_empty() => format!("{}/{}/{}", p.os, p.architecture, v),
+                _ => format!("{}/{}", p.os, p.architecture),
+            }),
+            media_type: self.media_type,
+            foreign,
+        })
+    }
+}
+
+/// Whether a media type names an index / manifest list.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+/// Reads the structure of a manifest. `content_type` is what the registry announced; the
+/// document's own `mediaType` wins when present.
+pub fn parse(content_type: &str, bytes: &[u8]) -> Result<Parsed, ManifestError> {
+    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let mt = raw.media_type.as_deref().unwrap_or(content_type);
+    if is_index(mt) || (raw.manifests.is_some() && raw.config.is_none()) {
+        let manifests = raw
+            .manifests
+            .unwrap_or_default()
+            .into_iter()
+            .map(RawDesc::into_descriptor)
+            .collect::<Result<_, _>>()?;
+        return Ok(Parsed::Index { manifests });
+    }
+    if mt == OCI_MANIFEST
+        || mt == DOCKER_MANIFEST
+        || raw.config.is_some()
+        || raw.layers.is_some()
+        || raw.blobs.is_some()
+    {
+        let config = raw.config.map(RawDesc::into_descriptor).transpose()?;
+        let mut layers: Vec<Descriptor> = raw
+            .layers
+            .unwrap_or_default()
+            .into_iter()
+            .map(RawDesc::into_descriptor)
+            .collect::<Result<_, _>>()?;
+        for b in raw.blobs.unwrap_or_default() {
+            layers.push(b.into_descriptor()?);
+        }
+        return Ok(Parsed::Image { config, layers });
+    }
+    Err(ManifestError::Unsupported(mt.to_string()))
+}
+
+/// The media type to send with a manifest: its own `mediaType`, else what the source said.
+pub fn media_type_of(content_type: &str, bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Mt {
+        #[serde(default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Mt>(bytes)
+        .ok()
+        .and_then(|m| m.media_type)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| content_type.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    #[test]
+    fn parses_index_with_platforms() {
+        let doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":10,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":10,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+        );
+        let Parsed::Index { manifests } = parse("", doc.as_bytes()).expect("parses") else {
+            panic!("not an index")
+        };
+        assert_eq!(manifests[0].platform.as_deref(), Some("linux/arm64/v8"));
+        assert_eq!(manifests[1].platform.as_deref(), Some("linux/amd64"));
+    }
+
+    #[test]
+    fn parses_artifact_and_foreign_layers() {
+        let doc = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"{D1}","size":3}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{D2}","size":5,"urls":["https://x"]}}]}}"#
+        );
+        let Parsed::Image { config, layers } = parse(OCI_MANIFEST, doc.as_bytes()).expect("parses")
+        else {
+            panic!("not an image")
+        };
+        assert_eq!(config.map(|c| c.size), Some(3));
+        assert!(layers[0].foreign);
+        assert_eq!(media_type_of(OCI_MANIFEST, doc.as_bytes()), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn rejects_unknown() {
+        assert!(parse("text/plain", b"{}").is_err());
+        assert!(parse(OCI_MANIFEST, b"not json").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! The copy engine: exact, fan-out replication of OCI artifacts between registries.
+//!
+//! No Kubernetes types here: the same engine serves the controller and `flotilla sync`.
+//!
+//! - [`client`]: one registry (auth, retries, manifests as exact bytes, blobs as streams);
+//!   [`layout`]: an OCI layout directory; [`store`]: either of them.
+//! - Pure parts: [`digest`], [`backoff`], [`auth`] (challenges, docker config), [`link`],
+//!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`].
+//! - [`fanout`]: one read of a blob streamed to every destination needing it;
+//!   [`copy`]: a manifest tree, children first, tag last; [`sync`]: a whole run;
+//!   [`single`]: one artifact (`flotilla copy`); [`report`]: the summary.
+
+pub mod auth;
+pub mod backoff;
+pub mod client;
+pub mod config;
+pub mod copy;
+pub mod digest;
+pub mod fanout;
+pub mod filter;
+pub mod layout;
+pub mod limit;
+pub mod link;
+pub mod manifest;
+pub mod plan;
+pub mod report;
+pub mod rewrite;
+pub mod single;
+pub mod store;
+pub mod sync;
+
+pub use client::{EndpointConfig, RegistryClient};
+pub use config::{DestinationConfig, SyncConfig, TagRules};
+pub use report::Report;

@@ -1,0 +1,178 @@
+//! The summary of a run, as text or JSON.
+
+use std::fmt::Write as _;
+
+/// Per destination figures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationReport {
+    /// Name.
+    pub name: String,
+    /// Artifacts copied here.
+    pub copied: u64,
+    /// Artifacts already here.
+    pub skipped: u64,
+    /// Artifacts that failed here.
+    pub failed: u64,
+    /// Tags left alone because they point elsewhere (overwrite: false).
+    pub conflicts: u64,
+    /// Tags deleted.
+    pub deleted: u64,
+    /// Bytes written (blobs and manifests).
+    pub bytes_written: u64,
+}
+
+/// One failure.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Failure {
+    /// `repo:tag`, `repo@digest` or a repository.
+    pub artifact: String,
+    /// Destination name (empty: the source side).
+    pub destination: String,
+    /// The error.
+    pub error: String,
+}
+
+/// One conflict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Conflict {
+    /// `repo:tag`.
+    pub artifact: String,
+    /// Destination name.
+    pub destination: String,
+    /// Digest the source has.
+    pub source_digest: String,
+    /// Digest the destination tag points at.
+    pub destination_digest: String,
+}
+
+/// The summary of one sync or copy.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Artifacts copied to at least one destination, failed at none.
+    pub copied: u64,
+    /// Artifacts every destination already held.
+    pub skipped: u64,
+    /// Artifacts that failed at one destination at least.
+    pub failed: u64,
+    /// Conflicts (overwrite: false).
+    pub conflicts: u64,
+    /// Tags deleted (deletion: true).
+    pub deleted: u64,
+    /// Bytes read from the source (blobs and manifests).
+    pub bytes_read_from_source: u64,
+    /// Bytes read from destinations feeding others (hierarchical).
+    pub bytes_read_from_relays: u64,
+    /// Foreign / non-distributable layers not copied.
+    pub foreign_layers_skipped: u64,
+    /// Wall time.
+    pub duration_seconds: f64,
+    /// Per destination.
+    pub destinations: Vec<DestinationReport>,
+    /// Every failure.
+    pub failures: Vec<Failure>,
+    /// Every conflict.
+    pub conflict_details: Vec<Conflict>,
+}
+
+impl Report {
+    /// Whether nothing failed.
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.failures.is_empty()
+    }
+
+    /// Human-readable summary.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "sync {}: {} copied, {} skipped, {} failed, {} conflicts, {} deleted; {} read from source in {:.2}s",
+            if self.success() {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            self.copied,
+            self.skipped,
+            self.failed,
+            self.conflicts,
+            self.deleted,
+            human(self.bytes_read_from_source),
+            self.duration_seconds
+        );
+        for d in &self.destinations {
+            let _ = writeln!(
+                s,
+                "  {}: {} copied, {} skipped, {} failed, {} conflicts, {} deleted, {} written",
+                d.name,
+                d.copied,
+                d.skipped,
+                d.failed,
+                d.conflicts,
+                d.deleted,
+                human(d.bytes_written)
+            );
+        }
+        if self.foreign_layers_skipped > 0 {
+            let _ = writeln!(
+                s,
+                "  {} foreign/non-distributable layers not copied",
+                self.foreign_layers_skipped
+            );
+        }
+        for c in &self.conflict_details {
+            let _ = writeln!(
+                s,
+                "  conflict: {} at {} points at {} (source has {}); left alone because overwrite is false",
+                c.artifact, c.destination, c.destination_digest, c.source_digest
+            );
+        }
+        for f in &self.failures {
+            let dest = if f.destination.is_empty() {
+                String::new()
+            } else {
+                format!(" -> {}", f.destination)
+            };
+            let _ = writeln!(s, "  failed: {}{dest}: {}", f.artifact, f.error);
+        }
+        s
+    }
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(10), "10 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn failure_means_not_success() {
+        let mut r = Report::default();
+        assert!(r.success());
+        r.failed = 1;
+        assert!(!r.success());
+        assert!(r.to_text().contains("FAILED"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Copy of one artifact between two stores (registries or OCI layouts): `flotilla copy`.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::backoff::RetryConfig;
+use super::copy::{Copier, Feeder, Target};
+use super::limit::Limiter;
+use super::report::{DestinationReport, Failure, Report};
+use super::store::{Store, StoreError};
+
+/// One side of a copy.
+#[derive(Clone, Debug)]
+pub struct Side {
+    /// Store.
+    pub store: Store,
+    /// Repository (ignored by layouts).
+    pub repo: String,
+    /// Tag or digest.
+    pub reference: String,
+}
+
+/// Errors before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum SingleError {
+    /// Source lookup failed.
+    #[error("source {name}: {source}")]
+    Source {
+        /// Source.
+        name: String,
+        /// Cause.
+        source: StoreError,
+    },
+    /// The source reference does not exist.
+    #[error("{reference} not found in {name}{repo}: check the tag or digest")]
+    NotFound {
+        /// Store.
+        name: String,
+        /// Repository, with a leading `/` when relevant.
+        repo: String,
+        /// The reference.
+        reference: String,
+    },
+    /// Destination lookup failed.
+    #[error("destination {name}: {source}")]
+    Destination {
+        /// Destination.
+        name: String,
+        /// Cause.
+        source: StoreError,
+    },
+}
+
+/// Copies `src` to `dst` (`dst.reference` a tag, or the digest to store it untagged).
+pub async fn copy(src: &Side, dst: &Side, retry: RetryConfig) -> Result<Report, SingleError> {
+    let started = Instant::now();
+    let src_name = src.store.name();
+    let digest = src
+        .store
+        .resolve(&src.repo, &src.reference)
+        .await
+        .map_err(|source| SingleError::Source {
+            name: src_name.clone(),
+            source,
+        })?
+        .ok_or_else(|| SingleError::NotFound {
+            name: src_name.clone(),
+            repo: match src.store {
+                Store::Registry(_) => format!("/{}", src.repo),
+                Store::Layout(_) => String::new(),
+            },
+            reference: src.reference.clone(),
+        })?;
+    let tag = if dst.reference.starts_with("sha256:") {
+        None
+    } else {
+        Some(dst.reference.as_str())
+    };
+    let current = dst
+        .store
+        .resolve(&dst.repo, &dst.reference)
+        .await
+        .map_err(|source| SingleError::Destination {
+            name: dst.store.name(),
+            source,
+        })?;
+    let mut report = Report {
+        destinations: vec![DestinationReport {
+            name: dst.store.name(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    if current.as_ref() == Some(&digest) {
+        report.skipped = 1;
+        report.destinations[0].skipped = 1;
+    } else {
+        let copier = Copier::new(1, Limiter::new(None), retry, Vec::new(), 3);
+        let targets = [Target {
+            id: 0,
+            store: dst.store.clone(),
+            repo: dst.repo.clone(),
+        }];
+        let feeder = Feeder {
+            store: &src.store,
+            repo: &src.repo,
+            is_source: true,
+        };
+        let out = copier.copy_manifest(feeder, &digest, &targets, tag).await;
+        for (_, r) in out {
+            match r {
+                Ok(()) => {
+                    report.copied = 1;
+                    report.destinations[0].copied = 1;
+                }
+                Err(e) => {
+                    report.failed = 1;
+                    report.destinations[0].failed = 1;
+                    report.failures.push(Failure {
+                        artifact: format!("{}@{digest}", src.reference),
+                        destination: dst.store.name(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        report.bytes_read_from_source = copier.source_read.load(Ordering::Relaxed);
+        report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
+        report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
+    }
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,470 @@
+//! One sync run: discover (list, filter, resolve), plan per destination, copy level by level
+//! (hierarchical destinations fed by their parent), delete when enabled, summarise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use super::client::{ClientError, RegistryClient};
+use super::config::{ConfigError, SyncConfig, feed_levels};
+use super::copy::{Copier, CopyError, Feeder, Target};
+use super::digest::Digest;
+use super::filter::{FilterError, GlobFilter, TagFilter};
+use super::limit::Limiter;
+use super::plan::{self, Action, Item};
+use super::report::{Conflict, DestinationReport, Failure, Report};
+use super::store::Store;
+
+/// Errors that stop a sync before it changes anything.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Invalid filter.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// An endpoint is unusable (bad URL, unreachable, credentials rejected).
+    #[error("{role}: {source}")]
+    Endpoint {
+        /// `source` or `destination <name>`.
+        role: String,
+        /// Cause.
+        source: ClientError,
+    },
+}
+
+/// Items of a repository and every tag the source has there.
+type Discovered = (Vec<Item>, HashSet<String>);
+
+/// What happened at one destination for one artifact.
+#[derive(Clone, Debug)]
+enum Status {
+    Holds { copied: bool },
+    Failed(String),
+    Conflict(Digest),
+}
+
+struct Run<'a> {
+    cfg: &'a SyncConfig,
+    source: Store,
+    source_client: Arc<RegistryClient>,
+    dests: Vec<(Store, Arc<RegistryClient>)>,
+    levels: Vec<Vec<usize>>,
+    parents: Vec<Option<usize>>,
+    tags: TagFilter,
+    copier: Copier,
+    /// 0 unknown, 1 supported, 2 unsupported.
+    referrers_api: AtomicU8,
+}
+
+/// Runs one sync. `Err` only for problems found before anything is written; failures of
+/// individual artifacts are in the report.
+pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
+    let started = Instant::now();
+    let (levels, parents) = feed_levels(&cfg.destinations)?;
+    let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
+    let tags = TagFilter::new(
+        &cfg.tags.include,
+        &cfg.tags.exclude,
+        cfg.tags.regex.as_deref(),
+        cfg.tags.semver.as_deref(),
+    )?;
+    let endpoint = |role: String| move |source| SyncError::Endpoint { role, source };
+    let source_client = Arc::new(
+        RegistryClient::new(&cfg.source, cfg.retry)
+            .map_err(endpoint(format!("source {}", cfg.source.url)))?,
+    );
+    let mut dests = Vec::new();
+    for d in &cfg.destinations {
+        let c = Arc::new(
+            RegistryClient::new(&d.endpoint, cfg.retry).map_err(endpoint(format!(
+                "destination {} ({})",
+                d.name, d.endpoint.url
+            )))?,
+        );
+        dests.push((Store::Registry(c.clone()), c));
+    }
+    source_client
+        .ping()
+        .await
+        .map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    for (d, (_, c)) in cfg.destinations.iter().zip(&dests) {
+        c.ping().await.map_err(endpoint(format!(
+            "destination {} ({})",
+            d.name, d.endpoint.url
+        )))?;
+    }
+    let catalog = source_client
+        .catalog()
+        .await
+        .map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    let concurrency = cfg.concurrency.max(1);
+    let run = Run {
+        cfg,
+        source: Store::Registry(source_client.clone()),
+        source_client,
+        copier: Copier::new(
+            dests.len(),
+            Limiter::new(cfg.bandwidth_limit),
+            cfg.retry,
+            cfg.platforms.clone(),
+            3,
+        ),
+        dests,
+        levels,
+        parents,
+        tags,
+        referrers_api: AtomicU8::new(0),
+    };
+    let mut report = Report {
+        destinations: cfg
+            .destinations
+            .iter()
+            .map(|d| DestinationReport {
+                name: d.name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+
+    // Discover.
+    let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
+    let discovered: Vec<(String, Result<Discovered, ClientError>)> =
+        futures::stream::iter(in_scope)
+            .map(|repo| {
+                let run = &run;
+                async move {
+                    let r = run.discover(&repo).await;
+                    (repo, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut items = Vec::new();
+    let mut source_tags = Vec::new();
+    for (repo, r) in discovered {
+        match r {
+            Ok((its, all)) => {
+                items.extend(its);
+                source_tags.push((repo, all));
+            }
+            Err(e) => report.failures.push(Failure {
+                artifact: repo,
+                destination: String::new(),
+                error: format!("listing the source failed: {e}"),
+            }),
+        }
+    }
+    items.sort_by_key(Item::display);
+
+    // Copy.
+    let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(items)
+        .map(|item| {
+            let run = &run;
+            async move {
+                let st = run.sync_item(&item).await;
+                (item, st)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (item, statuses) in outcomes {
+        let mut any_failed = false;
+        let mut any_copied = false;
+        for (i, st) in statuses.iter().enumerate() {
+            let dr = &mut report.destinations[i];
+            match st {
+                Status::Holds { copied: true } => {
+                    any_copied = true;
+                    dr.copied += 1;
+                }
+                Status::Holds { copied: false } => dr.skipped += 1,
+                Status::Failed(e) => {
+                    any_failed = true;
+                    dr.failed += 1;
+                    report.failures.push(Failure {
+                        artifact: item.display(),
+                        destination: dr.name.clone(),
+                        error: e.clone(),
+                    });
+                }
+                Status::Conflict(found) => {
+                    dr.conflicts += 1;
+                    report.conflicts += 1;
+                    report.conflict_details.push(Conflict {
+                        artifact: item.display(),
+                        destination: dr.name.clone(),
+                        source_digest: item.digest.to_string(),
+                        destination_digest: found.to_string(),
+                    });
+                }
+            }
+        }
+        if any_failed {
+            report.failed += 1;
+        } else if any_copied {
+            report.copied += 1;
+        } else {
+            report.skipped += 1;
+        }
+    }
+
+    // Delete.
+    if cfg.deletion {
+        for (repo, all) in &source_tags {
+            run.delete_extra(repo, all, &mut report).await;
+        }
+    }
+
+    for (i, d) in report.destinations.iter_mut().enumerate() {
+        d.bytes_written = run.copier.written[i].load(Ordering::Relaxed);
+    }
+    report.bytes_read_from_source = run.copier.source_read.load(Ordering::Relaxed);
+    report.bytes_read_from_relays = run.copier.relay_read.load(Ordering::Relaxed);
+    report.foreign_layers_skipped = run.copier.foreign_skipped.load(Ordering::Relaxed);
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+impl Run<'_> {
+    /// Items of one repository, and every tag the source has there.
+    async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
+        let all = self.source_client.tags(repo).await?;
+        let selected: HashSet<String> = all
+            .iter()
+            .filter(|t| self.tags.matches(t))
+            .cloned()
+            .collect();
+        let mut items = self.resolve(repo, selected.iter().cloned()).await?;
+        if self.cfg.referrers {
+            let subjects: Vec<Digest> = items.iter().map(|i| i.digest.clone()).collect();
+            let extra = plan::referrer_tags(&all, &subjects, &selected);
+            items.extend(self.resolve(repo, extra).await?);
+            if self.referrers_api.load(Ordering::Relaxed) != 2 {
+                let mut known: HashSet<Digest> = items.iter().map(|i| i.digest.clone()).collect();
+                for d in subjects {
+                    match self.source_client.referrers(repo, &d).await? {
+                        Some(list) => {
+                            self.referrers_api.store(1, Ordering::Relaxed);
+                            for r in list {
+                                if known.insert(r.clone()) {
+                                    items.push(Item {
+                                        repo: repo.to_string(),
+                                        tag: None,
+                                        digest: r,
+                                    });
+                                }
+                            }
+                        }
+                        None => {
+                            self.referrers_api.store(2, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok((items, all.into_iter().collect()))
+    }
+
+    async fn resolve(
+        &self,
+        repo: &str,
+        tags: impl IntoIterator<Item = String>,
+    ) -> Result<Vec<Item>, ClientError> {
+        let heads: Vec<Result<Option<Item>, ClientError>> = futures::stream::iter(tags)
+            .map(|tag| async move {
+                Ok(self
+                    .source_client
+                    .head_manifest(repo, &tag)
+                    .await?
+                    .map(|h| Item {
+                        repo: repo.to_string(),
+                        tag: Some(tag),
+                        digest: h.digest,
+                    }))
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for h in heads {
+            if let Some(i) = h? {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plans and copies one artifact to every destination, parents before children.
+    async fn sync_item(&self, item: &Item) -> Vec<Status> {
+        let dest_repo = self.cfg.rewrite.apply(&item.repo);
+        let reference = item.tag.clone().unwrap_or_else(|| item.digest.to_string());
+        let heads = futures::future::join_all(
+            self.dests
+                .iter()
+                .map(|(_, c)| c.head_manifest(&dest_repo, &reference)),
+        )
+        .await;
+        let actions: Vec<Result<Action, String>> = heads
+            .into_iter()
+            .map(|h| {
+                h.map(|h| {
+                    plan::action(
+                        &item.digest,
+                        h.as_ref().map(|h| &h.digest),
+                        self.cfg.overwrite,
+                    )
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect();
+        let mut status: Vec<Option<Status>> = vec![None; self.dests.len()];
+        for level in &self.levels {
+            let mut groups: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+            for &i in level {
+                let parent = self.parents[i];
+                let parent_holds = match parent {
+                    None => true,
+                    Some(p) => matches!(status[p], Some(Status::Holds { .. })),
+                };
+                status[i] = match &actions[i] {
+                    Err(e) => Some(Status::Failed(e.clone())),
+                    Ok(Action::Skip) => Some(Status::Holds { copied: false }),
+                    Ok(Action::Conflict { found }) => Some(Status::Conflict(found.clone())),
+                    Ok(Action::Copy) if !parent_holds => {
+                        let p = parent.unwrap_or_default();
+                        Some(Status::Failed(
+                            CopyError::ParentFailed {
+                                parent: self.cfg.destinations[p].name.clone(),
+                                reason: match &status[p] {
+                                    Some(Status::Conflict(_)) => "conflict".into(),
+                                    _ => "its copy failed".into(),
+                                },
+                            }
+                            .to_string(),
+                        ))
+                    }
+                    Ok(Action::Copy) => {
+                        groups.entry(parent).or_default().push(i);
+                        None
+                    }
+                };
+            }
+            let results = futures::future::join_all(groups.into_iter().map(|(feeder, members)| {
+                let dest_repo = &dest_repo;
+                async move {
+                    let (store, repo, is_source) = match feeder {
+                        None => (&self.source, item.repo.as_str(), true),
+                        Some(p) => (&self.dests[p].0, dest_repo.as_str(), false),
+                    };
+                    let targets: Vec<Target> = members
+                        .iter()
+                        .map(|&i| Target {
+                            id: i,
+                            store: self.dests[i].0.clone(),
+                            repo: dest_repo.clone(),
+                        })
+                        .collect();
+                    self.copier
+                        .copy_manifest(
+                            Feeder {
+                                store,
+                                repo,
+                                is_source,
+                            },
+                            &item.digest,
+                            &targets,
+                            item.tag.as_deref(),
+                        )
+                        .await
+                }
+            }))
+            .await;
+            for (i, r) in results.into_iter().flatten() {
+                status[i] = Some(match r {
+                    Ok(()) => Status::Holds { copied: true },
+                    Err(e) => Status::Failed(e.to_string()),
+                });
+            }
+        }
+        status
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Status::Failed("not planned".into())))
+            .collect()
+    }
+
+    async fn delete_extra(&self, repo: &str, source_tags: &HashSet<String>, report: &mut Report) {
+        let dest_repo = self.cfg.rewrite.apply(repo);
+        for (i, (_, c)) in self.dests.iter().enumerate() {
+            let name = self.cfg.destinations[i].name.clone();
+            let dest_tags = match c.tags(&dest_repo).await {
+                Ok(t) => t,
+                Err(e) => {
+                    report.failures.push(Failure {
+                        artifact: dest_repo.clone(),
+                        destination: name,
+                        error: format!("listing tags for deletion failed: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let doomed = plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t));
+            for tag in doomed {
+                match delete_tag(c, &dest_repo, &tag, &dest_tags).await {
+                    Ok(()) => {
+                        report.deleted += 1;
+                        report.destinations[i].deleted += 1;
+                    }
+                    Err(error) => report.failures.push(Failure {
+                        artifact: format!("{dest_repo}:{tag}"),
+                        destination: name.clone(),
+                        error,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a tag; where the registry only deletes by digest (Distribution 2.8), deletes the
+/// digest only when no other tag of the repository points at it.
+async fn delete_tag(
+    c: &RegistryClient,
+    repo: &str,
+    tag: &str,
+    all_tags: &[String],
+) -> Result<(), String> {
+    let err = |e: ClientError| format!("deletion failed: {e}");
+    if c.delete_manifest(repo, tag).await.map_err(err)? {
+        return Ok(());
+    }
+    let Some(head) = c.head_manifest(repo, tag).await.map_err(err)? else {
+        return Ok(());
+    };
+    for other in all_tags.iter().filter(|t| t.as_str() != tag) {
+        if let Some(h) = c.head_manifest(repo, other).await.map_err(err)?
+            && h.digest == head.digest
+        {
+            return Err(format!(
+                "not deleted: this registry deletes by digest only and tag {other:?} shares digest {}",
+                head.digest
+            ));
+        }
+    }
+    if c.delete_manifest(repo, head.digest.as_str())
+        .await
+        .map_err(err)?
+    {
+        Ok(())
+    } else {
+        Err("not deleted: the registry refuses deletes (enable storage.delete on it)".into())
+    }
+}
