@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod engine;
 pub mod metrics;
+pub mod registry;
 pub mod replication;
 pub mod server;
 pub mod sync_config;

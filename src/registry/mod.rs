@@ -1,0 +1,18 @@
+//! Pure builders of the Registry controller: spec → `config.yml`, owned Kubernetes objects,
+//! validation and status. Nothing here performs I/O; the reconciler dereferences, calls these,
+//! and applies what they return.
+
+pub mod config;
+pub mod generated;
+pub mod names;
+pub mod objects;
+pub mod pod;
+pub mod status;
+pub mod validate;
+
+pub use config::{ConfigError, render_config};
+pub use generated::{GeneratedSecrets, generate_http_secret, generate_token};
+pub use names::Names;
+pub use objects::{BuildContext, BuildError, Children, build};
+pub use status::{ObservedDeployment, status};
+pub use validate::{ValidationIssue, validate};
