@@ -7,6 +7,7 @@
 #   e2e/cluster.sh down DIR          stop everything started in DIR, leaving nothing running
 #   e2e/cluster.sh stop DIR NAME     stop one component (e.g. kube-apiserver)
 #   e2e/cluster.sh start DIR NAME    start it again, same flags and ports
+#   e2e/cluster.sh bin NAME          print the path of a binary (e.g. kubectl) as found below
 #
 # Binaries: $KUBEBUILDER_ASSETS/<name>, or per binary $ETCD_BIN, $KUBE_APISERVER_BIN,
 # $KUBE_CONTROLLER_MANAGER_BIN, $KUBE_SCHEDULER_BIN, $KWOK_BIN, $KUBECTL_BIN; otherwise the cache
@@ -192,6 +193,7 @@ down() {
 }
 
 cmd=${1:-}; dir=${2:-}
+if [ "$cmd" = bin ]; then bin "${2:?name}"; exit; fi
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 up|down DIR | stop|start DIR COMPONENT"
 case "$cmd" in
   up) up "$dir" ;;
