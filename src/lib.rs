@@ -13,3 +13,4 @@ pub mod replication;
 pub mod server;
 pub mod sync_config;
 pub mod telemetry;
+pub mod webhook;
