@@ -41,7 +41,13 @@ async fn build_corpus(p: &Pusher) -> Corpus {
     tags.push(("apps/web".into(), sig_tag, sig));
     // Docker schema 2 list + manifests, sharing the base layer, in another repository.
     let d1 = p
-        .image("tools/cli", None, "amd64", &[base.clone()], true)
+        .image(
+            "tools/cli",
+            None,
+            "amd64",
+            std::slice::from_ref(&base),
+            true,
+        )
         .await;
     let list = p.index("tools/cli", "2.1", &[(d1, "amd64")], true).await;
     tags.push(("tools/cli".into(), "2.1".into(), list));
