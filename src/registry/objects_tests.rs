@@ -347,3 +347,27 @@ fn missing_metadata_is_an_error() {
         Err(BuildError::MissingMetadata("namespace"))
     ));
 }
+
+#[test]
+fn examples_validate_and_build() {
+    for (name, text) in [
+        (
+            "production",
+            include_str!("../../examples/registry/production.yaml"),
+        ),
+        (
+            "pull-through-cache",
+            include_str!("../../examples/registry/pull-through-cache.yaml"),
+        ),
+    ] {
+        let mut r: Registry = serde_yaml::from_str(text).expect(name);
+        assert_eq!(crate::registry::validate(&r.spec), [], "{name}");
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some("u".into());
+        let c = build(&r, &ctx(), &generated()).expect(name);
+        assert!(
+            c.pod_disruption_budget.is_some(),
+            "{name}: several replicas"
+        );
+    }
+}
