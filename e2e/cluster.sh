@@ -181,6 +181,9 @@ NODE
   done
   wait_until 120 "kwok to make the nodes Ready" \
     "$kubectl" --kubeconfig="$d/kubeconfig" wait --for=condition=Ready node --all --timeout=1s
+  # Node registration adds the not-ready taint; with no nodelifecycle controller (kwok sends
+  # no heartbeats) nobody would lift it once kwok reports the nodes Ready.
+  "$kubectl" --kubeconfig="$d/kubeconfig" taint nodes --all node.kubernetes.io/not-ready- >/dev/null 2>&1 || true
   wait_until 120 "the default ServiceAccount" \
     "$kubectl" --kubeconfig="$d/kubeconfig" get serviceaccount default -n default
   echo "export KUBECONFIG=$d/kubeconfig"

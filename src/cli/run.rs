@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::controller::{self, Scope};
+use crate::controller::{self, Scope, Settings};
 use crate::metrics::Metrics;
 use crate::server::{self, Probes};
 use crate::telemetry::{self, LogFormat};
@@ -19,6 +19,11 @@ pub struct RunArgs {
     /// Watch only this namespace (default: every namespace).
     #[arg(long, env = "FLOTILLA_NAMESPACE")]
     pub namespace: Option<String>,
+    /// URL under which registry pods reach Flotilla's event receiver (e.g.
+    /// `http://flotilla.flotilla-system.svc:8081/v1/events`); unset: Registries send no
+    /// notifications.
+    #[arg(long, env = "FLOTILLA_RECEIVER_URL")]
+    pub receiver_url: Option<String>,
     /// Log line format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -55,11 +60,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
     });
     tracing::info!(addr = %args.probe_addr, "serving /healthz, /readyz, /metrics");
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let settings = Settings {
+        receiver_url: args.receiver_url,
+    };
     controller::run(
         client,
         Scope {
             namespace: args.namespace,
         },
+        settings,
         metrics,
         ready,
     )

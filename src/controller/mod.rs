@@ -26,6 +26,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics of the manager.
     pub metrics: Arc<Metrics>,
+    /// URL of the event receiver as registry pods reach it; `None` disables notifications.
+    pub receiver_url: Option<String>,
 }
 
 /// Errors of a reconciliation; all are retried with backoff.
@@ -40,6 +42,9 @@ pub enum Error {
     /// Building a patch failed.
     #[error("cannot serialise a patch: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// Building the owned objects failed.
+    #[error("cannot build the owned objects: {0}")]
+    Build(String),
 }
 
 impl Error {
@@ -49,6 +54,7 @@ impl Error {
             Error::Kube(_) => "KubeApi",
             Error::MissingMetadata(..) => "MissingMetadata",
             Error::Serialize(_) => "Serialize",
+            Error::Build(_) => "Build",
         }
     }
 }
@@ -79,8 +85,21 @@ impl Scope {
     }
 }
 
+/// Operator-wide settings from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// URL of the event receiver as registry pods reach it.
+    pub receiver_url: Option<String>,
+}
+
 /// Runs both controllers until SIGTERM or SIGINT; `ready` turns true once their caches synced.
-pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) {
     let reporter = Reporter {
         controller: "flotilla".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -89,6 +108,7 @@ pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, ready: Arc
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        receiver_url: settings.receiver_url,
     });
     let secrets: Api<Secret> = scope.api(&client);
 

@@ -1,29 +1,48 @@
-//! The Registry controller. This version validates what the schema cannot (referenced
-//! Secrets and their keys) and reports it; building the fleet comes with the Registry issue.
+//! The Registry controller: dereference (Secrets, the generated Secret, the Deployment) →
+//! validate (pure) → build (pure, `crate::registry`) → server-side apply → status.
+//! Nothing is applied while the spec or a referenced Secret has a problem: the fleet keeps
+//! running on its last good configuration and the conditions say what to fix.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::{
-    Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, readiness, references, status,
-};
-use crate::api::registry::{Registry, RegistrySpec, RegistryStatus};
-use crate::conditions::{self, Desired, READY};
+use super::{Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, references, status};
+use crate::api::FIELD_MANAGER;
+use crate::api::registry::{Registry, RegistrySpec};
+use crate::engine::auth::DockerConfig;
 use crate::metrics::{FailureLabels, KindLabels};
+use crate::registry::generated::{
+    GeneratedSecrets, existing_value, generate_http_secret, generate_token,
+};
+use crate::registry::names::{HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names};
+use crate::registry::objects::{BuildContext, build};
+use crate::registry::status::ObservedDeployment;
+use crate::registry::validate::{ValidationIssue, check_tls_secret, validate};
 
 const KIND: &str = "Registry";
 
-/// The controller, watching Registries and the Secrets they refer to.
+/// The controller, watching Registries, what they own and the Secrets they refer to.
 pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Controller<Registry> {
-    let controller = Controller::new(scope.api::<Registry>(client), watcher::Config::default());
+    let wc = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
+    let controller = Controller::new(scope.api::<Registry>(client), watcher::Config::default())
+        .owns(scope.api::<Deployment>(client), wc.clone())
+        .owns(scope.api::<Service>(client), wc.clone())
+        .owns(scope.api::<ConfigMap>(client), wc.clone())
+        .owns(scope.api::<PodDisruptionBudget>(client), wc);
     let store = controller.store();
+    // Secrets: both the generated one (owned) and the user's (referenced) trigger a reconcile.
     controller.watches(
         secrets,
         watcher::Config::default(),
@@ -34,41 +53,15 @@ pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Contr
                 .into_iter()
                 .filter(|r| {
                     r.namespace() == ns
-                        && references::registry_secrets(&r.spec)
-                            .iter()
-                            .any(|s| s.name == name)
+                        && (Names::new(r.name_any(), "").generated_secret() == name
+                            || references::registry_secrets(&r.spec)
+                                .iter()
+                                .any(|s| s.name == name))
                 })
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         },
     )
-}
-
-/// Labels selecting the pods of a Registry.
-pub fn selector(name: &str) -> String {
-    format!("app.kubernetes.io/name=registry,app.kubernetes.io/instance={name}")
-}
-
-/// The storage backend in short form, e.g. `s3://bucket/prefix`.
-pub fn storage_summary(spec: &RegistrySpec) -> String {
-    if let Some(s3) = &spec.storage.s3 {
-        format!(
-            "s3://{}{}",
-            s3.bucket,
-            s3.root_directory.as_deref().unwrap_or("")
-        )
-    } else if spec.storage.filesystem.is_some() {
-        "filesystem".into()
-    } else {
-        "emptyDir".into()
-    }
-}
-
-/// In-cluster URL of a Registry's Service.
-pub fn service_url(spec: &RegistrySpec, name: &str, namespace: &str) -> String {
-    let scheme = if spec.tls.is_some() { "https" } else { "http" };
-    let port = spec.service.as_ref().map_or(5000, |s| s.port);
-    format!("{scheme}://{name}.{namespace}.svc:{port}")
 }
 
 /// Reconciles one Registry.
@@ -85,52 +78,153 @@ pub async fn reconcile(obj: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, 
     result
 }
 
+/// Reason of a missing or incomplete referenced Secret, by the field that refers to it.
+fn secret_reason(field: &str, reason: &'static str) -> &'static str {
+    match (field.starts_with("spec.storage.s3"), reason) {
+        (true, "SecretNotFound" | "SecretKeyMissing") => "S3CredentialsMissing",
+        _ => reason,
+    }
+}
+
+/// Upstream credentials of a pull-through cache when they come as a dockerconfigjson Secret:
+/// the entry for the upstream's host.
+fn proxy_credentials(spec: &RegistrySpec, secret: Option<&Secret>) -> Option<(String, String)> {
+    let proxy = spec.proxy.as_ref()?;
+    let json = secret?.data.as_ref()?.get(".dockerconfigjson")?;
+    let config = DockerConfig::parse(&json.0).ok()?;
+    let host = url::Url::parse(&proxy.remote_url)
+        .ok()?
+        .host_str()?
+        .to_string();
+    let creds = config.lookup(&host)?;
+    Some((creds.username.clone(), creds.password.clone()))
+}
+
 async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj
         .namespace()
         .ok_or_else(|| Error::MissingMetadata(format!("Registry {name}"), "namespace"))?;
-    let problems =
-        super::secret_problems(&ctx.client, &ns, &references::registry_secrets(&obj.spec)).await?;
-    let (ok, reason, message) = readiness(
-        &problems,
-        "the Registry spec is valid and its Secrets exist",
-    );
+    let names = Names::new(&name, &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
-    let old = obj.status.clone().unwrap_or_default();
-    let mut conditions = old.conditions.clone();
-    let generation = obj.metadata.generation;
-    conditions::upsert(
-        &mut conditions,
-        &Desired {
-            type_: READY,
-            status: ok,
-            reason,
-            message: &message,
-        },
-        generation,
-        Timestamp::now(),
-    );
-    let status = RegistryStatus {
-        observed_generation: generation,
-        selector: Some(selector(&name)),
-        url: Some(service_url(&obj.spec, &name, &ns)),
-        external_url: obj.spec.external_url.clone(),
-        storage: Some(storage_summary(&obj.spec)),
-        conditions,
-        ..old.clone()
-    };
-    if status != old {
-        let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);
-        status::apply(&api, obj, &status).await?;
+    // Dereference.
+    let mut issues: Vec<ValidationIssue> = validate(&obj.spec);
+    let mut proxy_secret = None;
+    for req in references::registry_secrets(&obj.spec) {
+        let found = secrets.get_opt(&req.name).await?;
+        if let Some(p) = references::check_secret(&req, &ns, found.as_ref()) {
+            issues.push(ValidationIssue {
+                reason: secret_reason(&p.field, p.reason),
+                field: p.field,
+                message: p.message,
+            });
+        } else if req.field == "spec.tls.secretName" {
+            issues.extend(found.as_ref().and_then(check_tls_secret));
+        } else if req.field == "spec.proxy.credentialsSecretRef" {
+            proxy_secret = found;
+        }
     }
-    let was_ok = conditions::find(&old.conditions, READY).map(|c| c.status == "True");
-    if was_ok != Some(ok)
-        || (!ok && conditions::find(&old.conditions, READY).map(|c| &c.message) != Some(&message))
+    let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+
+    if issues.is_empty() {
+        let receiver_url = ctx.receiver_url.clone();
+        let generated = GeneratedSecrets {
+            http_secret: existing_value(generated_secret.as_ref(), HTTP_SECRET_KEY)
+                .unwrap_or_else(generate_http_secret),
+            notification_token: (obj.spec.notifications && receiver_url.is_some()).then(|| {
+                existing_value(generated_secret.as_ref(), NOTIFICATION_TOKEN_KEY)
+                    .unwrap_or_else(generate_token)
+            }),
+            proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
+        };
+        let children = build(obj, &BuildContext { receiver_url }, &generated)
+            .map_err(|e| Error::Build(e.to_string()))?;
+        apply(&secrets, &children.generated_secret).await?;
+        apply(
+            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+            &children.config_map,
+        )
+        .await?;
+        if let Some(claim) = &children.claim {
+            apply(
+                &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns),
+                claim,
+            )
+            .await?;
+        }
+        apply(
+            &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+            &children.service,
+        )
+        .await?;
+        apply(&deployments, &children.deployment).await?;
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+        match &children.pod_disruption_budget {
+            Some(pdb) => apply(&pdbs, pdb).await?,
+            None => {
+                if pdbs
+                    .get_opt(&names.workload())
+                    .await?
+                    .is_some_and(|p| owned_by(&p, obj))
+                {
+                    pdbs.delete(&names.workload(), &DeleteParams::default())
+                        .await?;
+                }
+            }
+        }
+    }
+
+    // Status from what really runs.
+    let observed = deployments
+        .get_opt(&names.workload())
+        .await?
+        .filter(|d| owned_by(d, obj));
+    let observed = observed.as_ref().map(ObservedDeployment::from_deployment);
+    let new = crate::registry::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    let old = obj.status.clone().unwrap_or_default();
+    if new != old {
+        let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);
+        status::apply(&api, obj, &new).await?;
+    }
+    let was = crate::conditions::find(&old.conditions, crate::conditions::READY)
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    let now = crate::conditions::find(&new.conditions, crate::conditions::READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    if let Some((s, reason, message)) = now
+        && was.as_ref().map(|(os, or)| (os, or)) != Some((&s, &reason))
     {
-        status::event(ctx, obj, !ok, reason, "Validate", message).await;
+        status::event(ctx, obj, s != "True", &reason, "Reconcile", message).await;
     }
     Ok(Action::requeue(RESYNC_PERIOD))
+}
+
+fn owned_by<K: Resource>(child: &K, owner: &Registry) -> bool {
+    let uid = owner.meta().uid.as_deref();
+    child
+        .meta()
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or_else(|| Error::MissingMetadata("a built object".into(), "name"))?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Retries failed reconciliations after a pause, counting them.
@@ -149,24 +243,36 @@ pub fn error_policy(obj: Arc<Registry>, err: &Error, ctx: Arc<Context>) -> Actio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::ByteString;
 
-    fn spec(v: serde_json::Value) -> RegistrySpec {
-        serde_json::from_value(v).expect("valid spec")
+    #[test]
+    fn s3_secret_problems_get_their_own_reason() {
+        assert_eq!(
+            secret_reason("spec.storage.s3.credentialsSecretRef", "SecretNotFound"),
+            "S3CredentialsMissing"
+        );
+        assert_eq!(
+            secret_reason("spec.tls.secretName", "SecretNotFound"),
+            "SecretNotFound"
+        );
     }
 
     #[test]
-    fn summaries() {
-        let s3 = spec(
-            serde_json::json!({"storage": {"s3": {"bucket": "imgs", "rootDirectory": "/east"}}, "tls": {"secretName": "t"}}),
-        );
-        assert_eq!(storage_summary(&s3), "s3://imgs/east");
-        assert_eq!(service_url(&s3, "hq", "fleet"), "https://hq.fleet.svc:5000");
-        let dev = spec(serde_json::json!({"storage": {"emptyDir": {}}, "service": {"port": 80}}));
-        assert_eq!(storage_summary(&dev), "emptyDir");
-        assert_eq!(service_url(&dev, "dev", "ns"), "http://dev.ns.svc:80");
+    fn proxy_credentials_come_from_the_upstream_entry() {
+        let spec: RegistrySpec = serde_json::from_value(serde_json::json!({
+            "storage": {"emptyDir": {}},
+            "proxy": {"remoteURL": "https://upstream.example.com:5000", "credentialsSecretRef": {"name": "up"}}
+        }))
+        .expect("valid spec");
+        let json = br#"{"auths":{"upstream.example.com:5000":{"username":"u","password":"p"},"other.example.com":{"username":"x","password":"y"}}}"#;
+        let secret = Secret {
+            data: Some([(".dockerconfigjson".to_string(), ByteString(json.to_vec()))].into()),
+            ..Default::default()
+        };
         assert_eq!(
-            selector("hq"),
-            "app.kubernetes.io/name=registry,app.kubernetes.io/instance=hq"
+            proxy_credentials(&spec, Some(&secret)),
+            Some(("u".into(), "p".into()))
         );
+        assert_eq!(proxy_credentials(&spec, None), None);
     }
 }
