@@ -514,3 +514,300 @@ async fn pull_through_cache_serves_an_upstream_image() {
     );
     let _ = std::fs::remove_dir_all(work);
 }
+
+/// One notification post as the registry sent it.
+struct Post {
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: serde_json::Value,
+}
+
+/// A raw capture endpoint standing in for the receiver, to see exactly what the registry's
+/// notification config makes it send.
+async fn capture() -> (
+    String,
+    mpsc::UnboundedReceiver<Post>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        EVENTS_PATH,
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let header = |name| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let _ = tx.send(Post {
+                        authorization: header("authorization"),
+                        content_type: header("content-type"),
+                        body: serde_json::from_slice(&body).unwrap_or_default(),
+                    });
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve capture");
+    });
+    (format!("http://{addr}{EVENTS_PATH}"), rx, task)
+}
+
+/// Collects posted events until one is a push of `tag`.
+async fn events_until_push(
+    rx: &mut mpsc::UnboundedReceiver<Post>,
+    tag: &str,
+    token: &str,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let post = rx.recv().await.expect("capture open");
+            assert_eq!(
+                post.authorization,
+                Some(format!("Bearer {token}")),
+                "bearer header on every post"
+            );
+            assert_eq!(
+                post.content_type.as_deref(),
+                Some(webhook::EVENTS_CONTENT_TYPE)
+            );
+            let events = post.body["events"].as_array().cloned().unwrap_or_default();
+            let done = events
+                .iter()
+                .any(|e| e["action"] == "push" && e["target"]["tag"] == tag);
+            seen.extend(events);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no push event for {tag} within 30 s"));
+    seen
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl not found: install it (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, tls.crt, tls.key).
+fn certificates(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ]
+        .into_iter()
+        .chain([
+            "-subj",
+            "/CN=flotilla-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]
+        .into_iter()
+        .chain(["-keyout", "tls.key", "-out", "tls.csr"])
+        .collect::<Vec<_>>(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        ]
+        .into_iter()
+        .chain([
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "tls.crt",
+        ])
+        .collect::<Vec<_>>(),
+    );
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("certificate file");
+    (read("ca.crt"), read("tls.crt"), read("tls.key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_htpasswd_notification_filters_and_read_only_mode() {
+    skopeo();
+    let minio = Minio::start().await;
+    minio.create_bucket("secure").await;
+    let (capture_url, mut posts, capture_task) = capture().await;
+    let work = scratch("secure");
+    let (ca, crt, key) = certificates(&work);
+    let htpasswd = format!("alice:{}\n", bcrypt::hash("wonderland", 4).expect("bcrypt"));
+
+    let storage = serde_json::json!({"s3": {
+        "bucket": "secure", "endpoint": minio.endpoint, "forcePathStyle": true,
+        "rootDirectory": "/secure", "credentialsSecretRef": {"name": "s3-creds"}}});
+    let spec = registry(
+        "secure",
+        serde_json::json!({
+            "storage": storage,
+            "tls": {"secretName": "secure-tls"},
+            "auth": {"htpasswd": {"realm": "secure", "secretRef": {"name": "users", "key": "htpasswd"}}},
+            "notifications": true
+        }),
+    );
+    let generated = GeneratedSecrets::reuse_or_generate(None, true);
+    let token = generated.notification_token.clone().expect("token");
+    let ctx = BuildContext {
+        receiver_url: Some(capture_url),
+    };
+    let children = build(&spec, &ctx, &generated).expect("build");
+    let s3_creds = secret(
+        "s3-creds",
+        &[("accessKey", s3::ACCESS_KEY), ("secretKey", s3::SECRET_KEY)],
+    );
+    let config = config_yml(&children);
+    let env = pod_env(
+        &children,
+        &[children.generated_secret.clone(), s3_creds.clone()],
+    );
+    assert_no_secret_in_config(&config, &env);
+    // What the pod mounts from the TLS and htpasswd Secrets, at the paths the config names.
+    let files: [(&str, &[u8]); 3] = [
+        ("tls.crt", &crt),
+        ("tls.key", &key),
+        ("htpasswd", htpasswd.as_bytes()),
+    ];
+    // Healthy means: the debug port (where the probes go) answers in plain HTTP with TLS and
+    // auth on.
+    let secure = RegistryProc::start_with_files("secure", &config, &env, &files).await;
+
+    // HTTPS with the mounted certificate; htpasswd logins.
+    let https = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+            .build()
+            .expect("client")
+    };
+    let base = format!("https://{}", secure.host);
+    let anonymous = https
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert_eq!(anonymous.status(), 401);
+    let challenge = anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("challenge");
+    assert!(challenge.contains("realm=\"secure\""), "{challenge}");
+    let wrong = https
+        .get(format!("{base}/v2/"))
+        .basic_auth("alice", Some("queen"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(wrong.status(), 401);
+    let alice = https
+        .get(format!("{base}/v2/"))
+        .basic_auth("alice", Some("wonderland"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(alice.status(), 200);
+
+    // Push, pull, push again: the posts carry the bearer token and hold neither blob events
+    // (ignoredmediatypes) nor pulls (ignore.actions); delivery is in order, so once the second
+    // push is seen, an event of the pull in between would have been seen too.
+    let image = oci_image(&work.join("src"), "v1", "secure");
+    let creds = "alice:wonderland";
+    let push_to = |tag: &str| {
+        run_skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            &format!("oci:{}:v1", image.dir.display()),
+            &format!("docker://{}/team/secure:{tag}", secure.host),
+        ])
+    };
+    push_to("v1");
+    let mut events = events_until_push(&mut posts, "v1", &token).await;
+    let pulled = run_skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        &format!("docker://{}/team/secure:v1", secure.host),
+    ]);
+    assert_eq!(pulled, image.manifest);
+    push_to("v2");
+    events.extend(events_until_push(&mut posts, "v2", &token).await);
+    for e in &events {
+        assert_ne!(e["action"], "pull", "pull events must be ignored: {e}");
+        assert_ne!(
+            e["target"]["mediaType"], "application/octet-stream",
+            "blob events must be ignored: {e}"
+        );
+    }
+
+    // Maintenance mode on the same bucket: reads work, writes are refused.
+    let ro_spec = registry(
+        "readonly",
+        serde_json::json!({"storage": storage, "readOnly": true, "notifications": false}),
+    );
+    let ro = build(&ro_spec, &BuildContext::default(), &generated).expect("build");
+    let ro_env = pod_env(&ro, &[ro.generated_secret.clone(), s3_creds]);
+    let readonly = RegistryProc::start("readonly", &config_yml(&ro), &ro_env).await;
+    assert_eq!(
+        raw_manifest(&format!("{}/team/secure:v1", readonly.host)),
+        image.manifest
+    );
+    let upload = client()
+        .post(format!("{}/v2/team/secure/blobs/uploads/", readonly.url))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        upload.status(),
+        405,
+        "read-only registry must refuse uploads"
+    );
+    capture_task.abort();
+    let _ = std::fs::remove_dir_all(work);
+}

@@ -70,6 +70,17 @@ impl RegistryProc {
     /// Starts `docker-registry serve` on free loopback ports with a clean environment holding
     /// only `env`, and waits until `/debug/health` answers 200.
     pub async fn start(name: &str, config: &str, env: &[(String, String)]) -> RegistryProc {
+        Self::start_with_files(name, config, env, &[]).await
+    }
+
+    /// Like [`RegistryProc::start`], first writing `files` (e.g. `htpasswd`, `tls.crt`,
+    /// `tls.key`: what the pod gets from Secret volumes) where `localize` points the config.
+    pub async fn start_with_files(
+        name: &str,
+        config: &str,
+        env: &[(String, String)],
+        files: &[(&str, &[u8])],
+    ) -> RegistryProc {
         let bin = registry_binary();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -79,6 +90,9 @@ impl RegistryProc {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).expect("registry dir");
+        for (file, content) in files {
+            std::fs::write(dir.join(file), content).expect("write mounted file");
+        }
         let (port, debug_port) = (free_port(), free_port());
         let path = dir.join("config.yml");
         std::fs::write(&path, localize(config, port, debug_port, &dir)).expect("write config");

@@ -134,8 +134,15 @@ impl Minio {
             if let Ok(Some(status)) = minio.child.try_wait() {
                 panic!("MinIO exited with {status}: {}", minio.log());
             }
+            // Ready means the S3 API answers a signed ListBuckets (the health endpoint can
+            // answer before the object layer is initialized).
             if let Ok(r) = client.get(&ready).send().await
                 && r.status().is_success()
+                && minio
+                    .signed("GET", "/", chrono::Utc::now())
+                    .await
+                    .0
+                    .is_success()
             {
                 return minio;
             }
