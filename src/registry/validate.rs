@@ -26,6 +26,28 @@ pub const SHARED_STORAGE_REQUIRED: &str = "SharedStorageRequired";
 pub const TLS_SECRET_INVALID: &str = "TLSSecretInvalid";
 /// Reason: a URL in the spec does not parse.
 pub const INVALID_URL: &str = "InvalidURL";
+/// Reason: the Registry's name cannot name its Service.
+pub const INVALID_NAME: &str = "InvalidName";
+
+/// Checks that a Registry's name can be its Service's name (a DNS-1035 label: at most 63
+/// lowercase letters, digits and '-', starting with a letter, not ending with '-'); it is
+/// also the `app.kubernetes.io/instance` label value.
+pub fn check_name(name: &str) -> Option<ValidationIssue> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.last().is_some_and(|c| *c != b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    (!ok).then(|| ValidationIssue {
+        field: "metadata.name".into(),
+        reason: INVALID_NAME,
+        message: format!(
+            "{name:?} cannot name the Registry's Service; use at most 63 lowercase letters, digits and '-', starting with a letter"
+        ),
+    })
+}
 
 static IMAGE_REFERENCE: LazyLock<Result<Regex, regex::Error>> = LazyLock::new(|| {
     let host = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
@@ -211,6 +233,18 @@ mod tests {
             "replicas": 3, "storage": {"s3": {"bucket": "b", "endpoint": "http://minio:9000"}}}))
         .expect("spec");
         assert_eq!(validate(&good), []);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(check_name("hq-1"), None);
+        for bad in ["", "1hq", "hq.east", "hq-", "Hq", &"a".repeat(64)] {
+            assert_eq!(
+                check_name(bad).map(|i| i.reason),
+                Some(INVALID_NAME),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
