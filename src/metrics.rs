@@ -22,6 +22,35 @@ pub struct FailureLabels {
     pub reason: String,
 }
 
+/// Labels of sync metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// What started the run.
+    pub trigger: String,
+    /// `Succeeded`, `PartiallyFailed` or `Failed`.
+    pub result: String,
+}
+
+/// Labels of per-destination metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// Destination name.
+    pub destination: String,
+    /// `copied`, `skipped` or `failed` (artifacts); empty for bytes.
+    pub result: String,
+}
+
+/// Labels of per-policy metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+}
+
 /// Every metric the operator exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +60,18 @@ pub struct Metrics {
     pub failures: Family<FailureLabels, Counter>,
     /// Duration of reconciliations.
     pub duration: Family<KindLabels, Histogram>,
+    /// Sync runs by policy, trigger and result.
+    pub sync_runs: Family<SyncLabels, Counter>,
+    /// Duration of sync runs.
+    pub sync_duration: Family<PolicyLabels, Histogram>,
+    /// Artifacts handled per destination and result.
+    pub artifacts: Family<DestinationLabels, Counter>,
+    /// Bytes written per destination.
+    pub bytes_written: Family<DestinationLabels, Counter>,
+    /// Bytes read from the source.
+    pub bytes_read: Family<PolicyLabels, Counter>,
+    /// Seconds from a push event's arrival to the end of the run that replicated it.
+    pub replication_lag: Family<PolicyLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -56,11 +97,54 @@ impl Default for Metrics {
             "Duration of reconciliations",
             duration.clone(),
         );
+        let seconds = || Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        let sync_runs = Family::<SyncLabels, Counter>::default();
+        let sync_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(seconds);
+        let artifacts = Family::<DestinationLabels, Counter>::default();
+        let bytes_written = Family::<DestinationLabels, Counter>::default();
+        let bytes_read = Family::<PolicyLabels, Counter>::default();
+        let replication_lag = Family::<PolicyLabels, Histogram>::new_with_constructor(seconds);
+        registry.register(
+            "sync_runs",
+            "Sync runs by policy, trigger and result",
+            sync_runs.clone(),
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of sync runs",
+            sync_duration.clone(),
+        );
+        registry.register(
+            "artifacts",
+            "Artifacts handled per destination and result",
+            artifacts.clone(),
+        );
+        registry.register(
+            "destination_written_bytes",
+            "Bytes written per destination",
+            bytes_written.clone(),
+        );
+        registry.register(
+            "source_read_bytes",
+            "Bytes read from the source",
+            bytes_read.clone(),
+        );
+        registry.register(
+            "replication_lag_seconds",
+            "Seconds from a push event's arrival to the end of the run that replicated it",
+            replication_lag.clone(),
+        );
         Self {
             registry,
             reconciliations,
             failures,
             duration,
+            sync_runs,
+            sync_duration,
+            artifacts,
+            bytes_written,
+            bytes_read,
+            replication_lag,
         }
     }
 }

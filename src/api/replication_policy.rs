@@ -243,7 +243,7 @@ pub struct Rewrite {
 }
 
 /// When syncs run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// Replicate an artifact seconds after it is pushed to the source (needs a source that
@@ -271,6 +271,15 @@ pub struct RetryPolicy {
     pub initial_backoff_millis: i32,
 }
 
+impl Default for Trigger {
+    fn default() -> Self {
+        Self {
+            on_push: true,
+            schedule: None,
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -293,6 +302,12 @@ pub struct ReplicationPolicyStatus {
     /// Destinations in sync out of all, e.g. `2/3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destinations_in_sync: Option<String>,
+    /// The `metadata.generation` the last full sync ran with (a spec change runs a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_generation: Option<i64>,
+    /// Start of the last full sync (RFC 3339); the schedule counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_sync_time: Option<String>,
     /// Value of the `flotilla.dev/sync-requested` annotation last acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_sync_request: Option<String>,

@@ -24,6 +24,17 @@ pub struct RunArgs {
     /// notifications.
     #[arg(long, env = "FLOTILLA_RECEIVER_URL")]
     pub receiver_url: Option<String>,
+    /// Address of the receiver of registry notifications (`POST /v1/events`).
+    #[arg(long, env = "FLOTILLA_RECEIVER_ADDR", default_value = "0.0.0.0:8081")]
+    pub receiver_addr: SocketAddr,
+    /// Bearer token that registries Flotilla does not run send with their notifications
+    /// (their events trigger policies whose `source.url` has the same host and port).
+    /// Prefer the environment variable: a flag shows in process listings.
+    #[arg(long, env = "FLOTILLA_RECEIVER_TOKEN", hide_env_values = true)]
+    pub receiver_token: Option<String>,
+    /// Syncs running at once across all policies.
+    #[arg(long, env = "FLOTILLA_MAX_CONCURRENT_SYNCS", default_value_t = 4)]
+    pub max_concurrent_syncs: usize,
     /// Log line format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -60,8 +71,32 @@ pub async fn run(args: RunArgs) -> ExitCode {
     });
     tracing::info!(addr = %args.probe_addr, "serving /healthz, /readyz, /metrics");
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let tokens = crate::webhook::Tokens::default();
+    if let Some(token) = args.receiver_token.as_deref().filter(|t| !t.is_empty()) {
+        tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
+    }
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
+    let receiver_listener = match tokio::net::TcpListener::bind(args.receiver_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on --receiver-addr {}: {e}",
+                args.receiver_addr
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let receiver = crate::webhook::router(crate::webhook::Receiver {
+        tokens: tokens.clone(),
+        events: events_tx,
+    });
+    tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
+    let receiver_task = tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
     let settings = Settings {
         receiver_url: args.receiver_url,
+        max_concurrent_syncs: args.max_concurrent_syncs,
+        tokens,
+        events: Some(events_rx),
     };
     controller::run(
         client,
@@ -74,5 +109,6 @@ pub async fn run(args: RunArgs) -> ExitCode {
     )
     .await;
     http.abort();
+    receiver_task.abort();
     ExitCode::SUCCESS
 }

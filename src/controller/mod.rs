@@ -7,16 +7,22 @@ pub mod registry;
 pub mod replication;
 mod status;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::replication_policy::ReplicationPolicy;
 
 use crate::metrics::Metrics;
+use crate::replication::routing::{self, Work};
+use crate::webhook::ManifestEvent;
 
 /// What every reconciler gets.
 pub struct Context {
@@ -28,6 +34,41 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// URL of the event receiver as registry pods reach it; `None` disables notifications.
     pub receiver_url: Option<String>,
+    /// Tokens the event receiver accepts (the Registry controller registers its fleets').
+    pub tokens: crate::webhook::Tokens,
+    /// Push-event work per policy (`namespace/name`), with the arrival time of each item.
+    pub pending: Mutex<BTreeMap<String, Vec<(Work, Instant)>>>,
+    /// Bounds the syncs running at once across all policies.
+    pub sync_slots: tokio::sync::Semaphore,
+}
+
+impl Context {
+    /// Takes the pending work of a policy.
+    pub fn take_pending(&self, key: &str) -> Vec<(Work, Instant)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+            .unwrap_or_default()
+    }
+
+    /// Whether a policy has pending work.
+    pub fn has_pending(&self, key: &str) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|v| !v.is_empty())
+    }
+
+    /// Adds work for a policy; the same work already pending is not added twice.
+    pub fn add_pending(&self, key: &str, work: Work) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pending.entry(key.to_string()).or_default();
+        if !list.iter().any(|(w, _)| *w == work) {
+            list.push((work, Instant::now()));
+        }
+    }
 }
 
 /// Errors of a reconciliation; all are retried with backoff.
@@ -86,17 +127,23 @@ impl Scope {
 }
 
 /// Operator-wide settings from the command line.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Settings {
     /// URL of the event receiver as registry pods reach it.
     pub receiver_url: Option<String>,
+    /// Syncs running at once across all policies.
+    pub max_concurrent_syncs: usize,
+    /// Tokens the event receiver accepts.
+    pub tokens: crate::webhook::Tokens,
+    /// Events accepted by the receiver.
+    pub events: Option<tokio::sync::mpsc::Receiver<ManifestEvent>>,
 }
 
 /// Runs both controllers until SIGTERM or SIGINT; `ready` turns true once their caches synced.
 pub async fn run(
     client: Client,
     scope: Scope,
-    settings: Settings,
+    mut settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) {
@@ -108,7 +155,10 @@ pub async fn run(
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
-        receiver_url: settings.receiver_url,
+        receiver_url: settings.receiver_url.clone(),
+        tokens: settings.tokens.clone(),
+        pending: Mutex::new(BTreeMap::new()),
+        sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
     });
     let secrets: Api<Secret> = scope.api(&client);
 
@@ -131,15 +181,34 @@ pub async fn run(
         tracing::info!("caches synced; ready");
     });
 
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::channel::<ObjectRef<ReplicationPolicy>>(1024);
+    if let Some(mut events) = settings.events.take() {
+        let (store, ctx) = (policies.store(), ctx.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                for policy in store.state() {
+                    let ns = policy.namespace().unwrap_or_default();
+                    if !routing::from_source(&policy.spec.source, &ns, &event) {
+                        continue;
+                    }
+                    if let Some(work) = routing::work(&policy.spec, &event) {
+                        tracing::debug!(policy = %policy.name_any(), ?work, "push event");
+                        ctx.add_pending(&replication::policy_key(&ns, &policy.name_any()), work);
+                        let _ = wake_tx.send(ObjectRef::from_obj(&*policy)).await;
+                    }
+                }
+            }
+        });
+    }
     let registries = registries.shutdown_on_signal().run(
         registry::reconcile,
         registry::error_policy,
         ctx.clone(),
     );
-    let policies =
-        policies
-            .shutdown_on_signal()
-            .run(replication::reconcile, replication::error_policy, ctx);
+    let policies = policies
+        .reconcile_on(tokio_stream_from(wake_rx))
+        .shutdown_on_signal()
+        .run(replication::reconcile, replication::error_policy, ctx);
     futures::join!(
         registries.for_each(|res| async move {
             if let Err(e) = res {
@@ -153,6 +222,12 @@ pub async fn run(
         })
     );
     tracing::info!("controllers stopped");
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Problems with the Secrets a resource in `namespace` refers to.

@@ -92,11 +92,7 @@ fn proxy_credentials(spec: &RegistrySpec, secret: Option<&Secret>) -> Option<(St
     let proxy = spec.proxy.as_ref()?;
     let json = secret?.data.as_ref()?.get(".dockerconfigjson")?;
     let config = DockerConfig::parse(&json.0).ok()?;
-    let host = url::Url::parse(&proxy.remote_url)
-        .ok()?
-        .host_str()?
-        .to_string();
-    let creds = config.lookup(&host)?;
+    let creds = config.lookup(&crate::engine::auth::normalize_host(&proxy.remote_url))?;
     Some((creds.username.clone(), creds.password.clone()))
 }
 
@@ -139,6 +135,12 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
             }),
             proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
         };
+        if let Some(token) = &generated.notification_token {
+            ctx.tokens.insert(
+                &crate::replication::routing::registry_identity(&ns, &name),
+                token,
+            );
+        }
         let children = build(obj, &BuildContext { receiver_url }, &generated)
             .map_err(|e| Error::Build(e.to_string()))?;
         apply(&secrets, &children.generated_secret).await?;

@@ -1,9 +1,12 @@
-//! The ReplicationPolicy controller. This version validates what the schema cannot (cycles
-//! among `from` links, cron and filter syntax, referenced Secrets and Registries) and reports
-//! it; replication itself comes with the ReplicationPolicy issue.
+//! The ReplicationPolicy controller: validate → decide whether a sync is due (spec change,
+//! `flotilla.dev/sync-requested`, schedule, push events) → run the copy engine → status,
+//! Events and metrics. The controller runs at most one reconcile per policy at a time, so one
+//! sync per policy; a semaphore bounds the syncs of all policies together. Events that arrive
+//! during a run wait in `Context::pending` and trigger the next reconcile.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -20,8 +23,12 @@ use crate::api::replication_policy::{
     Endpoint, ReplicationPolicy, ReplicationPolicySpec, ReplicationPolicyStatus,
 };
 use crate::conditions::{self, Desired, READY};
-use crate::metrics::{FailureLabels, KindLabels};
+use crate::metrics::{DestinationLabels, FailureLabels, KindLabels, PolicyLabels, SyncLabels};
+use crate::replication::report_status::{self, Outcome};
+use crate::replication::routing::Work;
+use crate::replication::trigger::{self, Trigger};
 use crate::replication::validate::{self, Problem};
+use crate::sync_config::{Resolved, to_sync_config};
 
 const KIND: &str = "ReplicationPolicy";
 
@@ -89,6 +96,11 @@ pub fn endpoint_summary(e: &Endpoint, namespace: &str) -> String {
     }
 }
 
+/// Key of a policy in `Context::pending`.
+pub fn policy_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 /// Reconciles one ReplicationPolicy.
 #[tracing::instrument(skip_all, fields(policy = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
 pub async fn reconcile(obj: Arc<ReplicationPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -107,22 +119,121 @@ async fn registry_problems(
     client: &Client,
     spec: &ReplicationPolicySpec,
     namespace: &str,
-) -> Result<Vec<Problem>, Error> {
+) -> Result<(Vec<Problem>, BTreeMap<String, Registry>), Error> {
     let mut problems = Vec::new();
+    let mut found = BTreeMap::new();
     for req in references::policy_registries(spec, namespace) {
         let api: Api<Registry> = Api::namespaced(client.clone(), &req.namespace);
-        if api.get_opt(&req.name).await?.is_none() {
-            problems.push(Problem {
+        match api.get_opt(&req.name).await? {
+            Some(r) => {
+                found.insert(format!("{}/{}", req.namespace, req.name), r);
+            }
+            None => problems.push(Problem {
                 reason: "RegistryNotFound",
                 field: req.field,
                 message: format!(
                     "Registry {:?} not found in namespace {:?}; create it, fix the name, or use url for a registry outside this cluster",
                     req.name, req.namespace
                 ),
-            });
+            }),
         }
     }
-    Ok(problems)
+    Ok((problems, found))
+}
+
+/// Replaces `registryRef` endpoints with the in-cluster URL of the Registry they name.
+fn resolve_registry_refs(
+    spec: &ReplicationPolicySpec,
+    namespace: &str,
+    registries: &BTreeMap<String, Registry>,
+) -> Result<ReplicationPolicySpec, Problem> {
+    let mut out = spec.clone();
+    let endpoints = std::iter::once(("spec.source".to_string(), &mut out.source)).chain(
+        out.destinations
+            .iter_mut()
+            .map(|d| (format!("spec.destinations[{}]", d.name), &mut d.endpoint)),
+    );
+    for (field, e) in endpoints {
+        let Some(r) = e.registry_ref.take() else {
+            continue;
+        };
+        let key = format!("{}/{}", r.namespace.as_deref().unwrap_or(namespace), r.name);
+        let url = registries
+            .get(&key)
+            .and_then(|reg| reg.status.as_ref())
+            .and_then(|s| s.url.clone());
+        let Some(url) = url else {
+            return Err(Problem {
+                reason: "RegistryNotReady",
+                field: format!("{field}.registryRef"),
+                message: format!(
+                    "Registry {key} has no URL in its status yet; wait for it to be reconciled"
+                ),
+            });
+        };
+        e.insecure = url.starts_with("http://");
+        e.url = Some(url);
+    }
+    Ok(out)
+}
+
+async fn read_secrets(
+    client: &Client,
+    namespace: &str,
+    spec: &ReplicationPolicySpec,
+) -> Result<Resolved, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut resolved = Resolved::default();
+    for req in references::policy_secrets(spec) {
+        if let Some(secret) = api.get_opt(&req.name).await? {
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            resolved.secrets.insert(req.name.clone(), data);
+        }
+    }
+    Ok(resolved)
+}
+
+/// Narrows a policy to the repositories and tags of push events (still within its filters).
+fn narrowed(
+    mut cfg: crate::engine::SyncConfig,
+    work: &BTreeSet<Work>,
+) -> crate::engine::SyncConfig {
+    let mut repos = BTreeSet::new();
+    let mut tags = BTreeSet::new();
+    for w in work {
+        let (Work::Copy { repository, tag } | Work::Delete { repository, tag }) = w;
+        repos.insert(repository.clone());
+        tags.insert(tag.clone());
+    }
+    // Repository and tag names cannot hold glob metacharacters, so each is a literal glob.
+    let repo_ok = |r: &String| {
+        cfg.repositories_include.is_empty()
+            || crate::engine::filter::GlobFilter::new(&cfg.repositories_include, &[])
+                .is_ok_and(|f| f.matches(r))
+    };
+    let repos: Vec<String> = repos.into_iter().filter(repo_ok).collect();
+    let tag_ok = |t: &String| {
+        cfg.tags.include.is_empty()
+            || crate::engine::filter::GlobFilter::new(&cfg.tags.include, &[])
+                .is_ok_and(|f| f.matches(t))
+    };
+    let tags: Vec<String> = tags.into_iter().filter(tag_ok).collect();
+    cfg.repositories_include = if repos.is_empty() {
+        vec!["\u{0}no-match".into()]
+    } else {
+        repos
+    };
+    cfg.tags.include = if tags.is_empty() {
+        vec!["\u{0}no-match".into()]
+    } else {
+        tags
+    };
+    cfg
 }
 
 async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Action, Error> {
@@ -130,49 +241,284 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     let ns = obj
         .namespace()
         .ok_or_else(|| Error::MissingMetadata(format!("ReplicationPolicy {name}"), "namespace"))?;
+    let api: Api<ReplicationPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = obj.metadata.generation;
+    let old = obj.status.clone().unwrap_or_default();
+    let mut st = ReplicationPolicyStatus {
+        observed_generation: generation,
+        source: Some(endpoint_summary(&obj.spec.source, &ns)),
+        ..old.clone()
+    };
+    if st.destinations_in_sync.is_none() {
+        st.destinations_in_sync = Some(format!("0/{}", obj.spec.destinations.len()));
+    }
+
+    // Validate.
     let mut problems = validate::validate(&obj.spec);
     problems.extend(
         super::secret_problems(&ctx.client, &ns, &references::policy_secrets(&obj.spec)).await?,
     );
-    problems.extend(registry_problems(&ctx.client, &obj.spec, &ns).await?);
-    let (ok, reason, message) = readiness(
-        &problems,
-        "the policy is valid and everything it refers to exists",
-    );
+    let (registry_issues, registries) = registry_problems(&ctx.client, &obj.spec, &ns).await?;
+    problems.extend(registry_issues);
+    let resolved_spec = match resolve_registry_refs(&obj.spec, &ns, &registries) {
+        Ok(s) => Some(s),
+        Err(p) => {
+            if problems.is_empty() {
+                problems.push(p);
+            }
+            None
+        }
+    };
+    if !problems.is_empty() {
+        let (_, reason, message) = readiness(&problems, "");
+        conditions::upsert(
+            &mut st.conditions,
+            &Desired {
+                type_: READY,
+                status: false,
+                reason,
+                message: &message,
+            },
+            generation,
+            Timestamp::now(),
+        );
+        publish_status(ctx, &api, obj, &old, &st).await?;
+        let old_ready = conditions::find(&old.conditions, READY);
+        if old_ready.map(|c| (&c.reason, &c.message)) != Some((&reason.to_string(), &message)) {
+            status::event(ctx, obj, true, reason, "Validate", message).await;
+        }
+        return Ok(Action::requeue(RESYNC_PERIOD));
+    }
+    let Some(resolved_spec) = resolved_spec else {
+        return Ok(Action::requeue(RETRY_AFTER_ERROR));
+    };
+    if conditions::find(&st.conditions, READY)
+        .is_some_and(|c| c.status == "False" && !matches!(c.reason.as_str(), "OutOfSync"))
+    {
+        // It was invalid and is not any more: wait for the sync to say whether it is in sync.
+        conditions::upsert(
+            &mut st.conditions,
+            &Desired {
+                type_: READY,
+                status: false,
+                reason: "OutOfSync",
+                message: "the policy is valid; syncing",
+            },
+            generation,
+            Timestamp::now(),
+        );
+    }
 
-    let old = obj.status.clone().unwrap_or_default();
-    let mut conditions = old.conditions.clone();
-    let generation = obj.metadata.generation;
-    conditions::upsert(
-        &mut conditions,
-        &Desired {
-            type_: READY,
-            status: ok,
-            reason,
-            message: &message,
-        },
+    // Decide.
+    let annotations = obj.annotations().clone();
+    let (full, next) = trigger::due(&obj.spec, &old, generation, &annotations, Timestamp::now());
+    let key = policy_key(&ns, &name);
+    let pending: Vec<(Work, Instant)> = if obj.spec.suspend {
+        Vec::new()
+    } else {
+        ctx.take_pending(&key)
+    };
+    let trigger = match (&full, pending.is_empty()) {
+        (Some(t), _) => Some(t.clone()),
+        (None, false) => Some(Trigger::Push),
+        (None, true) => None,
+    };
+    let requeue = next
+        .and_then(|n| n.duration_since(Timestamp::now()).try_into().ok())
+        .map_or(RESYNC_PERIOD, |d: Duration| {
+            d.min(RESYNC_PERIOD) + Duration::from_millis(200)
+        });
+    let Some(trigger) = trigger else {
+        publish_status(ctx, &api, obj, &old, &st).await?;
+        return Ok(Action::requeue(requeue));
+    };
+
+    // Run.
+    let resolved = read_secrets(&ctx.client, &ns, &resolved_spec).await?;
+    let cfg = match to_sync_config(&resolved_spec, &resolved) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let message = e.to_string();
+            conditions::upsert(
+                &mut st.conditions,
+                &Desired {
+                    type_: READY,
+                    status: false,
+                    reason: "InvalidSpec",
+                    message: &message,
+                },
+                generation,
+                Timestamp::now(),
+            );
+            publish_status(ctx, &api, obj, &old, &st).await?;
+            status::event(ctx, obj, true, "InvalidSpec", "Validate", message).await;
+            return Ok(Action::requeue(RESYNC_PERIOD));
+        }
+    };
+    let cfg = if trigger == Trigger::Push {
+        narrowed(cfg, &pending.iter().map(|(w, _)| w.clone()).collect())
+    } else {
+        cfg
+    };
+    let _slot = ctx
+        .sync_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::Build("sync slots closed".into()))?;
+    let start = Timestamp::now();
+    report_status::started(&mut st, &trigger, generation, start);
+    publish_status(ctx, &api, obj, &old, &st).await?;
+    tracing::info!(trigger = trigger.name(), "sync started");
+    let began = Instant::now();
+    let result = crate::engine::sync::run(&cfg).await;
+    let elapsed = began.elapsed().as_secs_f64();
+    let error_text;
+    let outcome = match &result {
+        Ok(report) => Outcome::Ran(report),
+        Err(e) => {
+            error_text = e.to_string();
+            Outcome::Failed(&error_text)
+        }
+    };
+    report_status::finished(
+        &mut st,
+        &obj.spec,
+        &trigger,
+        &outcome,
         generation,
+        start,
         Timestamp::now(),
     );
-    let in_sync = old.destinations.iter().filter(|d| d.in_sync).count();
-    let status = ReplicationPolicyStatus {
-        observed_generation: generation,
-        source: Some(endpoint_summary(&obj.spec.source, &ns)),
-        destinations_in_sync: Some(format!("{in_sync}/{}", obj.spec.destinations.len())),
-        conditions,
-        ..old.clone()
+    if full.is_some() {
+        st.synced_generation = generation;
+        st.last_full_sync_time = Some(start.to_string());
+        if let Trigger::Request(v) = &trigger {
+            st.handled_sync_request = Some(v.clone());
+        }
+    }
+    record_metrics(
+        ctx,
+        &key,
+        &trigger,
+        &st,
+        result.as_ref().ok(),
+        elapsed,
+        &pending,
+    );
+    publish_status(ctx, &api, obj, &old, &st).await?;
+    let record = st.last_sync.clone().unwrap_or_default();
+    let note = format!(
+        "{} sync {}: {} copied, {} skipped, {} failed, {} bytes read from the source in {elapsed:.1}s",
+        trigger.name(),
+        record.result,
+        record.copied,
+        record.skipped,
+        record.failed,
+        record.bytes
+    );
+    let warning = record.result != "Succeeded";
+    status::event(
+        ctx,
+        obj,
+        warning,
+        if warning { "SyncFailed" } else { "Synced" },
+        "Sync",
+        note,
+    )
+    .await;
+    if warning {
+        for d in st.destinations.iter().filter(|d| d.last_error.is_some()) {
+            let msg = format!(
+                "destination {}: {}",
+                d.name,
+                d.last_error.clone().unwrap_or_default()
+            );
+            status::event(ctx, obj, true, "DestinationFailed", "Sync", msg).await;
+        }
+    }
+    // Whatever arrived meanwhile, or a failed destination, gets another look soon.
+    let again = if warning || ctx.has_pending(&key) {
+        Duration::from_secs(1).max(RETRY_AFTER_ERROR.min(requeue))
+    } else {
+        requeue
     };
-    if status != old {
-        let api: Api<ReplicationPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-        status::apply(&api, obj, &status).await?;
+    Ok(Action::requeue(again))
+}
+
+fn record_metrics(
+    ctx: &Context,
+    key: &str,
+    trigger: &Trigger,
+    st: &ReplicationPolicyStatus,
+    report: Option<&crate::engine::Report>,
+    elapsed: f64,
+    pending: &[(Work, Instant)],
+) {
+    let m = &ctx.metrics;
+    let policy = PolicyLabels {
+        policy: key.to_string(),
+    };
+    let result = st
+        .last_sync
+        .as_ref()
+        .map(|r| r.result.clone())
+        .unwrap_or_default();
+    m.sync_runs
+        .get_or_create(&SyncLabels {
+            policy: key.into(),
+            trigger: trigger.name().into(),
+            result,
+        })
+        .inc();
+    m.sync_duration.get_or_create(&policy).observe(elapsed);
+    if let Some(r) = report {
+        m.bytes_read
+            .get_or_create(&policy)
+            .inc_by(r.bytes_read_from_source);
+        for d in &r.destinations {
+            for (result, n) in [
+                ("copied", d.copied),
+                ("skipped", d.skipped),
+                ("failed", d.failed),
+            ] {
+                let labels = DestinationLabels {
+                    policy: key.into(),
+                    destination: d.name.clone(),
+                    result: result.into(),
+                };
+                m.artifacts.get_or_create(&labels).inc_by(n);
+            }
+            let labels = DestinationLabels {
+                policy: key.into(),
+                destination: d.name.clone(),
+                result: String::new(),
+            };
+            m.bytes_written
+                .get_or_create(&labels)
+                .inc_by(d.bytes_written);
+        }
+        if r.success() {
+            for (_, arrived) in pending {
+                m.replication_lag
+                    .get_or_create(&policy)
+                    .observe(arrived.elapsed().as_secs_f64());
+            }
+        }
     }
-    let old_ready = conditions::find(&old.conditions, READY);
-    if old_ready.map(|c| c.status == "True") != Some(ok)
-        || (!ok && old_ready.map(|c| &c.message) != Some(&message))
-    {
-        status::event(ctx, obj, !ok, reason, "Validate", message).await;
+}
+
+async fn publish_status(
+    ctx: &Context,
+    api: &Api<ReplicationPolicy>,
+    obj: &ReplicationPolicy,
+    old: &ReplicationPolicyStatus,
+    new: &ReplicationPolicyStatus,
+) -> Result<(), Error> {
+    if new != old {
+        status::apply(api, obj, new).await?;
     }
-    Ok(Action::requeue(RESYNC_PERIOD))
+    let _ = ctx;
+    Ok(())
 }
 
 /// Retries failed reconciliations after a pause, counting them.
@@ -191,6 +537,7 @@ pub fn error_policy(obj: Arc<ReplicationPolicy>, err: &Error, ctx: Arc<Context>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::registry::RegistryStatus;
     use crate::api::replication_policy::RegistryReference;
 
     #[test]
@@ -211,5 +558,57 @@ mod tests {
             endpoint_summary(&by_url, "fleet"),
             "https://east.example.com"
         );
+    }
+
+    #[test]
+    fn registry_refs_resolve_to_the_in_cluster_url() {
+        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"registryRef": {"name": "hq"}},
+            "destinations": [{"name": "east", "url": "https://east.example.com"}],
+        }))
+        .expect("valid spec");
+        let mut registries = BTreeMap::new();
+        assert_eq!(
+            resolve_registry_refs(&spec, "fleet", &registries).map_err(|p| p.reason),
+            Err("RegistryNotReady")
+        );
+        let mut reg = Registry::new(
+            "hq",
+            serde_json::from_value(serde_json::json!({"storage": {"emptyDir": {}}})).expect("spec"),
+        );
+        reg.status = Some(RegistryStatus {
+            url: Some("http://hq.fleet.svc:5000".into()),
+            ..Default::default()
+        });
+        registries.insert("fleet/hq".to_string(), reg);
+        let out = resolve_registry_refs(&spec, "fleet", &registries).expect("resolved");
+        assert_eq!(out.source.url.as_deref(), Some("http://hq.fleet.svc:5000"));
+        assert!(out.source.insecure && out.source.registry_ref.is_none());
+    }
+
+    #[test]
+    fn narrowing_keeps_only_event_repositories_and_tags_within_filters() {
+        let cfg = crate::engine::SyncConfig {
+            repositories_include: vec!["apps/**".into()],
+            tags: crate::engine::TagRules {
+                include: vec!["v*".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let work: BTreeSet<Work> = [
+            Work::Copy {
+                repository: "apps/web".into(),
+                tag: "v1".into(),
+            },
+            Work::Copy {
+                repository: "other/x".into(),
+                tag: "latest".into(),
+            },
+        ]
+        .into();
+        let n = narrowed(cfg, &work);
+        assert_eq!(n.repositories_include, vec!["apps/web".to_string()]);
+        assert_eq!(n.tags.include, vec!["v1".to_string()]);
     }
 }

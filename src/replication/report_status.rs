@@ -1,0 +1,333 @@
+//! The status a finished sync gives a policy. Pure.
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::trigger::Trigger;
+use crate::api::replication_policy::{
+    DestinationStatus, ReplicationPolicySpec, ReplicationPolicyStatus, SyncRecord,
+};
+use crate::conditions::{self, Desired, READY};
+use crate::engine::Report;
+
+/// Condition type: a sync is running.
+pub const SYNCING: &str = "Syncing";
+/// Condition type: the last sync failed somewhere.
+pub const DEGRADED: &str = "Degraded";
+
+/// How a run ended.
+pub enum Outcome<'a> {
+    /// The engine ran; per-artifact failures are in the report.
+    Ran(&'a Report),
+    /// The run could not start (source unreachable, bad credentials, ...).
+    Failed(&'a str),
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Marks a run as started.
+pub fn started(
+    status: &mut ReplicationPolicyStatus,
+    trigger: &Trigger,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let message = format!("{} sync started at {now}", trigger.name());
+    conditions::upsert(
+        &mut status.conditions,
+        &Desired {
+            type_: SYNCING,
+            status: true,
+            reason: trigger.name(),
+            message: &message,
+        },
+        generation,
+        now,
+    );
+}
+
+/// Applies the outcome of a run that started at `start` to `status`.
+pub fn finished(
+    status: &mut ReplicationPolicyStatus,
+    spec: &ReplicationPolicySpec,
+    trigger: &Trigger,
+    outcome: &Outcome<'_>,
+    generation: Option<i64>,
+    start: Timestamp,
+    now: Timestamp,
+) {
+    let full = *trigger != Trigger::Push;
+    let end = now.to_string();
+    let (record, failed_destinations): (SyncRecord, Vec<(String, String)>) = match outcome {
+        Outcome::Ran(report) => {
+            let mut failed: Vec<(String, String)> = Vec::new();
+            for f in &report.failures {
+                let dest = if f.destination.is_empty() {
+                    "<source>".to_string()
+                } else {
+                    f.destination.clone()
+                };
+                if !failed.iter().any(|(d, _)| *d == dest) {
+                    failed.push((dest, format!("{}: {}", f.artifact, f.error)));
+                }
+            }
+            let result = if report.success() {
+                "Succeeded"
+            } else if report.copied + report.skipped > 0 {
+                "PartiallyFailed"
+            } else {
+                "Failed"
+            };
+            let record = SyncRecord {
+                trigger: trigger.name().into(),
+                start_time: Some(start.to_string()),
+                completion_time: Some(end.clone()),
+                result: result.into(),
+                copied: as_i64(report.copied),
+                skipped: as_i64(report.skipped),
+                failed: as_i64(report.failed),
+                bytes: as_i64(report.bytes_read_from_source),
+            };
+            (record, failed)
+        }
+        Outcome::Failed(error) => {
+            let record = SyncRecord {
+                trigger: trigger.name().into(),
+                start_time: Some(start.to_string()),
+                completion_time: Some(end.clone()),
+                result: "Failed".into(),
+                ..Default::default()
+            };
+            (record, vec![("<source>".to_string(), error.to_string())])
+        }
+    };
+    let source_failed = failed_destinations.iter().any(|(d, _)| d == "<source>");
+    let mut destinations = Vec::new();
+    for d in &spec.destinations {
+        let old = status
+            .destinations
+            .iter()
+            .find(|s| s.name == d.name)
+            .cloned()
+            .unwrap_or_default();
+        let error = failed_destinations
+            .iter()
+            .find(|(n, _)| *n == d.name)
+            .map(|(_, e)| e.clone());
+        let counts = match outcome {
+            Outcome::Ran(r) => r.destinations.iter().find(|x| x.name == d.name).cloned(),
+            Outcome::Failed(_) => None,
+        }
+        .unwrap_or_default();
+        let ok = error.is_none() && !source_failed;
+        destinations.push(DestinationStatus {
+            name: d.name.clone(),
+            // A push-triggered run covers one artifact: it can break but not establish sync.
+            in_sync: if full { ok } else { old.in_sync && ok },
+            last_sync_time: Some(end.clone()),
+            last_error: error
+                .or_else(|| source_failed.then(|| "the sync could not read the source".into())),
+            copied: as_i64(counts.copied),
+            failed: as_i64(counts.failed),
+            bytes_written: as_i64(counts.bytes_written),
+        });
+    }
+    let in_sync = destinations.iter().filter(|d| d.in_sync).count();
+    status.destinations_in_sync = Some(format!("{in_sync}/{}", destinations.len()));
+    status.destinations = destinations;
+    status.last_sync = Some(record);
+
+    let idle = format!("last {} sync ended at {end}", trigger.name());
+    conditions::upsert(
+        &mut status.conditions,
+        &Desired {
+            type_: SYNCING,
+            status: false,
+            reason: "Idle",
+            message: &idle,
+        },
+        generation,
+        now,
+    );
+    let degraded_message = failed_destinations
+        .iter()
+        .map(|(d, e)| format!("{d}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let degraded = if degraded_message.is_empty() {
+        Desired {
+            type_: DEGRADED,
+            status: false,
+            reason: "AsExpected",
+            message: "the last sync reached every destination",
+        }
+    } else {
+        let reason = if source_failed {
+            "SourceUnavailable"
+        } else {
+            "DestinationFailed"
+        };
+        Desired {
+            type_: DEGRADED,
+            status: true,
+            reason,
+            message: &degraded_message,
+        }
+    };
+    conditions::upsert(&mut status.conditions, &degraded, generation, now);
+    let all = status.destinations.len();
+    let ready_message = format!("{in_sync} of {all} destinations in sync");
+    let ready = if in_sync == all {
+        Desired {
+            type_: READY,
+            status: true,
+            reason: "InSync",
+            message: &ready_message,
+        }
+    } else {
+        Desired {
+            type_: READY,
+            status: false,
+            reason: "OutOfSync",
+            message: &ready_message,
+        }
+    };
+    conditions::upsert(&mut status.conditions, &ready, generation, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::report::{DestinationReport, Failure};
+
+    fn spec() -> ReplicationPolicySpec {
+        serde_json::from_value(serde_json::json!({
+            "source": {"url": "https://hq.example.com"},
+            "destinations": [{"name": "a", "url": "https://a.example.com"}, {"name": "b", "url": "https://b.example.com"}],
+        }))
+        .expect("valid spec")
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn cond<'a>(s: &'a ReplicationPolicyStatus, t: &str) -> (&'a str, &'a str) {
+        let c = conditions::find(&s.conditions, t).expect("condition");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_clean_full_sync_puts_every_destination_in_sync() {
+        let report = Report {
+            copied: 3,
+            bytes_read_from_source: 100,
+            destinations: vec![DestinationReport {
+                name: "a".into(),
+                copied: 3,
+                bytes_written: 100,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut st = ReplicationPolicyStatus::default();
+        started(
+            &mut st,
+            &Trigger::SpecChange,
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(cond(&st, SYNCING), ("True", "SpecChange"));
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::SpecChange,
+            &Outcome::Ran(&report),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:05Z"),
+        );
+        assert_eq!(cond(&st, SYNCING), ("False", "Idle"));
+        assert_eq!(cond(&st, READY), ("True", "InSync"));
+        assert_eq!(cond(&st, DEGRADED), ("False", "AsExpected"));
+        assert_eq!(st.destinations_in_sync.as_deref(), Some("2/2"));
+        let last = st.last_sync.as_ref().expect("record");
+        assert_eq!(
+            (last.result.as_str(), last.copied, last.bytes),
+            ("Succeeded", 3, 100)
+        );
+        assert_eq!(st.destinations[0].bytes_written, 100);
+    }
+
+    #[test]
+    fn a_failed_destination_is_degraded_and_the_others_stay_in_sync() {
+        let report = Report {
+            copied: 1,
+            failed: 1,
+            failures: vec![Failure {
+                artifact: "apps/web:v1".into(),
+                destination: "b".into(),
+                error: "connection refused".into(),
+            }],
+            ..Default::default()
+        };
+        let mut st = ReplicationPolicyStatus::default();
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::Schedule,
+            &Outcome::Ran(&report),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:05Z"),
+        );
+        assert_eq!(cond(&st, DEGRADED), ("True", "DestinationFailed"));
+        assert_eq!(cond(&st, READY), ("False", "OutOfSync"));
+        assert!(st.destinations[0].in_sync && !st.destinations[1].in_sync);
+        assert!(
+            st.destinations[1]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("connection refused"))
+        );
+        assert_eq!(
+            st.last_sync.as_ref().map(|r| r.result.as_str()),
+            Some("PartiallyFailed")
+        );
+    }
+
+    #[test]
+    fn a_push_run_cannot_establish_sync_on_its_own() {
+        let mut st = ReplicationPolicyStatus::default();
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::Push,
+            &Outcome::Ran(&Report::default()),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:01Z"),
+        );
+        assert_eq!(st.destinations_in_sync.as_deref(), Some("0/2"));
+    }
+
+    #[test]
+    fn a_run_that_cannot_start_marks_the_source() {
+        let mut st = ReplicationPolicyStatus::default();
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::Schedule,
+            &Outcome::Failed("source: connection refused"),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:01Z"),
+        );
+        assert_eq!(cond(&st, DEGRADED), ("True", "SourceUnavailable"));
+        assert_eq!(
+            st.last_sync.as_ref().map(|r| r.result.as_str()),
+            Some("Failed")
+        );
+    }
+}

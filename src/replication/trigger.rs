@@ -1,0 +1,164 @@
+//! When a full sync of a policy is due. Pure: the reconciler passes in what it read and the
+//! time, and requeues for the returned wake-up time.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::validate::parse_schedule;
+use crate::api::SYNC_REQUESTED_ANNOTATION;
+use crate::api::replication_policy::{ReplicationPolicySpec, ReplicationPolicyStatus};
+
+/// Why a sync runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The spec changed (or the policy is new).
+    SpecChange,
+    /// The `flotilla.dev/sync-requested` annotation has a new value.
+    Request(String),
+    /// The cron schedule fired.
+    Schedule,
+    /// Push events from the source.
+    Push,
+}
+
+impl Trigger {
+    /// The name recorded in `status.lastSync.trigger`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::SpecChange => "SpecChange",
+            Trigger::Request(_) => "Request",
+            Trigger::Schedule => "Schedule",
+            Trigger::Push => "Push",
+        }
+    }
+}
+
+/// The full sync due now, if any, and when to look again for the next scheduled one.
+pub fn due(
+    spec: &ReplicationPolicySpec,
+    status: &ReplicationPolicyStatus,
+    generation: Option<i64>,
+    annotations: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> (Option<Trigger>, Option<Timestamp>) {
+    if spec.suspend {
+        return (None, None);
+    }
+    let next = next_scheduled(spec, status);
+    let trigger = if status.synced_generation != generation {
+        Some(Trigger::SpecChange)
+    } else if let Some(v) = annotations.get(SYNC_REQUESTED_ANNOTATION)
+        && status.handled_sync_request.as_ref() != Some(v)
+    {
+        Some(Trigger::Request(v.clone()))
+    } else if next.is_some_and(|t| t <= now) {
+        Some(Trigger::Schedule)
+    } else {
+        None
+    };
+    (trigger, next)
+}
+
+/// The first firing of the schedule after the last full sync started (`None`: no schedule,
+/// or no full sync yet, which the spec-change trigger covers).
+pub fn next_scheduled(
+    spec: &ReplicationPolicySpec,
+    status: &ReplicationPolicyStatus,
+) -> Option<Timestamp> {
+    let schedule = parse_schedule(spec.trigger.schedule.as_deref()?).ok()?;
+    let last: Timestamp = status.last_full_sync_time.as_deref()?.parse().ok()?;
+    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(last.as_second(), 0)?;
+    let next = schedule.after(&after).next()?;
+    Timestamp::from_second(next.timestamp()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(schedule: Option<&str>) -> ReplicationPolicySpec {
+        let mut s: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": "https://hq.example.com"},
+            "destinations": [{"name": "a", "url": "https://a.example.com"}],
+        }))
+        .expect("valid spec");
+        s.trigger.schedule = schedule.map(str::to_string);
+        s
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn synced(generation: i64, at: &str) -> ReplicationPolicyStatus {
+        ReplicationPolicyStatus {
+            synced_generation: Some(generation),
+            last_full_sync_time: Some(at.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_or_changed_policy_syncs() {
+        let none = BTreeMap::new();
+        let (trigger, _) = due(
+            &spec(None),
+            &ReplicationPolicyStatus::default(),
+            Some(1),
+            &none,
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(trigger, Some(Trigger::SpecChange));
+        let (trigger, _) = due(
+            &spec(None),
+            &synced(1, "2026-01-01T00:00:00Z"),
+            Some(2),
+            &none,
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(trigger, Some(Trigger::SpecChange));
+    }
+
+    #[test]
+    fn a_new_annotation_value_requests_a_sync_once() {
+        let mut a = BTreeMap::new();
+        a.insert(SYNC_REQUESTED_ANNOTATION.to_string(), "now-1".to_string());
+        let mut st = synced(1, "2026-01-01T00:00:00Z");
+        let (trigger, _) = due(&spec(None), &st, Some(1), &a, t("2026-01-01T00:00:01Z"));
+        assert_eq!(trigger, Some(Trigger::Request("now-1".into())));
+        st.handled_sync_request = Some("now-1".into());
+        assert_eq!(
+            due(&spec(None), &st, Some(1), &a, t("2026-01-01T00:00:01Z")).0,
+            None
+        );
+    }
+
+    #[test]
+    fn the_schedule_fires_after_the_last_full_sync() {
+        let none = BTreeMap::new();
+        let st = synced(1, "2026-01-01T00:10:30Z");
+        let s = spec(Some("*/15 * * * *"));
+        let (trigger, next) = due(&s, &st, Some(1), &none, t("2026-01-01T00:14:00Z"));
+        assert_eq!(trigger, None);
+        assert_eq!(next, Some(t("2026-01-01T00:15:00Z")));
+        assert_eq!(
+            due(&s, &st, Some(1), &none, t("2026-01-01T00:15:00Z")).0,
+            Some(Trigger::Schedule)
+        );
+    }
+
+    #[test]
+    fn suspend_stops_everything() {
+        let mut s = spec(Some("* * * * *"));
+        s.suspend = true;
+        let (trigger, next) = due(
+            &s,
+            &ReplicationPolicyStatus::default(),
+            Some(1),
+            &BTreeMap::new(),
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!((trigger, next), (None, None));
+    }
+}
