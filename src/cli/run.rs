@@ -35,6 +35,12 @@ pub struct RunArgs {
     /// Syncs running at once across all policies.
     #[arg(long, env = "FLOTILLA_MAX_CONCURRENT_SYNCS", default_value_t = 4)]
     pub max_concurrent_syncs: usize,
+    /// Run only while holding the Lease `flotilla-leader` (for several replicas).
+    #[arg(long, env = "FLOTILLA_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (default: the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
     /// Log line format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -92,13 +98,38 @@ pub async fn run(args: RunArgs) -> ExitCode {
     });
     tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
     let receiver_task = tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
+    let elector = args.leader_elect.then(|| {
+        let ns = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("flotilla-{}", std::process::id()));
+        crate::leader::Elector::new(
+            kube::Api::namespaced(client.clone(), &ns),
+            LEASE_NAME,
+            &identity,
+        )
+    });
+    if let Some(elector) = &elector {
+        // A standby is healthy and ready: it serves probes while it waits.
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("waiting for the leader Lease {LEASE_NAME}");
+        tokio::select! {
+            () = elector.acquire() => tracing::info!("became the leader"),
+            () = shutdown_signal() => {
+                http.abort();
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
     let settings = Settings {
         receiver_url: args.receiver_url,
         max_concurrent_syncs: args.max_concurrent_syncs,
         tokens,
         events: Some(events_rx),
     };
-    controller::run(
+    let controllers = controller::run(
         client,
         Scope {
             namespace: args.namespace,
@@ -106,9 +137,42 @@ pub async fn run(args: RunArgs) -> ExitCode {
         settings,
         metrics,
         ready,
-    )
-    .await;
+    );
+    let code = match &elector {
+        None => {
+            controllers.await;
+            ExitCode::SUCCESS
+        }
+        Some(elector) => tokio::select! {
+            () = controllers => {
+                elector.release().await;
+                ExitCode::SUCCESS
+            }
+            () = elector.hold() => {
+                tracing::error!("lost the leader Lease; exiting so that a new leader takes over");
+                ExitCode::from(1)
+            }
+        },
+    };
     http.abort();
     receiver_task.abort();
-    ExitCode::SUCCESS
+    code
+}
+
+/// Name of the leader-election Lease.
+pub const LEASE_NAME: &str = "flotilla-leader";
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
