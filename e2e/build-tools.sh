@@ -43,4 +43,26 @@ if [ ! -x "$minio_out/minio" ]; then
   mv "$minio_out/.tmp/minio" "$minio_out/minio" && rmdir "$minio_out/.tmp"
 fi
 # ----------------------------------------------------------------------------------------------
+# --- helm and kubeconform (packaging tests: tests/e2e_packaging.rs) ---------------------------
+# Built from their Go modules with `go install` at pinned versions, each into its own cache
+# directory keyed by version (found by e2e/tool-path.sh NAME), reused when present. Helm gets
+# the -X flags of its own Makefile: its version, and the Kubernetes version its client modules
+# speak (1.37 for v3.22), which `helm template`/`helm lint` assume without a cluster.
+HELM_VERSION=v3.22.0
+KUBECONFORM_VERSION=v0.8.0
+build_module() { # name, version, package, extra ldflags
+  local name=$1 version=$2 pkg=$3 ldflags=${4:-} dir="$cache/bin/$1-$2"
+  if [ -x "$dir/$name" ]; then return; fi
+  echo "building $name ($pkg@$version)" >&2
+  mkdir -p "$dir"
+  GOBIN="$dir/.tmp" go install -ldflags="-s -w $ldflags" "$pkg@$version"
+  mv "$dir/.tmp/$name" "$dir/$name" && rmdir "$dir/.tmp"
+}
+helm_x=helm.sh/helm/v3
+build_module helm "$HELM_VERSION" $helm_x/cmd/helm "-X $helm_x/internal/version.version=$HELM_VERSION \
+  -X $helm_x/internal/version.gitTreeState=clean \
+  -X $helm_x/pkg/lint/rules.k8sVersionMajor=1 -X $helm_x/pkg/lint/rules.k8sVersionMinor=37 \
+  -X $helm_x/pkg/chartutil.k8sVersionMajor=1 -X $helm_x/pkg/chartutil.k8sVersionMinor=37"
+build_module kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+# ----------------------------------------------------------------------------------------------
 echo "$out"
