@@ -347,6 +347,12 @@ pub struct SyncRecord {
     /// Artifacts that failed.
     #[serde(default)]
     pub failed: i64,
+    /// Destination tags left alone because they point elsewhere (`overwrite: false`).
+    #[serde(default)]
+    pub conflicts: i64,
+    /// Destination tags deleted (`deletion: true`).
+    #[serde(default)]
+    pub deleted: i64,
     /// Bytes read from the source.
     #[serde(default)]
     pub bytes: i64,
@@ -373,6 +379,10 @@ pub struct DestinationStatus {
     /// Artifacts that failed here in the last sync.
     #[serde(default)]
     pub failed: i64,
+    /// Tags here left alone by the last sync because they point at another digest than the
+    /// source's (`overwrite: false`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
     /// Bytes written here by the last sync.
     #[serde(default)]
     pub bytes_written: i64,

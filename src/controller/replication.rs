@@ -426,6 +426,15 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         note,
     )
     .await;
+    for d in &st.destinations {
+        for conflict in &d.conflicts {
+            let msg = format!(
+                "destination {}: {conflict}; left alone because overwrite is false",
+                d.name
+            );
+            status::event(ctx, obj, true, "TagConflict", "Sync", msg).await;
+        }
+    }
     if warning {
         for d in st.destinations.iter().filter(|d| d.last_error.is_some()) {
             let msg = format!(

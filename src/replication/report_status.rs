@@ -87,6 +87,8 @@ pub fn finished(
                 copied: as_i64(report.copied),
                 skipped: as_i64(report.skipped),
                 failed: as_i64(report.failed),
+                conflicts: as_i64(report.conflicts),
+                deleted: as_i64(report.deleted),
                 bytes: as_i64(report.bytes_read_from_source),
             };
             (record, failed)
@@ -120,6 +122,20 @@ pub fn finished(
             Outcome::Failed(_) => None,
         }
         .unwrap_or_default();
+        let conflicts = match outcome {
+            Outcome::Ran(r) => r
+                .conflict_details
+                .iter()
+                .filter(|c| c.destination == d.name)
+                .map(|c| {
+                    format!(
+                        "{} points at {}, the source at {}",
+                        c.artifact, c.destination_digest, c.source_digest
+                    )
+                })
+                .collect(),
+            Outcome::Failed(_) => Vec::new(),
+        };
         let ok = error.is_none() && !source_failed;
         destinations.push(DestinationStatus {
             name: d.name.clone(),
@@ -130,6 +146,7 @@ pub fn finished(
                 .or_else(|| source_failed.then(|| "the sync could not read the source".into())),
             copied: as_i64(counts.copied),
             failed: as_i64(counts.failed),
+            conflicts,
             bytes_written: as_i64(counts.bytes_written),
         });
     }

@@ -196,19 +196,35 @@ pub struct Operator {
     child: Child,
     /// Address of its probe/metrics endpoint.
     pub probe_port: u16,
+    /// Port of its notification receiver.
+    pub receiver_port: u16,
     log: PathBuf,
 }
 
 impl Operator {
     /// Starts `flotilla run` with the cluster's kubeconfig, logging into `log_dir`.
     pub fn start(cluster: &Cluster, log_dir: &Path) -> Self {
+        Self::start_with(cluster, log_dir, &[], &[])
+    }
+
+    /// Like [`Operator::start`], with extra arguments and environment variables.
+    pub fn start_with(
+        cluster: &Cluster,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let probe_port = free_port();
+        let receiver_port = free_port();
         let log = log_dir.join(format!("operator-{}.log", next_id()));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["run", "--probe-addr", &format!("127.0.0.1:{probe_port}")])
+            .args(["--receiver-addr", &format!("127.0.0.1:{receiver_port}")])
             .env("KUBECONFIG", cluster.kubeconfig())
             .env("RUST_LOG", "info,flotilla=debug")
+            .envs(env.iter().copied())
+            .args(args)
             .stdout(file.try_clone().expect("clone log"))
             .stderr(file)
             .spawn()
@@ -216,6 +232,7 @@ impl Operator {
         let op = Operator {
             child,
             probe_port,
+            receiver_port,
             log,
         };
         wait_for("operator /readyz", Duration::from_secs(60), || {
