@@ -279,6 +279,33 @@ fn push_demo_image(url: &str) {
     let config = b"{}";
     let digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
     let curl = Path::new("curl");
+    let headers = run_ok(
+        curl,
+        &[
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-X",
+            "POST",
+            &format!("{url}/v2/demo/blobs/uploads/"),
+        ],
+    );
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .expect("upload Location");
+    let location = if location.starts_with('/') {
+        format!("{url}{location}")
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
     let out = run_ok(
         curl,
         &[
@@ -288,12 +315,12 @@ fn push_demo_image(url: &str) {
             "-w",
             "%{http_code}",
             "-X",
-            "POST",
+            "PUT",
             "-H",
             "Content-Type: application/octet-stream",
             "--data-binary",
             std::str::from_utf8(config).expect("utf-8"),
-            &format!("{url}/v2/demo/blobs/uploads/?digest={digest}"),
+            &format!("{location}{sep}digest={digest}"),
         ],
     );
     assert_eq!(out, "201", "blob upload");
@@ -609,6 +636,7 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     let c = Cluster::start();
     let kubectl = kubectl_bin();
     let work = tempdir("packaging");
+    println!("operator logs: {}", work.display());
     let kc = c.kubeconfig();
     let kc = kc.to_str().expect("utf-8");
 
@@ -654,13 +682,6 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     c.kubectl_ok(&["delete", "namespace", NS, "--wait=true", "--timeout=60s"]);
 
     helm_install(&c);
-    let samples = root().join("config/samples");
-    c.kubectl_ok(&[
-        "apply",
-        "--dry-run=server",
-        "-k",
-        samples.to_str().expect("utf-8"),
-    ]);
 
     let sa_kc = sa_kubeconfig(&c, &work);
     let src = packaging::LocalRegistry::start(&work.join("src"));
@@ -701,6 +722,29 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
         None,
         Duration::from_secs(90),
     );
+    // The kustomize samples (config/samples) reconcile too.
+    let samples = root().join("config/samples");
+    c.kubectl_ok(&["apply", "-k", samples.to_str().expect("utf-8")]);
+    for r in ["hq", "edge"] {
+        wait_for(
+            &format!("sample Registry {r} Ready"),
+            Duration::from_secs(90),
+            || condition(&c, &format!("registry/{r}"), "flotilla-samples", "Ready") == "True",
+        );
+    }
+    wait_for(
+        "sample policy hq-to-edge Ready condition",
+        Duration::from_secs(90),
+        || {
+            !condition(
+                &c,
+                "replicationpolicy/hq-to-edge",
+                "flotilla-samples",
+                "Ready",
+            )
+            .is_empty()
+        },
+    );
     let log = op.log();
     match outcome {
         Outcome::Completed => {}
@@ -727,7 +771,9 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
         started.elapsed().as_secs_f64()
     );
     drop(op);
-    let _ = c.kubectl(&["delete", "namespace", "fleet-0", "--wait=false"]);
+    for ns in ["fleet-0", "flotilla-samples"] {
+        let _ = c.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
 
     // One round per permission.
     let all: Vec<(bool, Permission)> = cluster_perms
@@ -806,10 +852,16 @@ fn tempdir(label: &str) -> PathBuf {
 }
 
 fn lease_holder(c: &Cluster) -> String {
-    c.jsonpath(
-        &format!("lease/flotilla-leader -n {NS}"),
-        "{.spec.holderIdentity}",
-    )
+    let out = c.kubectl(&[
+        "get",
+        "lease",
+        "flotilla-leader",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn reconciles(op: &OperatorProcess) -> u64 {
@@ -828,6 +880,7 @@ fn reconciles(op: &OperatorProcess) -> u64 {
 fn two_replicas_only_the_leader_reconciles_and_a_killed_leader_is_replaced_within_30s() {
     let c = Cluster::start();
     let work = tempdir("leader");
+    println!("operator logs: {}", work.display());
     helm_install(&c);
     let sa_kc = sa_kubeconfig(&c, &work);
     let args = ["--leader-elect", "--leader-election-namespace", NS];

@@ -181,6 +181,7 @@ impl OperatorProcess {
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,flotilla=debug,kube_runtime=debug")
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log"))
