@@ -533,20 +533,30 @@ async fn operator_killed_mid_sync_converges_after_restart() {
         &[("dest", &dest.url())],
         "  concurrency: 2\n  bandwidthLimit: 4Mi\n",
     ));
-    wait_for("the sync to be running", WAIT, || {
+    let present = |d: &Registry| {
+        digests
+            .iter()
+            .enumerate()
+            .filter(|(i, dg)| has(&d.url(), "bulk/app", &format!("t{i}"), dg))
+            .count()
+    };
+    wait_for("the sync to be part-way", WAIT, || {
         c.jsonpath(
             "replicationpolicy/bulk",
             r#"{.status.conditions[?(@.type=="Syncing")].status}"#,
         ) == "True"
+            && present(&dest) >= 1
     });
     drop(op); // SIGKILL in the middle of the sync
-    let partial = (0..12)
-        .filter(|i| has(&dest.url(), "bulk/app", &format!("t{i}"), &digests[*i]))
-        .count();
+    let partial = present(&dest);
     println!("tags at the destination when the operator was killed: {partial}/12");
-    for i in 0..12 {
+    assert!(
+        partial < 12,
+        "the sync had already finished when the operator was killed"
+    );
+    for (i, dg) in digests.iter().enumerate() {
         let tag = format!("t{i}");
-        if has(&dest.url(), "bulk/app", &tag, &digests[i]) {
+        if has(&dest.url(), "bulk/app", &tag, dg) {
             assert!(
                 registry::complete(&dest.url(), "bulk/app", &tag).await,
                 "tag {tag} points at an incomplete artifact"
