@@ -707,27 +707,35 @@ impl RegistryClient {
         }
     }
 
-    /// Streams the whole blob into an upload session (one `PATCH`, not retried: its body
-    /// cannot be replayed) and returns the next location.
-    pub async fn patch_stream(
+    /// Streams the whole blob into an upload session and commits it under `digest` in the
+    /// same request (`PUT <location>?digest=` with the body: one round trip instead of
+    /// `PATCH` + `PUT`). Not retried: the body cannot be replayed. The registry commits only
+    /// when the body ends cleanly, which the caller allows only after verifying the digest.
+    pub async fn put_stream(
         &self,
         repo: &str,
         location: Url,
+        digest: &Digest,
         body: reqwest::Body,
-    ) -> Result<Url, ClientError> {
+    ) -> Result<(), ClientError> {
+        let mut url = location;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
         let mut req = self
             .http
-            .patch(location)
+            .put(url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         if let Some(h) = self.auth_header(&push(repo).join(" ")) {
             req = req.header(header::AUTHORIZATION, h);
         }
         let resp = req.send().await.map_err(|e| self.connect_err(&e))?;
-        let resp = self
-            .expect(resp, &[StatusCode::ACCEPTED], &format!("upload to {repo}"))
-            .await?;
-        self.location(&resp)
+        self.expect(
+            resp,
+            &[StatusCode::CREATED],
+            &format!("upload of blob {repo}@{digest}"),
+        )
+        .await
+        .map(drop)
     }
 
     /// Commits an upload session under `digest`.

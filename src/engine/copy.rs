@@ -440,16 +440,18 @@ impl Copier {
                 })
                 .collect();
             let last = attempt >= self.retry.max_attempts.max(1);
+            let t0 = std::time::Instant::now();
             let results = fanout::fan_out(
                 feeder.store,
                 feeder.repo,
                 digest,
                 desc.size,
                 fan,
-                &self.limiter,
+                feeder.is_source.then_some(&self.limiter),
                 counter,
             )
             .await;
+            tracing::debug!(%digest, size = desc.size, targets = by_id.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "blob streamed");
             let mut retry_err = None;
             match results {
                 Ok(results) => {

@@ -36,14 +36,15 @@ pub struct Target {
 pub type TargetResults = Vec<(usize, Result<u64, CopyError>)>;
 
 /// Streams blob `digest` of `size` bytes from `src` to `targets`. `read` counts the bytes
-/// read from `src`. An `Err` is a failure of the source side that applies to every target.
+/// read from `src`; `limiter`, when given, paces them. An `Err` is a failure of the source
+/// side that applies to every target.
 pub async fn fan_out(
     src: &Store,
     src_repo: &str,
     digest: &Digest,
     size: u64,
     targets: Vec<Target>,
-    limiter: &Limiter,
+    limiter: Option<&Limiter>,
     read: &AtomicU64,
 ) -> Result<TargetResults, CopyError> {
     let mut senders = Vec::with_capacity(targets.len());
@@ -92,7 +93,9 @@ pub async fn fan_out(
                 });
             }
         };
-        limiter.take(chunk.len() as u64).await;
+        if let Some(l) = limiter {
+            l.take(chunk.len() as u64).await;
+        }
         verifier.update(&chunk);
         read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         for slot in senders.iter_mut() {

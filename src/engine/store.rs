@@ -171,10 +171,8 @@ impl Store {
                     Some(u) => u,
                     None => c.start_upload(repo).await?,
                 };
-                let next = c
-                    .patch_stream(repo, location, reqwest::Body::wrap_stream(stream))
+                c.put_stream(repo, location, d, reqwest::Body::wrap_stream(stream))
                     .await?;
-                c.finish_upload(repo, next, d).await?;
             }
             Store::Layout(l) => {
                 l.write_blob(d, stream.boxed()).await?;

@@ -162,6 +162,11 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
         }
     }
     items.sort_by_key(Item::display);
+    tracing::debug!(
+        artifacts = items.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "discovered"
+    );
 
     // Copy.
     let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(items)
@@ -169,6 +174,23 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
             let run = &run;
             async move {
                 let st = run.sync_item(&item).await;
+                for (i, s) in st.iter().enumerate() {
+                    let dest = &run.cfg.destinations[i].name;
+                    match s {
+                        Status::Holds { copied: true } => {
+                            tracing::info!(artifact = %item.display(), %dest, "copied")
+                        }
+                        Status::Holds { copied: false } => {
+                            tracing::debug!(artifact = %item.display(), %dest, "in sync")
+                        }
+                        Status::Failed(error) => {
+                            tracing::warn!(artifact = %item.display(), %dest, %error, "failed")
+                        }
+                        Status::Conflict(found) => {
+                            tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
+                        }
+                    }
+                }
                 (item, st)
             }
         })

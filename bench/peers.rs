@@ -1,0 +1,433 @@
+//! Side-by-side benchmark: `flotilla sync` 1→3 against `skopeo sync` (one destination after
+//! another), `crane copy` and `regsync once`, each on identical fresh destination registries,
+//! reading through a counting proxy in front of one shared source.
+//!
+//! Run: `cargo bench --bench peers -- small|medium [--tools flotilla,skopeo,crane,regsync]`.
+//! crane and regsync are built from their Go modules into `~/.cache/flotilla/bin/<tool>-<version>/`.
+
+#[path = "../tests/support/registry.rs"]
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use registry::*;
+
+const CRANE_MODULE: &str = "github.com/google/go-containerregistry/cmd/crane";
+const CRANE_VERSION: &str = "v0.22.1";
+const REGSYNC_MODULE: &str = "github.com/regclient/regclient/cmd/regsync";
+
+struct Shape {
+    repos: usize,
+    tags: usize,
+    base: usize,
+    per_repo: usize,
+    per_tag: usize,
+}
+
+fn shape(name: &str) -> Shape {
+    const MIB: usize = 1024 * 1024;
+    match name {
+        "medium" => Shape {
+            repos: 8,
+            tags: 4,
+            base: 50 * MIB,
+            per_repo: 20 * MIB,
+            per_tag: 25 * MIB,
+        },
+        _ => Shape {
+            repos: 4,
+            tags: 3,
+            base: 5 * MIB,
+            per_repo: 2 * MIB,
+            per_tag: MIB,
+        },
+    }
+}
+
+fn cache_bin(tool: &str, version: &str) -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home)
+        .join(".cache/flotilla/bin")
+        .join(format!("{tool}-{version}"))
+}
+
+/// Builds `module@version` into the cache unless present; returns the binary.
+fn go_tool(tool: &str, module: &str, version: &str) -> PathBuf {
+    let dir = cache_bin(tool, version);
+    let bin = dir.join(tool);
+    if bin.exists() {
+        return bin;
+    }
+    eprintln!("building {module}@{version} into {}", dir.display());
+    let st = Command::new("go")
+        .args(["install", &format!("{module}@{version}")])
+        .env("GOBIN", &dir)
+        .status()
+        .expect("go is needed to build the peer tools");
+    assert!(st.success(), "go install {module}@{version} failed");
+    bin
+}
+
+fn latest(module: &str) -> String {
+    let out = Command::new("go")
+        .args([
+            "list",
+            "-m",
+            "-f",
+            "{{.Version}}",
+            &format!("{}@latest", module_root(module)),
+        ])
+        .output()
+        .expect("go list");
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !v.is_empty(),
+        "cannot resolve the latest version of {module}"
+    );
+    v
+}
+
+fn module_root(module: &str) -> &str {
+    module.split("/cmd/").next().unwrap_or(module)
+}
+
+/// Runs a command under `/usr/bin/time`, returning its peak RSS in KiB.
+fn timed(cmd: &mut Command, dir: &Path) -> u64 {
+    let rss_file = dir.join(format!("rss-{}", rand::random::<u32>()));
+    let prog = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(&prog)
+        .args(&args)
+        .output()
+        .expect("/usr/bin/time");
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    if !out.status.success() {
+        eprintln!(
+            "warning: {} failed: {}{}",
+            prog.to_string_lossy(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+struct Corpus {
+    /// (repo, tag, manifest digest)
+    tags: Vec<(String, String, String)>,
+    unique: u64,
+}
+
+async fn build_corpus(src: &Registry, s: &Shape) -> Corpus {
+    let p = Pusher::new(&src.url());
+    let base = layer(&[("base/blob", &pseudo_random(1, s.base))]);
+    let mut tags = Vec::new();
+    for r in 0..s.repos {
+        let repo = format!("bench/app{r}");
+        let rl = layer(&[("repo/blob", &pseudo_random(1000 + r as u64, s.per_repo))]);
+        for t in 0..s.tags {
+            let tl = layer(&[(
+                "tag/blob",
+                &pseudo_random(100_000 + (r * 100 + t) as u64, s.per_tag),
+            )]);
+            let tag = format!("v1.{t}.0");
+            let m = p
+                .image(
+                    &repo,
+                    Some(&tag),
+                    "amd64",
+                    &[base.clone(), rl.clone(), tl],
+                    false,
+                )
+                .await;
+            tags.push((repo.clone(), tag, sha256(&m)));
+        }
+    }
+    Corpus {
+        tags,
+        unique: p.unique_blob_bytes(),
+    }
+}
+
+#[derive(Default)]
+struct Row {
+    tool: String,
+    wall: f64,
+    read: u64,
+    rss_kib: u64,
+    noop_wall: f64,
+    noop_read: u64,
+    ok: usize,
+    total: usize,
+}
+
+async fn digests_ok(dests: &[Registry], corpus: &Corpus) -> usize {
+    let c = reqwest::Client::new();
+    let mut ok = 0;
+    for d in dests {
+        for (repo, tag, digest) in &corpus.tags {
+            let r = c
+                .head(format!("{}/v2/{repo}/manifests/{tag}", d.url()))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(digest.as_str())
+            {
+                ok += 1;
+            }
+        }
+    }
+    ok
+}
+
+fn repos(corpus: &Corpus) -> Vec<String> {
+    let mut r: Vec<String> = corpus.tags.iter().map(|t| t.0.clone()).collect();
+    r.dedup();
+    r
+}
+
+/// One pass of a tool from `src` (host) to `dests`; returns peak RSS.
+fn pass(
+    tool: &str,
+    bins: &Bins,
+    src: &str,
+    dests: &[Registry],
+    corpus: &Corpus,
+    dir: &Path,
+) -> u64 {
+    match tool {
+        "flotilla" => {
+            let dl: Vec<(&str, String, Option<&str>)> = ["a", "b", "c"]
+                .iter()
+                .zip(dests)
+                .map(|(n, d)| (*n, d.url(), None))
+                .collect();
+            let pol = policy(dir, &format!("http://{src}"), &dl, "");
+            timed(
+                Command::new(flotilla_bin()).args(["sync", "-f", pol.to_str().unwrap_or_default()]),
+                dir,
+            )
+        }
+        "skopeo" => {
+            let mut y = format!("{src}:\n  tls-verify: false\n  images:\n");
+            for r in repos(corpus) {
+                y.push_str(&format!("    {r}: []\n"));
+            }
+            let file = dir.join("skopeo-src.yaml");
+            std::fs::write(&file, y).expect("yaml");
+            dests
+                .iter()
+                .map(|d| {
+                    timed(
+                        Command::new("skopeo")
+                            .args(["sync", "--all", "--preserve-digests", "--src", "yaml"])
+                            .args(["--dest", "docker", "--dest-tls-verify=false"])
+                            .arg(&file)
+                            // skopeo keeps only the last path component without --scoped.
+                            .arg(format!("{}/bench", d.host())),
+                        dir,
+                    )
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        "crane" => {
+            // One `crane copy --all-tags` per repository and destination, as users script it.
+            let mut peak = 0;
+            for d in dests {
+                for repo in repos(corpus) {
+                    peak = peak.max(timed(
+                        Command::new(&bins.crane)
+                            .args(["copy", "--insecure", "--all-tags"])
+                            .arg(format!("{src}/{repo}"))
+                            .arg(format!("{}/{repo}", d.host())),
+                        dir,
+                    ));
+                }
+            }
+            peak
+        }
+        "regsync" => {
+            let mut y = format!("version: 1\ncreds:\n  - registry: {src}\n    tls: disabled\n");
+            for d in dests {
+                y.push_str(&format!("  - registry: {}\n    tls: disabled\n", d.host()));
+            }
+            y.push_str("sync:\n");
+            for d in dests {
+                for r in repos(corpus) {
+                    y.push_str(&format!(
+                        "  - source: {src}/{r}\n    target: {}/{r}\n    type: repository\n",
+                        d.host()
+                    ));
+                }
+            }
+            let file = dir.join("regsync.yaml");
+            std::fs::write(&file, y).expect("yaml");
+            timed(
+                Command::new(&bins.regsync)
+                    .args(["once", "-c"])
+                    .arg(&file)
+                    .args(["-v", "error"]),
+                dir,
+            )
+        }
+        other => panic!("unknown tool {other}"),
+    }
+}
+
+struct Bins {
+    crane: PathBuf,
+    regsync: PathBuf,
+    regsync_version: String,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let corpus_name = args
+        .iter()
+        .find(|a| *a == "small" || *a == "medium")
+        .cloned()
+        .unwrap_or_else(|| "small".into());
+    let tools: Vec<String> = args
+        .iter()
+        .position(|a| a == "--tools")
+        .and_then(|i| args.get(i + 1))
+        .map(|t| t.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| {
+            ["flotilla", "skopeo", "crane", "regsync"]
+                .map(String::from)
+                .to_vec()
+        });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(&corpus_name, &tools));
+}
+
+async fn run(corpus_name: &str, tools: &[String]) {
+    require_tools();
+    let regsync_version = if tools.iter().any(|t| t == "regsync") {
+        latest(REGSYNC_MODULE)
+    } else {
+        String::new()
+    };
+    let bins = Bins {
+        crane: if tools.iter().any(|t| t == "crane") {
+            go_tool("crane", CRANE_MODULE, CRANE_VERSION)
+        } else {
+            PathBuf::new()
+        },
+        regsync: if tools.iter().any(|t| t == "regsync") {
+            go_tool("regsync", REGSYNC_MODULE, &regsync_version)
+        } else {
+            PathBuf::new()
+        },
+        regsync_version,
+    };
+    let src = Registry::start().await;
+    let s = shape(corpus_name);
+    eprintln!("building the {corpus_name} corpus...");
+    let corpus = build_corpus(&src, &s).await;
+    let dir = TempDir::new("bench");
+    let mut rows = Vec::new();
+    for tool in tools {
+        eprintln!("running {tool}...");
+        let dests = [
+            Registry::start().await,
+            Registry::start().await,
+            Registry::start().await,
+        ];
+        let proxy = Proxy::start(&src.url(), Faults::default()).await;
+        let served = || {
+            proxy
+                .stats
+                .bytes_served
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let (t, d, c, h) = (
+            tool.clone(),
+            dir.path().to_path_buf(),
+            &corpus,
+            proxy.host(),
+        );
+        let start = Instant::now();
+        let rss = tokio::task::block_in_place(|| pass(&t, &bins, &h, &dests, c, &d));
+        let wall = start.elapsed().as_secs_f64();
+        let read = served();
+        let start = Instant::now();
+        let rss2 = tokio::task::block_in_place(|| pass(&t, &bins, &h, &dests, c, &d));
+        let noop_wall = start.elapsed().as_secs_f64();
+        rows.push(Row {
+            tool: match tool.as_str() {
+                "crane" => format!("crane {CRANE_VERSION}"),
+                "regsync" => format!("regsync {}", bins.regsync_version),
+                "skopeo" => "skopeo 1.9 sync".into(),
+                other => other.to_string(),
+            },
+            wall,
+            read,
+            rss_kib: rss.max(rss2),
+            noop_wall,
+            noop_read: served() - read,
+            ok: digests_ok(&dests, &corpus).await,
+            total: dests.len() * corpus.tags.len(),
+        });
+    }
+    println!(
+        "corpus {corpus_name}: {} repositories, {} tags, {:.1} MiB unique blob bytes; 1 source -> 3 destinations (Distribution 2.8.2 on loopback)",
+        s.repos,
+        corpus.tags.len(),
+        mib(corpus.unique)
+    );
+    println!(
+        "| tool | sync 1->3 (s) | read from source (MiB) | peak RSS (MiB) | no-op re-sync (s) | no-op read (MiB) | digests ok |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {}/{} |",
+            r.tool,
+            r.wall,
+            mib(r.read),
+            r.rss_kib as f64 / 1024.0,
+            r.noop_wall,
+            mib(r.noop_read),
+            r.ok,
+            r.total
+        );
+    }
+    if let (Some(f), Some(sk)) = (
+        rows.iter().find(|r| r.tool == "flotilla"),
+        rows.iter().find(|r| r.tool.starts_with("skopeo")),
+    ) {
+        println!(
+            "flotilla vs skopeo: {:.1}x faster 1->3, {:.1}x faster no-op re-sync",
+            sk.wall / f.wall,
+            sk.noop_wall / f.noop_wall
+        );
+    }
+}
