@@ -235,7 +235,7 @@ pub async fn secret_problems(
     client: &Client,
     namespace: &str,
     required: &[references::SecretRequirement],
-) -> Result<Vec<crate::replication::validate::Problem>, Error> {
+) -> Result<Vec<crate::replication::validate::Issue>, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut problems = Vec::new();
     for req in required {
@@ -248,7 +248,7 @@ pub async fn secret_problems(
 /// The `Ready` condition and Event for a validation outcome: valid, or the first problem
 /// (every problem is listed in the message).
 pub fn readiness(
-    problems: &[crate::replication::validate::Problem],
+    problems: &[crate::replication::validate::Issue],
     ok_message: &str,
 ) -> (bool, &'static str, String) {
     match problems.first() {

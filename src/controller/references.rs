@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::registry::RegistrySpec;
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
-use crate::replication::validate::Problem;
+use crate::replication::validate::Issue;
 
 /// What a referenced Secret must contain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,9 +159,9 @@ pub fn check_secret(
     req: &SecretRequirement,
     namespace: &str,
     found: Option<&Secret>,
-) -> Option<Problem> {
+) -> Option<Issue> {
     let Some(secret) = found else {
-        return Some(Problem {
+        return Some(Issue {
             reason: "SecretNotFound",
             field: req.field.clone(),
             message: format!(
@@ -180,7 +180,7 @@ pub fn check_secret(
                 || (has_key(data, "username") && has_key(data, "password"))
         }
     };
-    (!ok).then(|| Problem {
+    (!ok).then(|| Issue {
         reason: "SecretKeyMissing",
         field: req.field.clone(),
         message: format!(

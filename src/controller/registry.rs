@@ -29,7 +29,7 @@ use crate::registry::generated::{
 use crate::registry::names::{HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names};
 use crate::registry::objects::{BuildContext, build};
 use crate::registry::status::ObservedDeployment;
-use crate::registry::validate::{ValidationIssue, check_tls_secret, validate};
+use crate::registry::validate::{Issue, check_tls_secret, validate};
 
 const KIND: &str = "Registry";
 
@@ -105,12 +105,12 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Dereference.
-    let mut issues: Vec<ValidationIssue> = validate(&obj.spec);
+    let mut issues: Vec<Issue> = validate(&obj.spec);
     let mut proxy_secret = None;
     for req in references::registry_secrets(&obj.spec) {
         let found = secrets.get_opt(&req.name).await?;
         if let Some(p) = references::check_secret(&req, &ns, found.as_ref()) {
-            issues.push(ValidationIssue {
+            issues.push(Issue {
                 reason: secret_reason(&p.field, p.reason),
                 field: p.field,
                 message: p.message,

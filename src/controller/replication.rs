@@ -27,7 +27,7 @@ use crate::metrics::{DestinationLabels, FailureLabels, KindLabels, PolicyLabels,
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing::Work;
 use crate::replication::trigger::{self, Trigger};
-use crate::replication::validate::{self, Problem};
+use crate::replication::validate::{self, Issue};
 use crate::sync_config::{Resolved, to_sync_config};
 
 const KIND: &str = "ReplicationPolicy";
@@ -119,7 +119,7 @@ async fn registry_problems(
     client: &Client,
     spec: &ReplicationPolicySpec,
     namespace: &str,
-) -> Result<(Vec<Problem>, BTreeMap<String, Registry>), Error> {
+) -> Result<(Vec<Issue>, BTreeMap<String, Registry>), Error> {
     let mut problems = Vec::new();
     let mut found = BTreeMap::new();
     for req in references::policy_registries(spec, namespace) {
@@ -128,7 +128,7 @@ async fn registry_problems(
             Some(r) => {
                 found.insert(format!("{}/{}", req.namespace, req.name), r);
             }
-            None => problems.push(Problem {
+            None => problems.push(Issue {
                 reason: "RegistryNotFound",
                 field: req.field,
                 message: format!(
@@ -146,7 +146,7 @@ fn resolve_registry_refs(
     spec: &ReplicationPolicySpec,
     namespace: &str,
     registries: &BTreeMap<String, Registry>,
-) -> Result<ReplicationPolicySpec, Problem> {
+) -> Result<ReplicationPolicySpec, Issue> {
     let mut out = spec.clone();
     let endpoints = std::iter::once(("spec.source".to_string(), &mut out.source)).chain(
         out.destinations
@@ -163,7 +163,7 @@ fn resolve_registry_refs(
             .and_then(|reg| reg.status.as_ref())
             .and_then(|s| s.url.clone());
         let Some(url) = url else {
-            return Err(Problem {
+            return Err(Issue {
                 reason: "RegistryNotReady",
                 field: format!("{field}.registryRef"),
                 message: format!(

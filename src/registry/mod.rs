@@ -15,4 +15,4 @@ pub use generated::{GeneratedSecrets, generate_http_secret, generate_token};
 pub use names::Names;
 pub use objects::{BuildContext, BuildError, Children, build};
 pub use status::{ObservedDeployment, status};
-pub use validate::{ValidationIssue, validate};
+pub use validate::{Issue, validate};

@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::names::Names;
-use super::validate::ValidationIssue;
+use super::validate::Issue;
 use crate::api::registry::{Registry, RegistrySpec, RegistryStatus};
 use crate::conditions::{Desired, upsert};
 
@@ -97,7 +97,7 @@ struct Verdict {
     degraded: (bool, &'static str, String),
 }
 
-fn verdict(desired: i32, issues: &[ValidationIssue], d: Option<&ObservedDeployment>) -> Verdict {
+fn verdict(desired: i32, issues: &[Issue], d: Option<&ObservedDeployment>) -> Verdict {
     let Some(d) = d else {
         let why = issues.first().map_or(
             (
@@ -185,7 +185,7 @@ fn verdict(desired: i32, issues: &[ValidationIssue], d: Option<&ObservedDeployme
 pub fn status(
     registry: &Registry,
     deployment: Option<&ObservedDeployment>,
-    issues: &[ValidationIssue],
+    issues: &[Issue],
     now: Timestamp,
 ) -> RegistryStatus {
     let old = registry.status.clone().unwrap_or_default();
@@ -235,7 +235,7 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::validate::ValidationIssue;
+    use crate::registry::validate::Issue;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).expect("timestamp")
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn issues_win_and_transition_time_is_kept() {
-        let issue = ValidationIssue {
+        let issue = Issue {
             field: "spec.storage.s3.credentialsSecretRef".into(),
             reason: "S3CredentialsMissing",
             message: "Secret \"s3\" not found; create it".into(),

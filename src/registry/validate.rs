@@ -7,16 +7,7 @@ use regex::Regex;
 
 use crate::api::registry::{AccessMode, RegistrySpec};
 
-/// One problem a user can act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidationIssue {
-    /// The offending field, e.g. `spec.image`.
-    pub field: String,
-    /// CamelCase reason for conditions, e.g. `InvalidImage`.
-    pub reason: &'static str,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
+pub use crate::issue::Issue;
 
 /// Reason: `spec.image` is not a valid image reference.
 pub const INVALID_IMAGE: &str = "InvalidImage";
@@ -32,7 +23,7 @@ pub const INVALID_NAME: &str = "InvalidName";
 /// Checks that a Registry's name can be its Service's name (a DNS-1035 label: at most 63
 /// lowercase letters, digits and '-', starting with a letter, not ending with '-'); it is
 /// also the `app.kubernetes.io/instance` label value.
-pub fn check_name(name: &str) -> Option<ValidationIssue> {
+pub fn check_name(name: &str) -> Option<Issue> {
     let b = name.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 63
@@ -40,7 +31,7 @@ pub fn check_name(name: &str) -> Option<ValidationIssue> {
         && b.last().is_some_and(|c| *c != b'-')
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    (!ok).then(|| ValidationIssue {
+    (!ok).then(|| Issue {
         field: "metadata.name".into(),
         reason: INVALID_NAME,
         message: format!(
@@ -94,15 +85,15 @@ pub fn check_image_reference(image: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_url(field: &str, value: &str, issues: &mut Vec<ValidationIssue>) {
+fn check_url(field: &str, value: &str, issues: &mut Vec<Issue>) {
     match url::Url::parse(value) {
         Ok(u) if u.host_str().is_some() => {}
-        Ok(_) => issues.push(ValidationIssue {
+        Ok(_) => issues.push(Issue {
             field: field.into(),
             reason: INVALID_URL,
             message: format!("{field} {value:?} has no host; use e.g. https://host:port"),
         }),
-        Err(e) => issues.push(ValidationIssue {
+        Err(e) => issues.push(Issue {
             field: field.into(),
             reason: INVALID_URL,
             message: format!("{field} {value:?} is not a URL ({e}); use e.g. https://host:port"),
@@ -112,10 +103,10 @@ fn check_url(field: &str, value: &str, issues: &mut Vec<ValidationIssue>) {
 
 /// Validates what the schema cannot: image reference syntax, URLs, shared storage for several
 /// replicas (also a CEL rule; repeated here so an older CRD cannot let it through).
-pub fn validate(spec: &RegistrySpec) -> Vec<ValidationIssue> {
+pub fn validate(spec: &RegistrySpec) -> Vec<Issue> {
     let mut issues = Vec::new();
     if let Err(message) = check_image_reference(&spec.image) {
-        issues.push(ValidationIssue {
+        issues.push(Issue {
             field: "spec.image".into(),
             reason: INVALID_IMAGE,
             message,
@@ -128,7 +119,7 @@ pub fn validate(spec: &RegistrySpec) -> Vec<ValidationIssue> {
             .as_ref()
             .is_some_and(|f| f.access_mode == AccessMode::ReadWriteMany);
     if spec.replicas > 1 && !shared {
-        issues.push(ValidationIssue {
+        issues.push(Issue {
             field: "spec.replicas".into(),
             reason: SHARED_STORAGE_REQUIRED,
             message: format!(
@@ -151,7 +142,7 @@ pub fn validate(spec: &RegistrySpec) -> Vec<ValidationIssue> {
 
 /// Checks the Secret named by `spec.tls.secretName`: type `kubernetes.io/tls` with non-empty
 /// `tls.crt` and `tls.key`.
-pub fn check_tls_secret(secret: &Secret) -> Option<ValidationIssue> {
+pub fn check_tls_secret(secret: &Secret) -> Option<Issue> {
     let name = secret.metadata.name.as_deref().unwrap_or("");
     let type_ = secret.type_.as_deref().unwrap_or("Opaque");
     let has = |k: &str| {
@@ -168,7 +159,7 @@ pub fn check_tls_secret(secret: &Secret) -> Option<ValidationIssue> {
     } else {
         return None;
     };
-    Some(ValidationIssue {
+    Some(Issue {
         field: "spec.tls.secretName".into(),
         reason: TLS_SECRET_INVALID,
         message: format!(

@@ -4,32 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::replication_policy::{Destination, ReplicationPolicySpec};
-
-/// One problem, with the field it concerns and a reason a program can match on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// CamelCase reason, e.g. `CyclicDestinations`.
-    pub reason: &'static str,
-    /// Path of the offending field, e.g. `spec.destinations[city-1].from`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub use crate::issue::Issue;
 
 /// Every problem of the spec, in a stable order (empty when valid).
-pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Problem> {
+pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
     let mut problems = Vec::new();
     problems.extend(from_links(&spec.destinations));
     if let Some(schedule) = &spec.trigger.schedule
         && let Err(e) = parse_schedule(schedule)
     {
-        problems.push(Problem {
+        problems.push(Issue {
             reason: "InvalidSchedule",
             field: "spec.trigger.schedule".into(),
             message: format!("{e}; use 5 cron fields (minute hour day-of-month month day-of-week), e.g. \"*/30 * * * *\""),
@@ -39,7 +23,7 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Problem> {
         if let Some(re) = &tags.regex
             && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
         {
-            problems.push(Problem {
+            problems.push(Issue {
                 reason: "InvalidTagFilter",
                 field: "spec.tags.regex".into(),
                 message: format!(
@@ -51,7 +35,7 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Problem> {
         if let Some(range) = &tags.semver
             && let Err(e) = semver::VersionReq::parse(range)
         {
-            problems.push(Problem {
+            problems.push(Issue {
                 reason: "InvalidTagFilter",
                 field: "spec.tags.semver".into(),
                 message: format!("not a semantic-version range ({e}); write e.g. \">=1.2, <2\""),
@@ -73,9 +57,9 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Problem> {
         }
     }
     if let Some(limit) = &spec.bandwidth_limit
-        && parse_quantity_bytes(&limit.0).is_none_or(|b| b == 0)
+        && crate::sync_config::parse_quantity(&limit.0).is_none()
     {
-        problems.push(Problem {
+        problems.push(Issue {
             reason: "InvalidBandwidthLimit",
             field: "spec.bandwidthLimit".into(),
             message: format!(
@@ -91,11 +75,11 @@ fn first_line(s: &str) -> String {
     s.lines().last().unwrap_or(s).trim().to_string()
 }
 
-fn bad_globs(field: &str, globs: &[String]) -> Vec<Problem> {
+fn bad_globs(field: &str, globs: &[String]) -> Vec<Issue> {
     globs
         .iter()
         .filter_map(|g| {
-            globset::Glob::new(g).err().map(|e| Problem {
+            globset::Glob::new(g).err().map(|e| Issue {
                 reason: "InvalidFilter",
                 field: field.to_string(),
                 message: format!("{g:?} is not a valid glob: {e}"),
@@ -106,7 +90,7 @@ fn bad_globs(field: &str, globs: &[String]) -> Vec<Problem> {
 
 /// Problems of the `from` links: unknown names, self-references and cycles. Each cycle is
 /// reported once, naming its members in the order the links run.
-pub fn from_links(destinations: &[Destination]) -> Vec<Problem> {
+pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
     let names: BTreeSet<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
     let parent: BTreeMap<&str, &str> = destinations
         .iter()
@@ -115,7 +99,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (child, from) in &parent {
         if !names.contains(from) {
-            problems.push(Problem {
+            problems.push(Issue {
                 reason: "UnknownDestination",
                 field: format!("spec.destinations[{child}].from"),
                 message: format!("names {from:?}, which is not a destination of this policy; name one of {names:?} or remove `from`"),
@@ -133,7 +117,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Problem> {
                     reported.extend(cycle.iter().copied());
                     let mut shown: Vec<&str> = cycle.to_vec();
                     shown.push(cycle[0]);
-                    problems.push(Problem {
+                    problems.push(Issue {
                         reason: "CyclicDestinations",
                         field: format!("spec.destinations[{}].from", cycle[0]),
                         message: format!(
@@ -160,30 +144,6 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     format!("0 {expr}")
         .parse::<cron::Schedule>()
         .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
-}
-
-/// Bytes of a Kubernetes quantity such as `50Mi`, `1G`, `2500k` or `1000`. `None` when it is
-/// not a plain or binary/decimal-suffixed non-negative number.
-pub fn parse_quantity_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let multiplier: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    let value: f64 = num.parse().ok()?;
-    (value >= 0.0 && value.is_finite()).then(|| (value * multiplier).round() as u64)
 }
 
 #[cfg(test)]
@@ -290,16 +250,5 @@ mod tests {
             fields,
             vec!["spec.tags.regex", "spec.tags.semver", "spec.tags.include"]
         );
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity_bytes("50Mi"), Some(50 * 1024 * 1024));
-        assert_eq!(parse_quantity_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(parse_quantity_bytes("2500k"), Some(2_500_000));
-        assert_eq!(parse_quantity_bytes("1000"), Some(1000));
-        assert_eq!(parse_quantity_bytes("1.5Ki"), Some(1536));
-        assert_eq!(parse_quantity_bytes("10m"), None);
-        assert_eq!(parse_quantity_bytes("fast"), None);
     }
 }
