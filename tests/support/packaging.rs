@@ -299,3 +299,67 @@ impl Drop for LocalRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// Turns the API server's OpenAPI v2 document (`kubectl get --raw /openapi/v2`, which includes
+/// the installed CRDs) into a kubeconform schema directory, offline: `_definitions.json` plus
+/// one `<kind>-<group>-<version>.json` per kind referring into it, the names kubeconform's
+/// `{{ .ResourceKind }}{{ .KindSuffix }}` template asks for. `int-or-string` becomes a oneOf,
+/// as JSON Schema has no such format. Returns the `-schema-location` template.
+pub fn kubeconform_schemas(openapi: &serde_json::Value, dir: &Path) -> String {
+    fn int_or_string(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("format").and_then(|f| f.as_str()) == Some("int-or-string") {
+                    m.remove("format");
+                    m.remove("type");
+                    m.insert(
+                        "oneOf".into(),
+                        serde_json::json!([{"type": "string"}, {"type": "integer"}]),
+                    );
+                }
+                m.values_mut().for_each(int_or_string);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(int_or_string),
+            _ => {}
+        }
+    }
+    let mut defs = openapi["definitions"].clone();
+    assert!(defs.is_object(), "no definitions in the OpenAPI document");
+    int_or_string(&mut defs);
+    std::fs::create_dir_all(dir).expect("schema dir");
+    let mut kinds = 0;
+    for (name, schema) in defs.as_object().expect("definitions") {
+        for gvk in schema["x-kubernetes-group-version-kind"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let (group, version, kind) = (
+                gvk["group"].as_str().unwrap_or_default(),
+                gvk["version"].as_str().unwrap_or_default(),
+                gvk["kind"].as_str().unwrap_or_default(),
+            );
+            let suffix = if group.is_empty() {
+                format!("-{}", version.to_lowercase())
+            } else {
+                let first = group.split('.').next().unwrap_or(group);
+                format!("-{}-{}", first.to_lowercase(), version.to_lowercase())
+            };
+            let file = dir.join(format!("{}{suffix}.json", kind.to_lowercase()));
+            let reference =
+                serde_json::json!({"$ref": format!("_definitions.json#/definitions/{name}")});
+            std::fs::write(file, reference.to_string()).expect("write schema");
+            kinds += 1;
+        }
+    }
+    assert!(kinds > 50, "only {kinds} kinds in the OpenAPI document");
+    std::fs::write(
+        dir.join("_definitions.json"),
+        serde_json::json!({ "definitions": defs }).to_string(),
+    )
+    .expect("write definitions");
+    format!(
+        "{}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+        dir.display()
+    )
+}
