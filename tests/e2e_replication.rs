@@ -189,6 +189,73 @@ async fn master_to_three_slaves_on_push_and_scheduled_repair() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_destination_down_is_degraded_and_repaired_when_back() {
+    let c = Cluster::start();
+    c.install_crds();
+    let op = operator(&c);
+    let source = Registry::start().await;
+    let up = Registry::start().await;
+    let mut down = Registry::start().await;
+    let digest = push_image(&source.url(), "base/os", "1.0", 7).await;
+    down.kill();
+    c.apply(&policy_yaml(
+        "pair",
+        &source.url(),
+        &[("up", &up.url()), ("down", &down.url())],
+        "  retry: {maxAttempts: 2, initialBackoffMillis: 50}\n",
+    ));
+    wait_for("Degraded with the failed destination", WAIT, || {
+        condition(&c, "pair", "Degraded") == "True/DestinationFailed"
+    });
+    assert!(
+        has(&up.url(), "base/os", "1.0", &digest),
+        "the healthy destination was not served"
+    );
+    assert_eq!(
+        c.jsonpath("replicationpolicy/pair", "{.status.destinationsInSync}"),
+        "1/2"
+    );
+    let error = c.jsonpath(
+        "replicationpolicy/pair",
+        r#"{.status.destinations[?(@.name=="down")].lastError}"#,
+    );
+    assert!(!error.is_empty(), "no lastError for the down destination");
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=pair",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("DestinationFailed"),
+        "no DestinationFailed Event: {events}"
+    );
+
+    down.restart().await;
+    c.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "replicationpolicy/pair",
+        "flotilla.dev/sync-requested=after-restart",
+    ]);
+    wait_for("in sync after the destination came back", WAIT, || {
+        condition(&c, "pair", "Ready") == "True/InSync"
+    });
+    assert!(has(&down.url(), "base/os", "1.0", &digest));
+    assert_eq!(
+        c.jsonpath("replicationpolicy/pair", "{.status.handledSyncRequest}"),
+        "after-restart"
+    );
+    assert_eq!(
+        c.jsonpath("replicationpolicy/pair", "{.status.lastSync.trigger}"),
+        "Request"
+    );
+    assert!(metric(&op, "flotilla_source_read_bytes_total") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dual_master_across_two_clusters_without_ping_pong() {
     let (ca, cb) = (Cluster::start(), Cluster::start());
     for c in [&ca, &cb] {

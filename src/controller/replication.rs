@@ -23,6 +23,8 @@ use crate::api::replication_policy::{
     Endpoint, ReplicationPolicy, ReplicationPolicySpec, ReplicationPolicyStatus,
 };
 use crate::conditions::{self, Desired, READY};
+use crate::engine::report::{DestinationReport, Failure};
+use crate::engine::sync::SyncError;
 use crate::metrics::{DestinationLabels, FailureLabels, KindLabels, PolicyLabels, SyncLabels};
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing::Work;
@@ -198,6 +200,84 @@ async fn read_secrets(
     Ok(resolved)
 }
 
+/// The destination named by an engine error about an unusable endpoint, if it is one.
+fn unreachable_destination(e: &SyncError) -> Option<String> {
+    let SyncError::Endpoint { role, .. } = e else {
+        return None;
+    };
+    let rest = role.strip_prefix("destination ")?;
+    Some(
+        rest.split_once(" (")
+            .map_or(rest, |(name, _)| name)
+            .to_string(),
+    )
+}
+
+/// `name` and every destination fed through it (its `from` descendants).
+fn with_descendants(dests: &[crate::engine::DestinationConfig], name: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([name.to_string()]);
+    loop {
+        let more: Vec<String> = dests
+            .iter()
+            .filter(|d| d.from.as_ref().is_some_and(|f| out.contains(f)) && !out.contains(&d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
+}
+
+/// Runs the engine; a destination that cannot be reached is left out (with the destinations
+/// it feeds) and reported failed, so that the others are still served. (`flotilla sync`
+/// instead stops at once: there the user is at the keyboard.)
+async fn sync_reachable(
+    mut cfg: crate::engine::SyncConfig,
+) -> Result<crate::engine::Report, SyncError> {
+    let mut left_out: Vec<(String, String)> = Vec::new();
+    loop {
+        match crate::engine::sync::run(&cfg).await {
+            Err(e) => {
+                let Some(name) = unreachable_destination(&e) else {
+                    return Err(e);
+                };
+                let gone = with_descendants(&cfg.destinations, &name);
+                for g in &gone {
+                    let why = if *g == name {
+                        e.to_string()
+                    } else {
+                        format!("not fed: {name} is unreachable ({e})")
+                    };
+                    left_out.push((g.clone(), why));
+                }
+                cfg.destinations.retain(|d| !gone.contains(&d.name));
+                if cfg.destinations.is_empty() {
+                    return Err(e);
+                }
+            }
+            Ok(mut report) => {
+                for (name, error) in left_out {
+                    report.failures.push(Failure {
+                        artifact: "*".into(),
+                        destination: name.clone(),
+                        error,
+                    });
+                    report.destinations.push(DestinationReport {
+                        name,
+                        failed: 1,
+                        ..Default::default()
+                    });
+                }
+                if !report.failures.is_empty() && report.failed == 0 {
+                    report.failed = 1;
+                }
+                return Ok(report);
+            }
+        }
+    }
+}
+
 /// Narrows a policy to the repositories and tags of push events (still within its filters).
 fn narrowed(
     mut cfg: crate::engine::SyncConfig,
@@ -370,7 +450,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     publish_status(ctx, &api, obj, &old, &st).await?;
     tracing::info!(trigger = trigger.name(), "sync started");
     let began = Instant::now();
-    let result = crate::engine::sync::run(&cfg).await;
+    let result = sync_reachable(cfg).await;
     let elapsed = began.elapsed().as_secs_f64();
     let error_text;
     let outcome = match &result {
@@ -593,6 +673,39 @@ mod tests {
         let out = resolve_registry_refs(&spec, "fleet", &registries).expect("resolved");
         assert_eq!(out.source.url.as_deref(), Some("http://hq.fleet.svc:5000"));
         assert!(out.source.insecure && out.source.registry_ref.is_none());
+    }
+
+    #[test]
+    fn unreachable_destinations_are_named_and_take_their_children_along() {
+        let dest = |name: &str, from: Option<&str>| crate::engine::DestinationConfig {
+            name: name.into(),
+            from: from.map(str::to_string),
+            ..Default::default()
+        };
+        let dests = [
+            dest("east", None),
+            dest("city", Some("east")),
+            dest("town", Some("city")),
+            dest("west", None),
+        ];
+        let gone: Vec<String> = with_descendants(&dests, "east").into_iter().collect();
+        assert_eq!(gone, ["city", "east", "town"]);
+        let err = SyncError::Endpoint {
+            role: "destination east (http://127.0.0.1:1)".into(),
+            source: crate::engine::client::ClientError::Url {
+                url: "x".into(),
+                reason: "y".into(),
+            },
+        };
+        assert_eq!(unreachable_destination(&err).as_deref(), Some("east"));
+        let src = SyncError::Endpoint {
+            role: "source http://127.0.0.1:1".into(),
+            source: crate::engine::client::ClientError::Url {
+                url: "x".into(),
+                reason: "y".into(),
+            },
+        };
+        assert_eq!(unreachable_destination(&src), None);
     }
 
     #[test]
