@@ -232,6 +232,47 @@ fn chart_lints_renders_and_agrees_with_crds_and_kustomize() {
     );
 }
 
+/// examples/argocd: the health check embedded in argocd-cm.yaml is health.lua, for both kinds;
+/// the Applications point at paths that exist, and the operator's Helm values pass the chart's
+/// schema.
+#[test]
+fn argocd_examples_agree_with_the_chart_and_the_health_script() {
+    let dir = root().join("examples/argocd");
+    let lua = std::fs::read_to_string(dir.join("health.lua")).expect("health.lua");
+    let cm = documents(&std::fs::read_to_string(dir.join("argocd-cm.yaml")).expect("argocd-cm"));
+    let cm = find(&cm, "ConfigMap", "argocd-cm");
+    for kind in ["Registry", "ReplicationPolicy"] {
+        let key = format!("resource.customizations.health.flotilla.dev_{kind}");
+        assert_eq!(
+            cm["data"][&key].as_str(),
+            Some(lua.as_str()),
+            "argocd-cm.yaml {key} differs from health.lua"
+        );
+    }
+    for (file, path) in [
+        ("flotilla-operator.yaml", "charts/flotilla"),
+        ("fleet.yaml", "config/samples"),
+    ] {
+        let docs = documents(&std::fs::read_to_string(dir.join(file)).expect("application"));
+        let app = &docs[0];
+        assert_eq!(app["kind"], "Application", "{file}");
+        assert_eq!(app["spec"]["source"]["path"], path, "{file}");
+        assert!(
+            root().join(path).is_dir(),
+            "{file} points at missing {path}"
+        );
+        if let Some(values) = app["spec"]["source"]["helm"]["valuesObject"].as_object() {
+            let f = std::env::temp_dir().join(format!(
+                "flotilla-argocd-values-{}.yaml",
+                std::process::id()
+            ));
+            std::fs::write(&f, serde_json::to_string(values).expect("json")).expect("values");
+            render(&["-f", f.to_str().expect("utf-8")]);
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+}
+
 /// Writes a kubeconfig holding a fresh token of the chart's ServiceAccount.
 fn sa_kubeconfig(c: &Cluster, dir: &Path) -> PathBuf {
     let token = c.kubectl_ok(&["create", "token", "flotilla", "-n", NS, "--duration", "2h"]);
