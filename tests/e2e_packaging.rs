@@ -679,6 +679,8 @@ fn can(c: &Cluster, p: &Permission) -> bool {
 /// single permission (group, resource, verb) the chart grants, the roles are re-applied
 /// without it, the operator restarted, and a fresh fleet driven until the API server's
 /// Forbidden for that permission shows in the operator's log (or the scenario gets stuck).
+/// Last, `helm upgrade` rolls new arguments and `helm uninstall` leaves the CRDs, the custom
+/// resources and their children in place.
 #[test]
 fn chart_installs_and_its_rbac_is_exactly_enough() {
     let c = Cluster::start();
@@ -944,6 +946,109 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
         unnoticed.is_empty(),
         "these permissions are granted but the scenario completes without them: {unnoticed:?}"
     );
+
+    // Upgrade changes the Deployment in place; uninstall leaves the CRDs, the custom resources
+    // and what the operator created for them (as README "Install and operate" says).
+    let helm = tool("helm");
+    let ch = chart();
+    run_ok(
+        &helm,
+        &[
+            "upgrade",
+            "flotilla",
+            ch.to_str().expect("utf-8"),
+            "--kubeconfig",
+            kc,
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "operator.maxConcurrentSyncs=8",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let args = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "flotilla",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]);
+    assert!(
+        args.contains("--max-concurrent-syncs=8"),
+        "helm upgrade did not roll the args: {args}"
+    );
+    c.apply(&fleet_yaml("keep", &src.url(), &dst.url()));
+    let op = start_op(all.len() + 1);
+    wait_for(
+        "Registry keep/fleet Ready before uninstall",
+        Duration::from_secs(90),
+        || condition(&c, "registry/fleet", "keep", "Ready") == "True",
+    );
+    drop(op);
+    run_ok(
+        &helm,
+        &[
+            "uninstall",
+            "flotilla",
+            "--kubeconfig",
+            kc,
+            "-n",
+            NS,
+            "--wait",
+        ],
+    );
+    assert!(
+        !exists(
+            &c,
+            &[
+                "get",
+                "clusterrole",
+                "flotilla",
+                "-o",
+                "name",
+                "--ignore-not-found"
+            ]
+        ),
+        "helm uninstall left the ClusterRole"
+    );
+    for args in [
+        [
+            "get",
+            "crd",
+            "registries.flotilla.dev",
+            "-o",
+            "name",
+            "-n",
+            "keep",
+        ],
+        ["get", "registry", "fleet", "-o", "name", "-n", "keep"],
+        [
+            "get",
+            "replicationpolicy",
+            "local",
+            "-o",
+            "name",
+            "-n",
+            "keep",
+        ],
+        ["get", "deployment", "fleet", "-o", "name", "-n", "keep"],
+        [
+            "get",
+            "secret",
+            "fleet-generated",
+            "-o",
+            "name",
+            "-n",
+            "keep",
+        ],
+    ] {
+        assert!(exists(&c, &args), "gone after helm uninstall: {args:?}");
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
 
