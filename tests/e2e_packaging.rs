@@ -157,6 +157,25 @@ fn chart_lints_renders_and_agrees_with_crds_and_kustomize() {
         assert!(args.contains(&a), "operator args lack {a}: {args:?}");
     }
 
+    // The real binary accepts the chart's arguments (it then stops: no cluster to reach).
+    let expanded: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.replace("$(POD_NAMESPACE)", NS))
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("run")
+        .args(&expanded)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run flotilla");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach Kubernetes"),
+        "flotilla run rejects the chart's arguments {expanded:?}: {stderr}"
+    );
+
     // Least privilege, statically: no wildcard anywhere, nothing bound to cluster-admin.
     for d in &docs {
         if d["kind"] == "ClusterRole" || d["kind"] == "Role" {
