@@ -17,7 +17,11 @@ use super::limit::Limiter;
 use super::store::Store;
 
 /// Chunks buffered per destination.
-const CHANNEL_CHUNKS: usize = 8;
+const CHANNEL_CHUNKS: usize = 4;
+/// Source reads are coalesced into chunks of about this size before being handed to the
+/// uploads: fewer, larger writes to every destination. Memory stays bounded by
+/// `destinations x (CHANNEL_CHUNKS + 1) x CHUNK`.
+const CHUNK: usize = 256 * 1024;
 
 /// One destination of a fan-out.
 #[derive(Debug)]
@@ -82,15 +86,34 @@ pub async fn fan_out(
         }
     };
     let mut verifier = Verifier::default();
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(source) => {
+    let mut pending = bytes::BytesMut::new();
+    let mut done = false;
+    while !done {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => {
+                if pending.is_empty() && c.len() >= CHUNK {
+                    c
+                } else {
+                    pending.extend_from_slice(&c);
+                    if pending.len() < CHUNK {
+                        continue;
+                    }
+                    pending.split().freeze()
+                }
+            }
+            Some(Err(source)) => {
                 abort(&tasks);
                 return Err(CopyError::Read {
                     what: format!("blob {digest}"),
                     source,
                 });
+            }
+            None => {
+                done = true;
+                if pending.is_empty() {
+                    break;
+                }
+                pending.split().freeze()
             }
         };
         if let Some(l) = limiter {

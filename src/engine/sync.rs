@@ -37,6 +37,9 @@ pub enum SyncError {
     },
 }
 
+/// HEAD requests in flight while planning.
+const PLAN_CONCURRENCY: usize = 32;
+
 /// Items of a repository and every tag the source has there.
 type Discovered = (Vec<Item>, HashSet<String>);
 
@@ -161,19 +164,45 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
             }),
         }
     }
+    // Interleave repositories, so that artifacts copied at once rarely wait on the same
+    // (repository-shared) blobs.
     items.sort_by_key(Item::display);
+    let mut rank: HashMap<String, usize> = HashMap::new();
+    let mut keyed: Vec<(usize, Item)> = items
+        .into_iter()
+        .map(|i| {
+            let r = rank.entry(i.repo.clone()).or_default();
+            *r += 1;
+            (*r, i)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.repo.cmp(&b.1.repo)));
+    let items: Vec<Item> = keyed.into_iter().map(|(_, i)| i).collect();
     tracing::debug!(
         artifacts = items.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "discovered"
     );
 
-    // Copy.
-    let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(items)
+    // Plan: what each destination holds (HEADs only, many at once).
+    let planned: Vec<(Item, Vec<Result<Action, String>>)> = futures::stream::iter(items)
         .map(|item| {
             let run = &run;
             async move {
-                let st = run.sync_item(&item).await;
+                let actions = run.plan_item(&item).await;
+                (item, actions)
+            }
+        })
+        .buffered(PLAN_CONCURRENCY)
+        .collect()
+        .await;
+
+    // Copy.
+    let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(planned)
+        .map(|(item, actions)| {
+            let run = &run;
+            async move {
+                let st = run.sync_item(&item, &actions).await;
                 for (i, s) in st.iter().enumerate() {
                     let dest = &run.cfg.destinations[i].name;
                     match s {
@@ -325,8 +354,8 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// Plans and copies one artifact to every destination, parents before children.
-    async fn sync_item(&self, item: &Item) -> Vec<Status> {
+    /// What to do at each destination for one artifact (one HEAD per destination).
+    async fn plan_item(&self, item: &Item) -> Vec<Result<Action, String>> {
         let dest_repo = self.cfg.rewrite.apply(&item.repo);
         let reference = item.tag.clone().unwrap_or_else(|| item.digest.to_string());
         let heads = futures::future::join_all(
@@ -335,7 +364,7 @@ impl Run<'_> {
                 .map(|(_, c)| c.head_manifest(&dest_repo, &reference)),
         )
         .await;
-        let actions: Vec<Result<Action, String>> = heads
+        heads
             .into_iter()
             .map(|h| {
                 h.map(|h| {
@@ -347,7 +376,12 @@ impl Run<'_> {
                 })
                 .map_err(|e| e.to_string())
             })
-            .collect();
+            .collect()
+    }
+
+    /// Copies one artifact to the destinations that need it, parents before children.
+    async fn sync_item(&self, item: &Item, actions: &[Result<Action, String>]) -> Vec<Status> {
+        let dest_repo = self.cfg.rewrite.apply(&item.repo);
         let mut status: Vec<Option<Status>> = vec![None; self.dests.len()];
         for level in &self.levels {
             let mut groups: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
