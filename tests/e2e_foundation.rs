@@ -29,8 +29,10 @@ fn schema_accepts_every_example_and_rejects_each_invalid_one_naming_the_field() 
     let examples = root().join("examples");
     let mut files = Vec::new();
     yaml_files(&examples, &mut files);
+    // examples/argocd/ holds Argo CD's own kinds (Application, argocd-cm), not installed here.
     let (invalid, valid): (Vec<_>, Vec<_>) = files
         .into_iter()
+        .filter(|p| !p.starts_with(examples.join("argocd")))
         .partition(|p| p.starts_with(examples.join("invalid")));
     assert!(
         valid.len() >= 5,

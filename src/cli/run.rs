@@ -77,27 +77,6 @@ pub async fn run(args: RunArgs) -> ExitCode {
     });
     tracing::info!(addr = %args.probe_addr, "serving /healthz, /readyz, /metrics");
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
-    let tokens = crate::webhook::Tokens::default();
-    if let Some(token) = args.receiver_token.as_deref().filter(|t| !t.is_empty()) {
-        tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
-    }
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
-    let receiver_listener = match tokio::net::TcpListener::bind(args.receiver_addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on --receiver-addr {}: {e}",
-                args.receiver_addr
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let receiver = crate::webhook::router(crate::webhook::Receiver {
-        tokens: tokens.clone(),
-        events: events_tx,
-    });
-    tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
-    let receiver_task = tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
     let elector = args.leader_elect.then(|| {
         let ns = args
             .leader_election_namespace
@@ -123,6 +102,29 @@ pub async fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+    // The receiver listens only on the leader: a standby refuses connections, so registries
+    // retry and reach the leader instead of handing events to a replica that would not act.
+    let tokens = crate::webhook::Tokens::default();
+    if let Some(token) = args.receiver_token.as_deref().filter(|t| !t.is_empty()) {
+        tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
+    }
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
+    let receiver_listener = match tokio::net::TcpListener::bind(args.receiver_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on --receiver-addr {}: {e}",
+                args.receiver_addr
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let receiver = crate::webhook::router(crate::webhook::Receiver {
+        tokens: tokens.clone(),
+        events: events_tx,
+    });
+    tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
+    let receiver_task = tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
     let settings = Settings {
         receiver_url: args.receiver_url,
         max_concurrent_syncs: args.max_concurrent_syncs,
