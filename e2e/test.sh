@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Each control plane and registry test starts real processes; two at a time fit 2 cores.
-cargo test --locked -- --test-threads="${FLOTILLA_TEST_THREADS:-2}"
+cargo test --locked --no-fail-fast -- --test-threads="${FLOTILLA_TEST_THREADS:-2}"

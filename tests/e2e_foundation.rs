@@ -252,11 +252,22 @@ fn operator_marks_cycles_and_missing_secrets_and_clears_them_when_fixed() {
     );
     assert_eq!(generation(&c, "replicationpolicy/tiers"), "2");
 
-    // Creating the Secret (no change to the policy) clears the condition.
+    // Creating the Secret (no change to the policy) clears the validation problem: the policy
+    // goes on to sync (its example.com registries are unreachable here, so it is then
+    // out of sync with a sync-time reason, not a validation one).
     c.apply(SECRET);
-    wait_for("Ready=True once the Secret exists", WAIT, || {
-        ready(&c, "tiers").0 == "True"
-    });
+    wait_for(
+        "the SecretNotFound problem cleared by a sync attempt",
+        WAIT,
+        || {
+            let (s, r, _) = ready(&c, "tiers");
+            s == "False"
+                && r == "OutOfSync"
+                && !c
+                    .jsonpath("replicationpolicy/tiers", "{.status.lastSync.trigger}")
+                    .is_empty()
+        },
+    );
     let status = c.kubectl_ok(&["get", "replicationpolicy/tiers", "-o", "json"]);
     assert!(
         !status.contains("s3cr3t-value"),
@@ -281,9 +292,14 @@ fn operator_marks_cycles_and_missing_secrets_and_clears_them_when_fixed() {
         ready(&c, "local").1 == "RegistryNotFound"
     });
     c.apply("apiVersion: flotilla.dev/v1alpha1\nkind: Registry\nmetadata: {name: hq}\nspec:\n  storage: {emptyDir: {}}\n");
-    wait_for("Ready=True once the Registry exists", WAIT, || {
-        ready(&c, "local").0 == "True"
-    });
+    wait_for(
+        "RegistryNotFound cleared once the Registry exists",
+        WAIT,
+        || {
+            let reason = ready(&c, "local").1;
+            !reason.is_empty() && reason != "RegistryNotFound"
+        },
+    );
 
     let metrics = op.get("/metrics").expect("metrics answer");
     assert!(
