@@ -44,7 +44,9 @@ pub enum SpecError {
         role: String,
     },
     /// A referenced Secret is not known.
-    #[error("{role} refers to Secret {name:?}, which was not provided")]
+    #[error(
+        "{role} refers to Secret {name:?}, which was not provided (and no docker config entry for its host stands in)"
+    )]
     MissingSecret {
         /// Role.
         role: String,
@@ -171,16 +173,22 @@ fn endpoint(role: &str, e: &Endpoint, resolved: &Resolved) -> Result<EndpointCon
     };
     let host = normalize_host(url);
     let credentials = match &e.credentials_secret_ref {
-        Some(r) => {
-            let data = resolved
-                .secrets
-                .get(&r.name)
-                .ok_or_else(|| SpecError::MissingSecret {
-                    role: role.to_string(),
-                    name: r.name.clone(),
-                })?;
-            Some(credentials_from_secret(role, &r.name, data, &host)?)
-        }
+        Some(r) => match resolved.secrets.get(&r.name) {
+            Some(data) => Some(credentials_from_secret(role, &r.name, data, &host)?),
+            // Outside a cluster the Secret may be absent: a docker config entry for the host
+            // stands in for it.
+            None => Some(
+                resolved
+                    .docker_config
+                    .as_ref()
+                    .and_then(|c| c.lookup(&host))
+                    .cloned()
+                    .ok_or_else(|| SpecError::MissingSecret {
+                        role: role.to_string(),
+                        name: r.name.clone(),
+                    })?,
+            ),
+        },
         None => resolved
             .docker_config
             .as_ref()
@@ -345,6 +353,29 @@ bandwidthLimit: 10Mi
         assert_eq!(cfg.rewrite.apply("a"), "mirror/a");
         assert_eq!(cfg.tags.include, vec!["v*".to_string()]);
         assert!(cfg.referrers && cfg.overwrite && !cfg.deletion);
+    }
+
+    #[test]
+    fn authfile_stands_in_for_an_absent_secret() {
+        let s = spec(
+            "source: {url: 'https://s.example.com', credentialsSecretRef: {name: absent}}\ndestinations: [{name: a, url: 'https://a'}]",
+        );
+        let docker = DockerConfig::parse(
+            br#"{"auths":{"s.example.com":{"username":"cli","password":"x"}}}"#,
+        )
+        .expect("docker config");
+        let cfg = to_sync_config(
+            &s,
+            &Resolved {
+                secrets: SecretData::new(),
+                docker_config: Some(docker),
+            },
+        )
+        .expect("converts");
+        assert_eq!(
+            cfg.source.credentials.map(|c| c.username),
+            Some("cli".to_string())
+        );
     }
 
     #[test]

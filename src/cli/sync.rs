@@ -29,8 +29,10 @@ Endpoints must use `url` (a `registryRef` only exists inside a cluster); `http:/
 
 Credentials: a `credentialsSecretRef` (and a `caSecretRef`) is resolved from a `kind: Secret` \
 document in the same multi-document YAML file (`data` base64 or `stringData`; keys \
-`.dockerconfigjson`, or `username` and `password`). Endpoints without a `credentialsSecretRef` \
-use the entry for their host in `--authfile` (a docker config.json), else go anonymous.
+`.dockerconfigjson`, or `username` and `password`); when no such Secret is in the file, the \
+entry for the endpoint's host in `--authfile` (a docker config.json) stands in, else it is an \
+error. Endpoints without a `credentialsSecretRef` use their `--authfile` entry when there is \
+one, else go anonymous.
 
 Exit status: 0 when every artifact is in sync (conflicts left alone by `overwrite: false` \
 are reported but are not failures), 1 when an artifact failed, 2 when nothing could be \

@@ -185,6 +185,39 @@ fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// HTTP clients by TLS settings, shared by every registry of the process: building one loads
+/// the system trust store, which costs more than a whole no-op sync of a small policy.
+type HttpCache = HashMap<(bool, Option<Vec<u8>>), reqwest::Client>;
+
+fn shared_http(insecure: bool, ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    static CACHE: std::sync::OnceLock<Mutex<HttpCache>> = std::sync::OnceLock::new();
+    let key = (insecure, ca_pem.map(<[u8]>::to_vec));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(c) = cache.lock()
+        && let Some(http) = c.get(&key)
+    {
+        return Ok(http.clone());
+    }
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(64)
+        .user_agent(concat!("flotilla/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("CA bundle is not valid PEM: {e}"))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    if insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    let http = builder.build().map_err(|e| e.to_string())?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, http.clone());
+    }
+    Ok(http)
+}
+
 impl RegistryClient {
     /// Builds a client. `http://` URLs need `insecure`.
     pub fn new(cfg: &EndpointConfig, retry: RetryConfig) -> Result<Self, ClientError> {
@@ -213,25 +246,11 @@ impl RegistryClient {
             Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
             None => base.host_str().unwrap_or_default().to_string(),
         };
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(64)
-            .user_agent(concat!("flotilla/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &cfg.ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Tls {
-                    registry: name.clone(),
-                    reason: format!("CA bundle is not valid PEM: {e}"),
-                })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        if cfg.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let http = builder.build().map_err(|e| ClientError::Tls {
-            registry: name.clone(),
-            reason: e.to_string(),
+        let http = shared_http(cfg.insecure, cfg.ca_pem.as_deref()).map_err(|reason| {
+            ClientError::Tls {
+                registry: name.clone(),
+                reason,
+            }
         })?;
         Ok(Self {
             base,

@@ -37,6 +37,9 @@ pub enum SyncError {
     },
 }
 
+/// Repositories listed at once.
+const DISCOVER_CONCURRENCY: usize = 8;
+
 /// HEAD requests in flight while planning.
 const PLAN_CONCURRENCY: usize = 32;
 
@@ -91,12 +94,14 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
         );
         dests.push((Store::Registry(c.clone()), c));
     }
-    source_client
-        .ping()
-        .await
-        .map_err(endpoint(format!("source {}", cfg.source.url)))?;
-    for (d, (_, c)) in cfg.destinations.iter().zip(&dests) {
-        c.ping().await.map_err(endpoint(format!(
+    // Every endpoint answers (and accepts the credentials) before anything is written.
+    let (src_ping, dest_pings) = futures::join!(
+        source_client.ping(),
+        futures::future::join_all(dests.iter().map(|(_, c)| c.ping()))
+    );
+    src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    for (d, r) in cfg.destinations.iter().zip(dest_pings) {
+        r.map_err(endpoint(format!(
             "destination {} ({})",
             d.name, d.endpoint.url
         )))?;
@@ -146,7 +151,7 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
                     (repo, r)
                 }
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(concurrency.max(DISCOVER_CONCURRENCY))
             .collect()
             .await;
     let mut items = Vec::new();
