@@ -155,6 +155,27 @@ impl Metrics {
         &mut self.registry
     }
 
+    /// Runs one reconciliation of `kind`, counting it and timing it.
+    pub async fn reconcile<T>(&self, kind: &str, work: impl std::future::Future<Output = T>) -> T {
+        let labels = KindLabels { kind: kind.into() };
+        self.reconciliations.get_or_create(&labels).inc();
+        let started = std::time::Instant::now();
+        let out = work.await;
+        self.duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Counts a failed reconciliation of `kind`.
+    pub fn reconcile_failed(&self, kind: &str, reason: &str) {
+        let labels = FailureLabels {
+            kind: kind.into(),
+            reason: reason.into(),
+        };
+        self.failures.get_or_create(&labels).inc();
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();

@@ -4,7 +4,6 @@
 //! running on its last good configuration and the conditions say what to fix.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -22,7 +21,6 @@ use super::{Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, references,
 use crate::api::FIELD_MANAGER;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
-use crate::metrics::{FailureLabels, KindLabels};
 use crate::registry::generated::{
     GeneratedSecrets, existing_value, generate_http_secret, generate_token,
 };
@@ -67,15 +65,9 @@ pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Contr
 /// Reconciles one Registry.
 #[tracing::instrument(skip_all, fields(registry = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
 pub async fn reconcile(obj: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let labels = KindLabels { kind: KIND.into() };
-    ctx.metrics.reconciliations.get_or_create(&labels).inc();
-    let result = reconcile_inner(&obj, &ctx).await;
     ctx.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    result
+        .reconcile(KIND, reconcile_inner(&obj, &ctx))
+        .await
 }
 
 /// Reason of a missing or incomplete referenced Secret, by the field that refers to it.
@@ -232,13 +224,7 @@ where
 /// Retries failed reconciliations after a pause, counting them.
 pub fn error_policy(obj: Arc<Registry>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(registry = %obj.name_any(), error = %err, "reconcile failed");
-    ctx.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            kind: KIND.into(),
-            reason: err.metric_reason().into(),
-        })
-        .inc();
+    ctx.metrics.reconcile_failed(KIND, err.metric_reason());
     Action::requeue(RETRY_AFTER_ERROR)
 }
 

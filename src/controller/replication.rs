@@ -25,7 +25,7 @@ use crate::api::replication_policy::{
 use crate::conditions::{self, Desired, READY};
 use crate::engine::report::{DestinationReport, Failure};
 use crate::engine::sync::SyncError;
-use crate::metrics::{DestinationLabels, FailureLabels, KindLabels, PolicyLabels, SyncLabels};
+use crate::metrics::{DestinationLabels, PolicyLabels, SyncLabels};
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing::Work;
 use crate::replication::trigger::{self, Trigger};
@@ -106,15 +106,9 @@ pub fn policy_key(namespace: &str, name: &str) -> String {
 /// Reconciles one ReplicationPolicy.
 #[tracing::instrument(skip_all, fields(policy = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
 pub async fn reconcile(obj: Arc<ReplicationPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let labels = KindLabels { kind: KIND.into() };
-    ctx.metrics.reconciliations.get_or_create(&labels).inc();
-    let result = reconcile_inner(&obj, &ctx).await;
     ctx.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    result
+        .reconcile(KIND, reconcile_inner(&obj, &ctx))
+        .await
 }
 
 async fn registry_problems(
@@ -362,7 +356,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
             generation,
             Timestamp::now(),
         );
-        publish_status(ctx, &api, obj, &old, &st).await?;
+        publish_status(&api, obj, &old, &st).await?;
         let old_ready = conditions::find(&old.conditions, READY);
         if old_ready.map(|c| (&c.reason, &c.message)) != Some((&reason.to_string(), &message)) {
             status::event(ctx, obj, true, reason, "Validate", message).await;
@@ -409,7 +403,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
             d.min(RESYNC_PERIOD) + Duration::from_millis(200)
         });
     let Some(trigger) = trigger else {
-        publish_status(ctx, &api, obj, &old, &st).await?;
+        publish_status(&api, obj, &old, &st).await?;
         return Ok(Action::requeue(requeue));
     };
 
@@ -430,7 +424,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
                 generation,
                 Timestamp::now(),
             );
-            publish_status(ctx, &api, obj, &old, &st).await?;
+            publish_status(&api, obj, &old, &st).await?;
             status::event(ctx, obj, true, "InvalidSpec", "Validate", message).await;
             return Ok(Action::requeue(RESYNC_PERIOD));
         }
@@ -447,7 +441,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         .map_err(|_| Error::Build("sync slots closed".into()))?;
     let start = Timestamp::now();
     report_status::started(&mut st, &trigger, generation, start);
-    publish_status(ctx, &api, obj, &old, &st).await?;
+    publish_status(&api, obj, &old, &st).await?;
     tracing::info!(trigger = trigger.name(), "sync started");
     let began = Instant::now();
     let result = sync_reachable(cfg).await;
@@ -485,7 +479,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         elapsed,
         &pending,
     );
-    publish_status(ctx, &api, obj, &old, &st).await?;
+    publish_status(&api, obj, &old, &st).await?;
     let record = st.last_sync.clone().unwrap_or_default();
     let note = format!(
         "{} sync {}: {} copied, {} skipped, {} failed, {} bytes read from the source in {elapsed:.1}s",
@@ -597,7 +591,6 @@ fn record_metrics(
 }
 
 async fn publish_status(
-    ctx: &Context,
     api: &Api<ReplicationPolicy>,
     obj: &ReplicationPolicy,
     old: &ReplicationPolicyStatus,
@@ -606,20 +599,13 @@ async fn publish_status(
     if new != old {
         status::apply(api, obj, new).await?;
     }
-    let _ = ctx;
     Ok(())
 }
 
 /// Retries failed reconciliations after a pause, counting them.
 pub fn error_policy(obj: Arc<ReplicationPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(policy = %obj.name_any(), error = %err, "reconcile failed");
-    ctx.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            kind: KIND.into(),
-            reason: err.metric_reason().into(),
-        })
-        .inc();
+    ctx.metrics.reconcile_failed(KIND, err.metric_reason());
     Action::requeue(RETRY_AFTER_ERROR)
 }
 
