@@ -3,15 +3,12 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
-#[path = "support/notifying.rs"]
-mod notifying;
 #[path = "support/registry.rs"]
 mod registry;
 
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Operator, wait_for};
-use notifying::NotifyingRegistry;
 use registry::{Pusher, Registry};
 
 const TOKEN: &str = "test-receiver-token-0123456789";
@@ -98,7 +95,7 @@ async fn master_to_three_slaves_on_push_and_scheduled_repair() {
     let c = Cluster::start();
     c.install_crds();
     let op = operator(&c);
-    let master = NotifyingRegistry::start(&receiver_url(&op), TOKEN);
+    let master = Registry::start_notifying(&receiver_url(&op), TOKEN).await;
     let slaves = [
         Registry::start().await,
         Registry::start().await,
@@ -262,8 +259,8 @@ async fn dual_master_across_two_clusters_without_ping_pong() {
         c.install_crds();
     }
     let (op_a, op_b) = (operator(&ca), operator(&cb));
-    let site_a = NotifyingRegistry::start(&receiver_url(&op_a), TOKEN);
-    let site_b = NotifyingRegistry::start(&receiver_url(&op_b), TOKEN);
+    let site_a = Registry::start_notifying(&receiver_url(&op_a), TOKEN).await;
+    let site_b = Registry::start_notifying(&receiver_url(&op_b), TOKEN).await;
     ca.apply(&policy_yaml(
         "a-to-b",
         &site_a.url(),

@@ -86,6 +86,8 @@ pub struct Registry {
     dir: TempDir,
     child: Option<Child>,
     htpasswd: bool,
+    /// Configuration appended to the generated one (e.g. `notifications:`).
+    extra: String,
 }
 
 impl Registry {
@@ -99,13 +101,27 @@ impl Registry {
         Self::start_with(true).await
     }
 
+    /// An anonymous registry that sends push/delete notifications to `receiver_url` with
+    /// `Authorization: Bearer <token>` (how a registry Flotilla does not run is wired up).
+    pub async fn start_notifying(receiver_url: &str, token: &str) -> Self {
+        let extra = format!(
+            "notifications:\n  endpoints:\n  - name: flotilla\n    url: {receiver_url}\n    headers:\n      Authorization: [\"Bearer {token}\"]\n    timeout: 2s\n    threshold: 3\n    backoff: 200ms\n    ignoredmediatypes: [application/octet-stream]\n    ignore:\n      actions: [pull]\n"
+        );
+        Self::start_with_config(false, extra).await
+    }
+
     async fn start_with(htpasswd: bool) -> Self {
+        Self::start_with_config(htpasswd, String::new()).await
+    }
+
+    async fn start_with_config(htpasswd: bool, extra: String) -> Self {
         require_tools();
         let mut r = Registry {
             port: free_port(),
             dir: TempDir::new("registry"),
             child: None,
             htpasswd,
+            extra,
         };
         r.spawn().await;
         r
@@ -128,9 +144,10 @@ impl Registry {
             String::new()
         };
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{auth}{}",
             root.display(),
-            self.port
+            self.port,
+            self.extra
         )
     }
 
