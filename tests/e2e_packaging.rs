@@ -366,22 +366,29 @@ fn push_demo_image(url: &str) {
         location
     };
     let sep = if location.contains('?') { '&' } else { '?' };
-    let out = run_ok(
-        curl,
-        &[
-            "-sf",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/octet-stream",
-            "--data-binary",
-            std::str::from_utf8(config).expect("utf-8"),
-            &format!("{location}{sep}digest={digest}"),
-        ],
+    let put = |content_type: &str, body: &str, target: &str| {
+        run_ok(
+            curl,
+            &[
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "PUT",
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                body,
+                target,
+            ],
+        )
+    };
+    let out = put(
+        "application/octet-stream",
+        std::str::from_utf8(config).expect("utf-8"),
+        &format!("{location}{sep}digest={digest}"),
     );
     assert_eq!(out, "201", "blob upload");
     let manifest = serde_json::json!({
@@ -391,22 +398,10 @@ fn push_demo_image(url: &str) {
         "layers": [{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2}]
     })
     .to_string();
-    let out = run_ok(
-        curl,
-        &[
-            "-sf",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-            "--data-binary",
-            &manifest,
-            &format!("{url}/v2/demo/manifests/v1"),
-        ],
+    let out = put(
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+        &format!("{url}/v2/demo/manifests/v1"),
     );
     assert_eq!(out, "201", "manifest upload");
 }
