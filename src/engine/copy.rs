@@ -11,9 +11,8 @@ use futures::{FutureExt, StreamExt};
 use super::backoff::{self, RetryConfig};
 use super::digest::Digest;
 use super::fanout;
-use super::filter;
 use super::limit::Limiter;
-use super::manifest::{self, Descriptor, ManifestError, Parsed};
+use super::manifest::{self, Descriptor, ManifestError, Parsed, PlatformSelection};
 use super::store::{Prepared, Store, StoreError};
 
 /// Why an artifact could not be copied to a destination.
@@ -155,6 +154,9 @@ pub struct Copier {
     blob_parallelism: usize,
     locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     known: Mutex<HashMap<(usize, Digest), HashSet<String>>>,
+    /// Source manifests read by `select_platforms`, by the digest the destinations get
+    /// (a filtered index by its new digest): bytes and media type.
+    selected: Mutex<HashMap<Digest, (bytes::Bytes, String)>>,
     /// Bytes read from the source.
     pub source_read: AtomicU64,
     /// Bytes read from destinations feeding others.
@@ -181,6 +183,7 @@ impl Copier {
             blob_parallelism: blob_parallelism.max(1),
             locks: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
+            selected: Mutex::new(HashMap::new()),
             source_read: AtomicU64::new(0),
             relay_read: AtomicU64::new(0),
             written: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
@@ -228,11 +231,52 @@ impl Copier {
         tokio::time::sleep(wait).await;
     }
 
+    /// Applies the platform filter to the artifact `digest` of the source: `Ok(Some(d))` is
+    /// the digest the destinations must hold (`digest` itself, or that of a new index with
+    /// only the wanted platforms, remembered for [`Self::copy_manifest`]); `Ok(None)`: no
+    /// platform of the index is wanted.
+    pub async fn select_platforms(
+        &self,
+        feeder: Feeder<'_>,
+        digest: &Digest,
+    ) -> Result<Option<Digest>, CopyError> {
+        if self.platforms.is_empty() {
+            return Ok(Some(digest.clone()));
+        }
+        let (bytes, media_type) = self.fetch_manifest(&feeder, digest).await?;
+        let manifest_err = |source| CopyError::Manifest {
+            digest: digest.clone(),
+            source,
+        };
+        let (d, m) = match manifest::select_platforms(&media_type, &bytes, &self.platforms)
+            .map_err(manifest_err)?
+        {
+            PlatformSelection::Nothing => return Ok(None),
+            PlatformSelection::Whole => (digest.clone(), (bytes, media_type)),
+            PlatformSelection::Filtered(new) => {
+                (Digest::of(&new), (bytes::Bytes::from(new), media_type))
+            }
+        };
+        if let Ok(mut s) = self.selected.lock() {
+            s.insert(d.clone(), m);
+        }
+        Ok(Some(d))
+    }
+
     async fn fetch_manifest(
         &self,
         feeder: &Feeder<'_>,
         digest: &Digest,
     ) -> Result<(bytes::Bytes, String), CopyError> {
+        if feeder.is_source
+            && let Some(m) = self
+                .selected
+                .lock()
+                .ok()
+                .and_then(|s| s.get(digest).cloned())
+        {
+            return Ok(m);
+        }
         let (bytes, ct) = feeder
             .store
             .get_manifest(feeder.repo, digest)
@@ -284,14 +328,10 @@ impl Copier {
             };
             let mut failed: HashMap<usize, CopyError> = HashMap::new();
             match parsed {
+                // Every child of what is pushed is copied (a registry refuses an index whose
+                // children are missing): platforms were selected by `select_platforms`.
                 Parsed::Index { manifests } => {
-                    let children: Vec<Descriptor> = manifests
-                        .into_iter()
-                        .filter(|c| {
-                            filter::platform_selected(&self.platforms, c.platform.as_deref())
-                        })
-                        .collect();
-                    for child in &children {
+                    for child in &manifests {
                         let mut need = Vec::new();
                         let live: Vec<&Target> = targets
                             .iter()

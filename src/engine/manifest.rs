@@ -172,6 +172,57 @@ pub fn media_type_of(content_type: &str, bytes: &[u8]) -> String {
         .unwrap_or_else(|| content_type.to_string())
 }
 
+/// An index reduced to the children whose platform is in `wanted` (see
+/// [`super::filter::platform_selected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlatformSelection {
+    /// Not an index, no filter, or every child selected: copy the original bytes.
+    Whole,
+    /// Some children left out: these are the bytes of a new index holding only the selected
+    /// ones (every other field kept), to be pushed in place of the original.
+    Filtered(Vec<u8>),
+    /// No child is selected: nothing to copy.
+    Nothing,
+}
+
+/// Selects the platforms of an index. The new document is compact JSON with the same fields
+/// (object keys sorted), so the same source bytes always give the same filtered bytes and
+/// digest: that is what makes a re-sync of a filtered index a no-op.
+pub fn select_platforms(
+    content_type: &str,
+    bytes: &[u8],
+    wanted: &[String],
+) -> Result<PlatformSelection, ManifestError> {
+    if wanted.is_empty() {
+        return Ok(PlatformSelection::Whole);
+    }
+    let Parsed::Index { manifests } = parse(content_type, bytes)? else {
+        return Ok(PlatformSelection::Whole);
+    };
+    let keep: Vec<bool> = manifests
+        .iter()
+        .map(|d| super::filter::platform_selected(wanted, d.platform.as_deref()))
+        .collect();
+    if keep.iter().all(|k| *k) {
+        return Ok(PlatformSelection::Whole);
+    }
+    if !keep.iter().any(|k| *k) {
+        return Ok(PlatformSelection::Nothing);
+    }
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let Some(children) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
+        return Err(ManifestError::Json(
+            "index without a manifests array".into(),
+        ));
+    };
+    let mut flags = keep.into_iter();
+    children.retain(|_| flags.next().unwrap_or(false));
+    serde_json::to_vec(&doc)
+        .map(PlatformSelection::Filtered)
+        .map_err(|e| ManifestError::Json(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +263,57 @@ mod tests {
     fn rejects_unknown() {
         assert!(parse("text/plain", b"{}").is_err());
         assert!(parse(OCI_MANIFEST, b"not json").is_err());
+    }
+
+    #[test]
+    fn selects_platforms_of_an_index() {
+        let doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","annotations":{{"a":"b"}},"manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":10,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":10,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+        );
+        let amd = vec!["linux/amd64".to_string()];
+        let PlatformSelection::Filtered(f) =
+            select_platforms("", doc.as_bytes(), &amd).expect("filters")
+        else {
+            panic!("not filtered")
+        };
+        let Parsed::Index { manifests } = parse("", &f).expect("parses") else {
+            panic!("not an index")
+        };
+        assert_eq!(manifests.len(), 1);
+        assert_eq!(manifests[0].digest.as_str(), D2);
+        let v: serde_json::Value = serde_json::from_slice(&f).expect("json");
+        assert_eq!(v["annotations"]["a"], "b", "other fields kept");
+        assert_eq!(v["mediaType"], OCI_INDEX);
+        // Deterministic, and filtering the filtered index again keeps it whole.
+        assert_eq!(
+            select_platforms("", doc.as_bytes(), &amd).expect("again"),
+            PlatformSelection::Filtered(f.clone())
+        );
+        assert_eq!(
+            select_platforms("", &f, &amd).expect("idempotent"),
+            PlatformSelection::Whole
+        );
+        let both = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
+        assert_eq!(
+            select_platforms("", doc.as_bytes(), &both).expect("all"),
+            PlatformSelection::Whole
+        );
+        assert_eq!(
+            select_platforms("", doc.as_bytes(), &[]).expect("none wanted"),
+            PlatformSelection::Whole
+        );
+        let s390 = vec!["linux/s390x".to_string()];
+        assert_eq!(
+            select_platforms("", doc.as_bytes(), &s390).expect("nothing"),
+            PlatformSelection::Nothing
+        );
+        let image =
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
+        assert_eq!(
+            select_platforms(OCI_MANIFEST, image.as_bytes(), &amd).expect("image"),
+            PlatformSelection::Whole
+        );
     }
 }

@@ -66,6 +66,11 @@ pub struct Report {
     pub bytes_read_from_relays: u64,
     /// Foreign / non-distributable layers not copied.
     pub foreign_layers_skipped: u64,
+    /// Indexes pushed as a new index of the wanted `platforms` only (a new digest: the one
+    /// case where a destination manifest is not byte-identical to the source's).
+    pub platform_filtered: u64,
+    /// Indexes left out because none of their platforms is wanted.
+    pub platform_unmatched: u64,
     /// Wall time.
     pub duration_seconds: f64,
     /// Per destination.
@@ -112,6 +117,20 @@ impl Report {
                 d.conflicts,
                 d.deleted,
                 human(d.bytes_written)
+            );
+        }
+        if self.platform_filtered > 0 {
+            let _ = writeln!(
+                s,
+                "  {} indexes reduced to the wanted platforms (new digests, not byte-identical to the source)",
+                self.platform_filtered
+            );
+        }
+        if self.platform_unmatched > 0 {
+            let _ = writeln!(
+                s,
+                "  {} indexes not copied: none of their platforms is wanted",
+                self.platform_unmatched
             );
         }
         if self.foreign_layers_skipped > 0 {

@@ -188,6 +188,7 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "discovered"
     );
+    let items = run.select_platforms(items, &mut report).await;
 
     // Plan: what each destination holds (HEADs only, many at once).
     let planned: Vec<(Item, Vec<Result<Action, String>>)> = futures::stream::iter(items)
@@ -357,6 +358,54 @@ impl Run<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
+    /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
+    /// re-sync is a no-op); an index with no wanted child is left out.
+    async fn select_platforms(&self, items: Vec<Item>, report: &mut Report) -> Vec<Item> {
+        if self.cfg.platforms.is_empty() {
+            return items;
+        }
+        let selected: Vec<(Item, Result<Option<Digest>, CopyError>)> = futures::stream::iter(items)
+            .map(|item| async move {
+                let feeder = Feeder {
+                    store: &self.source,
+                    repo: &item.repo,
+                    is_source: true,
+                };
+                let r = self.copier.select_platforms(feeder, &item.digest).await;
+                (item, r)
+            })
+            .buffered(PLAN_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(selected.len());
+        for (mut item, r) in selected {
+            match r {
+                Ok(Some(d)) => {
+                    if d != item.digest {
+                        tracing::info!(artifact = %item.display(), source_digest = %item.digest, digest = %d, platforms = ?self.cfg.platforms, "index reduced to the wanted platforms (new digest)");
+                        report.platform_filtered += 1;
+                        item.digest = d;
+                    }
+                    out.push(item);
+                }
+                Ok(None) => {
+                    tracing::info!(artifact = %item.display(), platforms = ?self.cfg.platforms, "no platform of the index is wanted: not copied");
+                    report.platform_unmatched += 1;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    report.failures.push(Failure {
+                        artifact: item.display(),
+                        destination: String::new(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// What to do at each destination for one artifact (one HEAD per destination).
