@@ -56,8 +56,7 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     s
 }
 
-/// The environment the kubelet would give the registry container: each `secretKeyRef` resolved
-/// against `secrets` (a missing Secret or key fails the test, as `optional: false` would).
+/// The environment the kubelet would give the registry container of `children`.
 fn pod_env(children: &Children, secrets: &[Secret]) -> Vec<(String, String)> {
     let pod = children
         .deployment
@@ -66,34 +65,7 @@ fn pod_env(children: &Children, secrets: &[Secret]) -> Vec<(String, String)> {
         .spec
         .as_ref()
         .expect("pod spec");
-    pod.containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| {
-            if let Some(v) = &e.value {
-                return (e.name.clone(), v.clone());
-            }
-            let r = e
-                .value_from
-                .as_ref()
-                .and_then(|f| f.secret_key_ref.as_ref())
-                .unwrap_or_else(|| panic!("{} is neither a value nor a secretKeyRef", e.name));
-            let s = secrets
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(r.name.as_str()))
-                .unwrap_or_else(|| panic!("Secret {} for {} missing", r.name, e.name));
-            let v = s
-                .data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .unwrap_or_else(|| panic!("key {} of Secret {} missing", r.key, r.name));
-            (
-                e.name.clone(),
-                String::from_utf8(v.0.clone()).expect("utf-8 secret"),
-            )
-        })
-        .collect()
+    registry_proc::pod_env(pod, secrets)
 }
 
 fn config_yml(children: &Children) -> String {
@@ -689,7 +661,9 @@ async fn tls_htpasswd_notification_filters_and_read_only_mode() {
             "notifications": true
         }),
     );
-    let generated = GeneratedSecrets::reuse_or_generate(None, true);
+    let mut generated = GeneratedSecrets::reuse_or_generate(None, true);
+    generated.operator =
+        Some(flotilla::registry::operator_account::account(&htpasswd, None, None).expect("bcrypt"));
     let token = generated.notification_token.clone().expect("token");
     let ctx = BuildContext {
         receiver_url: Some(capture_url),
@@ -705,11 +679,14 @@ async fn tls_htpasswd_notification_filters_and_read_only_mode() {
         &[children.generated_secret.clone(), s3_creds.clone()],
     );
     assert_no_secret_in_config(&config, &env);
-    // What the pod mounts from the TLS and htpasswd Secrets, at the paths the config names.
+    // What the pod mounts from the TLS Secret and the generated Secret (the user's htpasswd
+    // entries plus Flotilla's own account), at the paths the config names.
+    let generated_data = children.generated_secret.data.clone().expect("data");
+    let mounted_htpasswd = generated_data["htpasswd"].0.clone();
     let files: [(&str, &[u8]); 3] = [
         ("tls.crt", &crt),
         ("tls.key", &key),
-        ("htpasswd", htpasswd.as_bytes()),
+        ("htpasswd", &mounted_htpasswd),
     ];
     // Healthy means: the debug port (where the probes go) answers in plain HTTP with TLS and
     // auth on.
@@ -748,6 +725,16 @@ async fn tls_htpasswd_notification_filters_and_read_only_mode() {
         .await
         .expect("GET");
     assert_eq!(alice.status(), 200);
+    let operator = https
+        .get(format!("{base}/v2/"))
+        .basic_auth(
+            String::from_utf8(generated_data["username"].0.clone()).expect("utf-8"),
+            Some(String::from_utf8(generated_data["password"].0.clone()).expect("utf-8")),
+        )
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(operator.status(), 200, "Flotilla's own account logs in");
 
     // Push, pull, push again: the posts carry the bearer token and hold neither blob events
     // (ignoredmediatypes) nor pulls (ignore.actions); delivery is in order, so once the second

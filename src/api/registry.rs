@@ -243,6 +243,9 @@ pub struct EmptyDirStorage {
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Basic authentication against an htpasswd file (bcrypt entries) kept in a Secret.
+    /// Flotilla adds its own user `flotilla-operator` (random password, kept in the
+    /// `<name>-generated` Secret) for ReplicationPolicies that name this Registry by
+    /// `registryRef`; that user name is reserved.
     pub htpasswd: HtpasswdAuth,
 }
 

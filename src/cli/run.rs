@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Namespace of the leader Lease (default: the kubeconfig's namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
+    /// Reach Registry `NAMESPACE/NAME` at URL instead of its in-cluster Service URL, for an
+    /// operator running outside the cluster (e.g. through `kubectl port-forward`).
+    /// Repeatable: `--registry-url fleet/hq=http://127.0.0.1:5000`.
+    #[arg(long = "registry-url", value_name = "NAMESPACE/NAME=URL", value_parser = parse_registry_url)]
+    pub registry_urls: Vec<(String, String)>,
     /// Log line format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -130,6 +135,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         max_concurrent_syncs: args.max_concurrent_syncs,
         tokens,
         events: Some(events_rx),
+        registry_urls: args.registry_urls.into_iter().collect(),
     };
     let controllers = controller::run(
         client,
@@ -176,5 +182,47 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+    }
+}
+
+/// Parses `NAMESPACE/NAME=URL`.
+fn parse_registry_url(arg: &str) -> Result<(String, String), String> {
+    let (key, url) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?} is not NAMESPACE/NAME=URL"))?;
+    let valid_key = key
+        .split_once('/')
+        .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
+    if !valid_key {
+        return Err(format!(
+            "{key:?} is not NAMESPACE/NAME (the Registry's namespace and name)"
+        ));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    }
+    Ok((key.to_string(), url.trim_end_matches('/').to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_url_overrides_parse_and_explain_mistakes() {
+        assert_eq!(
+            parse_registry_url("fleet/hq=http://127.0.0.1:5000/"),
+            Ok(("fleet/hq".into(), "http://127.0.0.1:5000".into()))
+        );
+        for (bad, says) in [
+            ("fleet/hq", "NAMESPACE/NAME=URL"),
+            ("hq=http://x", "namespace and name"),
+            ("fleet/hq=ftp://x", "http://"),
+            ("fleet/hq=not a url", "not a URL"),
+        ] {
+            let e = parse_registry_url(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

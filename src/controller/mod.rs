@@ -40,6 +40,9 @@ pub struct Context {
     pub pending: Mutex<BTreeMap<String, Vec<(Work, Instant)>>>,
     /// Bounds the syncs running at once across all policies.
     pub sync_slots: tokio::sync::Semaphore,
+    /// URLs that replace Registries' in-cluster URLs, by `namespace/name` (an operator running
+    /// outside the cluster reaches them through a port-forward or an ingress).
+    pub registry_urls: BTreeMap<String, String>,
 }
 
 impl Context {
@@ -137,6 +140,8 @@ pub struct Settings {
     pub tokens: crate::webhook::Tokens,
     /// Events accepted by the receiver.
     pub events: Option<tokio::sync::mpsc::Receiver<ManifestEvent>>,
+    /// URLs that replace Registries' in-cluster URLs, by `namespace/name`.
+    pub registry_urls: BTreeMap<String, String>,
 }
 
 /// Runs both controllers until SIGTERM or SIGINT; `ready` turns true once their caches synced.
@@ -159,6 +164,7 @@ pub async fn run(
         tokens: settings.tokens.clone(),
         pending: Mutex::new(BTreeMap::new()),
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
+        registry_urls: std::mem::take(&mut settings.registry_urls),
     });
     let secrets: Api<Secret> = scope.api(&client);
 

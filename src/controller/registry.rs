@@ -24,12 +24,17 @@ use crate::engine::auth::DockerConfig;
 use crate::registry::generated::{
     GeneratedSecrets, existing_value, generate_http_secret, generate_token,
 };
-use crate::registry::names::{HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names};
+use crate::registry::names::{
+    HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY,
+};
 use crate::registry::objects::{BuildContext, build};
+use crate::registry::operator_account;
 use crate::registry::status::ObservedDeployment;
 use crate::registry::validate::{Issue, check_tls_secret, validate};
 
 const KIND: &str = "Registry";
+/// Field of the htpasswd Secret reference, as `references::registry_secrets` names it.
+const HTPASSWD_FIELD: &str = "spec.auth.htpasswd.secretRef";
 
 /// The controller, watching Registries, what they own and the Secrets they refer to.
 pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Controller<Registry> {
@@ -99,6 +104,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     // Dereference.
     let mut issues: Vec<Issue> = validate(&obj.spec);
     let mut proxy_secret = None;
+    let mut user_htpasswd = None;
     for req in references::registry_secrets(&obj.spec) {
         let found = secrets.get_opt(&req.name).await?;
         if let Some(p) = references::check_secret(&req, &ns, found.as_ref()) {
@@ -111,6 +117,18 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
             issues.extend(found.as_ref().and_then(check_tls_secret));
         } else if req.field == "spec.proxy.credentialsSecretRef" {
             proxy_secret = found;
+        } else if let Some(auth) = obj
+            .spec
+            .auth
+            .as_ref()
+            .filter(|_| req.field == HTPASSWD_FIELD)
+        {
+            let file = existing_value(found.as_ref(), &auth.htpasswd.secret_ref.key);
+            issues.extend(
+                file.as_deref()
+                    .and_then(|f| operator_account::check_reserved(f, HTPASSWD_FIELD)),
+            );
+            user_htpasswd = file;
         }
     }
     let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
@@ -126,6 +144,17 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
                     .unwrap_or_else(generate_token)
             }),
             proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
+            operator: match (&obj.spec.auth, &user_htpasswd) {
+                (Some(_), Some(file)) => Some(
+                    operator_account::account(
+                        file,
+                        existing_value(generated_secret.as_ref(), OPERATOR_PASSWORD_KEY),
+                        existing_value(generated_secret.as_ref(), HTPASSWD_KEY).as_deref(),
+                    )
+                    .map_err(|e| Error::Build(format!("hashing the operator password: {e}")))?,
+                ),
+                _ => None,
+            },
         };
         if let Some(token) = &generated.notification_token {
             ctx.tokens.insert(

@@ -18,6 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use super::{
     Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, readiness, references, status,
 };
+use crate::api::SecretReference;
 use crate::api::registry::Registry;
 use crate::api::replication_policy::{
     Endpoint, ReplicationPolicy, ReplicationPolicySpec, ReplicationPolicyStatus,
@@ -26,11 +27,12 @@ use crate::conditions::{self, Desired, READY};
 use crate::engine::report::{DestinationReport, Failure};
 use crate::engine::sync::SyncError;
 use crate::metrics::{DestinationLabels, PolicyLabels, SyncLabels};
+use crate::registry::names::{Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing::Work;
 use crate::replication::trigger::{self, Trigger};
 use crate::replication::validate::{self, Issue};
-use crate::sync_config::{Resolved, to_sync_config};
+use crate::sync_config::{Resolved, SecretData, to_sync_config};
 
 const KIND: &str = "ReplicationPolicy";
 
@@ -111,18 +113,35 @@ pub async fn reconcile(obj: Arc<ReplicationPolicy>, ctx: Arc<Context>) -> Result
         .await
 }
 
+/// Registries a policy names by `registryRef`, by `namespace/name`, with the data of their
+/// generated Secret when they have htpasswd auth (the operator's own account).
+#[derive(Default)]
+struct Referenced {
+    registries: BTreeMap<String, Registry>,
+    accounts: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
 async fn registry_problems(
     client: &Client,
     spec: &ReplicationPolicySpec,
     namespace: &str,
-) -> Result<(Vec<Issue>, BTreeMap<String, Registry>), Error> {
+) -> Result<(Vec<Issue>, Referenced), Error> {
     let mut problems = Vec::new();
-    let mut found = BTreeMap::new();
+    let mut found = Referenced::default();
     for req in references::policy_registries(spec, namespace) {
         let api: Api<Registry> = Api::namespaced(client.clone(), &req.namespace);
+        let key = format!("{}/{}", req.namespace, req.name);
         match api.get_opt(&req.name).await? {
             Some(r) => {
-                found.insert(format!("{}/{}", req.namespace, req.name), r);
+                if r.spec.auth.is_some() {
+                    let secrets: Api<Secret> = Api::namespaced(client.clone(), &req.namespace);
+                    let generated = Names::new(&req.name, &req.namespace).generated_secret();
+                    if let Some(data) = secrets.get_opt(&generated).await?.and_then(|s| s.data) {
+                        let data = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+                        found.accounts.insert(key.clone(), data);
+                    }
+                }
+                found.registries.insert(key, r);
             }
             None => problems.push(Issue {
                 reason: "RegistryNotFound",
@@ -137,13 +156,23 @@ async fn registry_problems(
     Ok((problems, found))
 }
 
-/// Replaces `registryRef` endpoints with the in-cluster URL of the Registry they name.
+/// Name under which the operator's account at Registry `key` (`namespace/name`) is handed to
+/// [`to_sync_config`]. It contains `/`, so no real Secret can have it.
+fn account_secret_name(key: &str) -> String {
+    format!("registry/{key}")
+}
+
+/// Replaces `registryRef` endpoints with the URL of the Registry they name (its in-cluster URL
+/// or the operator's `--registry-url` for it) and, for a Registry with htpasswd auth, the
+/// operator's own account there. Returns the spec and those accounts, as Secret data.
 fn resolve_registry_refs(
     spec: &ReplicationPolicySpec,
     namespace: &str,
-    registries: &BTreeMap<String, Registry>,
-) -> Result<ReplicationPolicySpec, Issue> {
+    referenced: &Referenced,
+    url_overrides: &BTreeMap<String, String>,
+) -> Result<(ReplicationPolicySpec, SecretData), Issue> {
     let mut out = spec.clone();
+    let mut accounts = SecretData::new();
     let endpoints = std::iter::once(("spec.source".to_string(), &mut out.source)).chain(
         out.destinations
             .iter_mut()
@@ -154,23 +183,42 @@ fn resolve_registry_refs(
             continue;
         };
         let key = format!("{}/{}", r.namespace.as_deref().unwrap_or(namespace), r.name);
-        let url = registries
-            .get(&key)
+        let registry = referenced.registries.get(&key);
+        let in_cluster = registry
             .and_then(|reg| reg.status.as_ref())
             .and_then(|s| s.url.clone());
-        let Some(url) = url else {
-            return Err(Issue {
-                reason: "RegistryNotReady",
-                field: format!("{field}.registryRef"),
-                message: format!(
-                    "Registry {key} has no URL in its status yet; wait for it to be reconciled"
-                ),
-            });
+        let not_ready = |message: String| Issue {
+            reason: "RegistryNotReady",
+            field: format!("{field}.registryRef"),
+            message,
         };
+        let Some(url) = url_overrides.get(&key).cloned().or(in_cluster) else {
+            return Err(not_ready(format!(
+                "Registry {key} has no URL in its status yet; wait for it to be reconciled"
+            )));
+        };
+        if registry.is_some_and(|reg| reg.spec.auth.is_some()) {
+            let account = referenced.accounts.get(&key).filter(|data| {
+                data.contains_key(OPERATOR_USERNAME_KEY) && data.contains_key(OPERATOR_PASSWORD_KEY)
+            });
+            let Some(account) = account else {
+                return Err(not_ready(format!(
+                    "Registry {key} has htpasswd auth and Flotilla's account there is not generated yet; wait for the Registry to be reconciled"
+                )));
+            };
+            let name = account_secret_name(&key);
+            let credentials: BTreeMap<String, Vec<u8>> =
+                [OPERATOR_USERNAME_KEY, OPERATOR_PASSWORD_KEY]
+                    .into_iter()
+                    .filter_map(|k| account.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+            accounts.insert(name.clone(), credentials);
+            e.credentials_secret_ref = Some(SecretReference { name });
+        }
         e.insecure = url.starts_with("http://");
         e.url = Some(url);
     }
-    Ok(out)
+    Ok((out, accounts))
 }
 
 async fn read_secrets(
@@ -332,9 +380,10 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     problems.extend(
         super::secret_problems(&ctx.client, &ns, &references::policy_secrets(&obj.spec)).await?,
     );
-    let (registry_issues, registries) = registry_problems(&ctx.client, &obj.spec, &ns).await?;
+    let (registry_issues, referenced) = registry_problems(&ctx.client, &obj.spec, &ns).await?;
     problems.extend(registry_issues);
-    let resolved_spec = match resolve_registry_refs(&obj.spec, &ns, &registries) {
+    let resolved_spec = match resolve_registry_refs(&obj.spec, &ns, &referenced, &ctx.registry_urls)
+    {
         Ok(s) => Some(s),
         Err(p) => {
             if problems.is_empty() {
@@ -363,7 +412,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         }
         return Ok(Action::requeue(RESYNC_PERIOD));
     }
-    let Some(resolved_spec) = resolved_spec else {
+    let Some((resolved_spec, accounts)) = resolved_spec else {
         return Ok(Action::requeue(RETRY_AFTER_ERROR));
     };
     if conditions::find(&st.conditions, READY)
@@ -408,7 +457,8 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     };
 
     // Run.
-    let resolved = read_secrets(&ctx.client, &ns, &resolved_spec).await?;
+    let mut resolved = read_secrets(&ctx.client, &ns, &obj.spec).await?;
+    resolved.secrets.extend(accounts);
     let cfg = match to_sync_config(&resolved_spec, &resolved) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -635,30 +685,96 @@ mod tests {
         );
     }
 
+    fn registry(name: &str, spec: serde_json::Value) -> Registry {
+        let mut reg = Registry::new(name, serde_json::from_value(spec).expect("registry spec"));
+        reg.status = Some(RegistryStatus {
+            url: Some(format!("http://{name}.fleet.svc:5000")),
+            ..Default::default()
+        });
+        reg
+    }
+
     #[test]
-    fn registry_refs_resolve_to_the_in_cluster_url() {
+    fn registry_refs_resolve_to_the_in_cluster_url_or_its_override() {
         let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
             "source": {"registryRef": {"name": "hq"}},
             "destinations": [{"name": "east", "url": "https://east.example.com"}],
         }))
         .expect("valid spec");
-        let mut registries = BTreeMap::new();
+        let mut referenced = Referenced::default();
+        let none = BTreeMap::new();
         assert_eq!(
-            resolve_registry_refs(&spec, "fleet", &registries).map_err(|p| p.reason),
+            resolve_registry_refs(&spec, "fleet", &referenced, &none).map_err(|p| p.reason),
             Err("RegistryNotReady")
         );
-        let mut reg = Registry::new(
-            "hq",
-            serde_json::from_value(serde_json::json!({"storage": {"emptyDir": {}}})).expect("spec"),
+        referenced.registries.insert(
+            "fleet/hq".to_string(),
+            registry("hq", serde_json::json!({"storage": {"emptyDir": {}}})),
         );
-        reg.status = Some(RegistryStatus {
-            url: Some("http://hq.fleet.svc:5000".into()),
-            ..Default::default()
-        });
-        registries.insert("fleet/hq".to_string(), reg);
-        let out = resolve_registry_refs(&spec, "fleet", &registries).expect("resolved");
+        let (out, accounts) =
+            resolve_registry_refs(&spec, "fleet", &referenced, &none).expect("resolved");
         assert_eq!(out.source.url.as_deref(), Some("http://hq.fleet.svc:5000"));
         assert!(out.source.insecure && out.source.registry_ref.is_none());
+        assert!(out.source.credentials_secret_ref.is_none() && accounts.is_empty());
+        let overrides =
+            BTreeMap::from([("fleet/hq".to_string(), "https://127.0.0.1:5443".to_string())]);
+        let (out, _) =
+            resolve_registry_refs(&spec, "fleet", &referenced, &overrides).expect("resolved");
+        assert_eq!(out.source.url.as_deref(), Some("https://127.0.0.1:5443"));
+        assert!(!out.source.insecure);
+    }
+
+    #[test]
+    fn a_registry_with_htpasswd_auth_is_reached_with_the_operator_account() {
+        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": "https://src.example.com"},
+            "destinations": [{"name": "local", "registryRef": {"name": "hq", "namespace": "fleet"}}],
+        }))
+        .expect("valid spec");
+        let mut referenced = Referenced::default();
+        referenced.registries.insert(
+            "fleet/hq".to_string(),
+            registry(
+                "hq",
+                serde_json::json!({"storage": {"emptyDir": {}},
+                    "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}}}),
+            ),
+        );
+        let none = BTreeMap::new();
+        let e = resolve_registry_refs(&spec, "apps", &referenced, &none).expect_err("no account");
+        assert_eq!(e.reason, "RegistryNotReady");
+        assert_eq!(e.field, "spec.destinations[local].registryRef");
+        referenced.accounts.insert(
+            "fleet/hq".to_string(),
+            BTreeMap::from([
+                ("username".to_string(), b"flotilla-operator".to_vec()),
+                ("password".to_string(), b"pw".to_vec()),
+                ("http-secret".to_string(), b"not for the engine".to_vec()),
+            ]),
+        );
+        let (out, accounts) =
+            resolve_registry_refs(&spec, "apps", &referenced, &none).expect("resolved");
+        let name = &out.destinations[0]
+            .endpoint
+            .credentials_secret_ref
+            .as_ref()
+            .expect("credentials")
+            .name;
+        assert_eq!(accounts[name].len(), 2, "only username and password");
+        let resolved = Resolved {
+            secrets: accounts,
+            ..Default::default()
+        };
+        let cfg = to_sync_config(&out, &resolved).expect("sync config");
+        let creds = cfg.destinations[0]
+            .endpoint
+            .credentials
+            .as_ref()
+            .expect("credentials");
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("flotilla-operator", "pw")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use super::names::{HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY};
+use super::operator_account::OperatorAccount;
 
 /// Generated (or dereferenced) secret values the builders put into the generated Secret.
 /// They never reach the ConfigMap.
@@ -17,6 +18,9 @@ pub struct GeneratedSecrets {
     /// Secret. `None` means: read `username` / `password` straight from the referenced
     /// (basic-auth) Secret.
     pub proxy_credentials: Option<(String, String)>,
+    /// The operator's own account and the htpasswd file the pods mount; `Some` exactly when
+    /// the Registry has htpasswd auth.
+    pub operator: Option<OperatorAccount>,
 }
 
 impl std::fmt::Debug for GeneratedSecrets {
@@ -31,6 +35,7 @@ impl std::fmt::Debug for GeneratedSecrets {
                 "proxy_credentials",
                 &self.proxy_credentials.as_ref().map(|_| "<redacted>"),
             )
+            .field("operator", &self.operator)
             .finish()
     }
 }
@@ -85,6 +90,7 @@ impl GeneratedSecrets {
             http_secret,
             notification_token,
             proxy_credentials: None,
+            operator: None,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod generated;
 pub mod names;
 pub mod objects;
+pub mod operator_account;
 pub mod pod;
 pub mod status;
 pub mod validate;

@@ -29,6 +29,17 @@ pub const PROXY_USERNAME_KEY: &str = "proxy-username";
 /// See [`PROXY_USERNAME_KEY`].
 pub const PROXY_PASSWORD_KEY: &str = "proxy-password";
 
+/// Key of the generated Secret holding the htpasswd file the pods mount: the user's entries
+/// plus the operator's own ([`OPERATOR_USERNAME`]).
+pub const HTPASSWD_KEY: &str = "htpasswd";
+/// User name of the account Flotilla keeps for itself at a Registry with htpasswd auth
+/// (replication through `registryRef`). Reserved: a user's htpasswd must not define it.
+pub const OPERATOR_USERNAME: &str = "flotilla-operator";
+/// Keys of the generated Secret holding the operator's account (basic-auth style).
+pub const OPERATOR_USERNAME_KEY: &str = "username";
+/// See [`OPERATOR_USERNAME_KEY`].
+pub const OPERATOR_PASSWORD_KEY: &str = "password";
+
 /// Annotation on the pod template carrying the checksum of the rendered configuration.
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "flotilla.dev/config-checksum";
 

@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 use super::config::{ConfigError, render_config, render_notification_endpoints};
 use super::generated::GeneratedSecrets;
 use super::names::{
-    CONFIG_KEY, DEBUG_PORT, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY, NOTIFICATION_TOKEN_KEY,
-    Names, PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY,
+    CONFIG_KEY, DEBUG_PORT, HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY,
+    NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME, OPERATOR_USERNAME_KEY,
+    PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY,
 };
 use super::pod;
 use crate::api::registry::{AccessMode, Registry, ServiceType};
@@ -165,6 +166,11 @@ fn secret_data(
     if let Some((user, pass)) = &generated.proxy_credentials {
         put(PROXY_USERNAME_KEY, user);
         put(PROXY_PASSWORD_KEY, pass);
+    }
+    if let Some(account) = &generated.operator {
+        put(HTPASSWD_KEY, &account.htpasswd);
+        put(OPERATOR_USERNAME_KEY, OPERATOR_USERNAME);
+        put(OPERATOR_PASSWORD_KEY, &account.password);
     }
     data
 }

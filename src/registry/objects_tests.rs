@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::registry::RegistrySpec;
+use crate::registry::operator_account::OperatorAccount;
 use k8s_openapi::api::core::v1::PodSpec;
 
 const HTTP_SECRET: &str = "HTTPSECRET-0123456789";
@@ -32,6 +33,10 @@ fn generated() -> GeneratedSecrets {
         http_secret: HTTP_SECRET.into(),
         notification_token: Some(TOKEN.into()),
         proxy_credentials: Some(("PROXYUSER".into(), "PROXYPASS".into())),
+        operator: Some(OperatorAccount {
+            password: "OPERATORPASS".into(),
+            htpasswd: "alice:x\nflotilla-operator:HASH\n".into(),
+        }),
     }
 }
 
@@ -49,11 +54,26 @@ fn pod_spec(c: &Children) -> &PodSpec {
 fn no_secret_value_in_config_map_or_literal_env() {
     let c = build(&registry(full_spec()), &ctx(), &generated()).expect("builds");
     let cm = serde_json::to_string(&c.config_map).expect("json");
-    for secret in [HTTP_SECRET, TOKEN, "PROXYUSER", "PROXYPASS", "Bearer"] {
+    for secret in [
+        HTTP_SECRET,
+        TOKEN,
+        "PROXYUSER",
+        "PROXYPASS",
+        "Bearer",
+        "OPERATORPASS",
+        "HASH",
+    ] {
         assert!(!cm.contains(secret), "{secret} leaked into the ConfigMap");
     }
     let deployment = serde_json::to_string(&c.deployment).expect("json");
-    for secret in [HTTP_SECRET, TOKEN, "PROXYUSER", "PROXYPASS"] {
+    for secret in [
+        HTTP_SECRET,
+        TOKEN,
+        "PROXYUSER",
+        "PROXYPASS",
+        "OPERATORPASS",
+        "HASH",
+    ] {
         assert!(
             !deployment.contains(secret),
             "{secret} leaked into the Deployment"
@@ -370,4 +390,33 @@ fn examples_validate_and_build() {
             "{name}: several replicas"
         );
     }
+}
+
+#[test]
+fn htpasswd_is_mounted_from_the_generated_secret_with_the_operator_account() {
+    let c = build(&registry(full_spec()), &ctx(), &generated()).expect("builds");
+    let volume = pod_spec(&c)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "htpasswd")
+        .and_then(|v| v.secret.as_ref())
+        .expect("htpasswd volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("hq-generated"));
+    let data = c.generated_secret.data.as_ref().expect("data");
+    assert_eq!(
+        data[HTPASSWD_KEY].0,
+        b"alice:x\nflotilla-operator:HASH\n".to_vec()
+    );
+    assert_eq!(data[OPERATOR_USERNAME_KEY].0, OPERATOR_USERNAME.as_bytes());
+    assert_eq!(data[OPERATOR_PASSWORD_KEY].0, b"OPERATORPASS".to_vec());
+    let mut other = generated();
+    if let Some(a) = other.operator.as_mut() {
+        a.htpasswd.push_str("bob:y\n");
+    }
+    let changed = build(&registry(full_spec()), &ctx(), &other).expect("builds");
+    assert_ne!(
+        changed.checksum, c.checksum,
+        "a changed htpasswd must roll the pods"
+    );
 }

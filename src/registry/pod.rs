@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::generated::GeneratedSecrets;
 use super::names::{
-    AUTH_DIR, CONFIG_CHECKSUM_ANNOTATION, CONFIG_DIR, CONFIG_KEY, DATA_DIR, DEBUG_PORT, HTTP_PORT,
-    HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY, Names, PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY,
-    TLS_DIR,
+    AUTH_DIR, CONFIG_CHECKSUM_ANNOTATION, CONFIG_DIR, CONFIG_KEY, DATA_DIR, DEBUG_PORT,
+    HTPASSWD_KEY, HTTP_PORT, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY, Names,
+    PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY, TLS_DIR,
 };
 use crate::api::registry::RegistrySpec;
 
@@ -172,17 +172,12 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
         });
         mounts.push(mount("tls", TLS_DIR));
     }
-    if let Some(auth) = &spec.auth {
-        let r = &auth.htpasswd.secret_ref;
+    if spec.auth.is_some() {
+        // The generated Secret's file: the user's entries plus the operator's account.
         volumes.push(Volume {
             secret: Some(SecretVolumeSource {
-                secret_name: Some(r.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: r.key.clone(),
-                    path: "htpasswd".into(),
-                    mode: None,
-                    user: None,
-                }]),
+                secret_name: Some(names.generated_secret()),
+                items: Some(vec![key_to_path(HTPASSWD_KEY)]),
                 ..SecretVolumeSource::default()
             }),
             ..volume("htpasswd")

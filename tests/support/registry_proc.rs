@@ -20,11 +20,77 @@ pub fn registry_binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free loopback port")
+}
+
+/// The environment the kubelet would give the registry container: each `secretKeyRef` resolved
+/// against `secrets` (a missing Secret or key fails the test, as `optional: false` would).
+pub fn pod_env(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    secrets: &[k8s_openapi::api::core::v1::Secret],
+) -> Vec<(String, String)> {
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            if let Some(v) = &e.value {
+                return (e.name.clone(), v.clone());
+            }
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|f| f.secret_key_ref.as_ref())
+                .unwrap_or_else(|| panic!("{} is neither a value nor a secretKeyRef", e.name));
+            (e.name.clone(), secret_value(secrets, &r.name, &r.key))
+        })
+        .collect()
+}
+
+/// The files the kubelet would mount from Secret volumes, by file name (each volume's `items`
+/// path). Only Secret volumes: ConfigMaps and emptyDirs are the caller's business.
+pub fn secret_files(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    secrets: &[k8s_openapi::api::core::v1::Secret],
+) -> Vec<(String, Vec<u8>)> {
+    pod.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref())
+        .flat_map(|s| {
+            let name = s
+                .secret_name
+                .clone()
+                .expect("secret volume names its Secret");
+            s.items
+                .iter()
+                .flatten()
+                .map(|i| {
+                    (
+                        i.path.clone(),
+                        secret_value(secrets, &name, &i.key).into_bytes(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn secret_value(secrets: &[k8s_openapi::api::core::v1::Secret], name: &str, key: &str) -> String {
+    let s = secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("Secret {name} missing"));
+    let v = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .unwrap_or_else(|| panic!("key {key} of Secret {name} missing"));
+    String::from_utf8(v.0.clone()).expect("utf-8 secret")
 }
 
 /// A running registry process; killed and its directory removed on drop.
@@ -81,6 +147,18 @@ impl RegistryProc {
         env: &[(String, String)],
         files: &[(&str, &[u8])],
     ) -> RegistryProc {
+        Self::start_on(free_port(), name, config, env, files).await
+    }
+
+    /// Like [`RegistryProc::start_with_files`], serving the API on loopback port `port` (one
+    /// chosen in advance, e.g. to pass it to the operator as a Registry's URL).
+    pub async fn start_on(
+        port: u16,
+        name: &str,
+        config: &str,
+        env: &[(String, String)],
+        files: &[(&str, &[u8])],
+    ) -> RegistryProc {
         let bin = registry_binary();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -93,7 +171,7 @@ impl RegistryProc {
         for (file, content) in files {
             std::fs::write(dir.join(file), content).expect("write mounted file");
         }
-        let (port, debug_port) = (free_port(), free_port());
+        let debug_port = free_port();
         let path = dir.join("config.yml");
         std::fs::write(&path, localize(config, port, debug_port, &dir)).expect("write config");
         let log = std::fs::File::create(dir.join("registry.log")).expect("log");
