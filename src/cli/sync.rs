@@ -73,8 +73,11 @@ pub async fn run(args: SyncArgs) -> ExitCode {
 pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The certificate verifier logs every refused certificate as an error; the
+                // engine reports it once, naming the endpoint.
+                tracing_subscriber::EnvFilter::new("warn,rustls_platform_verifier=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .try_init();

@@ -50,6 +50,17 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The server's TLS certificate is not trusted (unknown issuer, wrong name, expired):
+    /// not retried, trying again cannot help.
+    #[error(
+        "registry {registry} presented a TLS certificate that is not trusted ({reason}); if a private CA signed it, give that CA in the endpoint's caSecretRef"
+    )]
+    Certificate {
+        /// Registry.
+        registry: String,
+        /// What the TLS library said.
+        reason: String,
+    },
     /// No connection (refused, DNS, TLS handshake, timeout).
     #[error("cannot reach registry {registry}: {reason}")]
     Connect {
@@ -279,6 +290,16 @@ impl RegistryClient {
         let mut reason = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
+            if let Some(cert) = s
+                .to_string()
+                .strip_prefix("invalid peer certificate: ")
+                .map(str::to_string)
+            {
+                return ClientError::Certificate {
+                    registry: self.name.clone(),
+                    reason: cert,
+                };
+            }
             reason = format!("{reason}: {s}");
             src = s.source();
         }

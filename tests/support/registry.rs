@@ -88,6 +88,10 @@ pub struct Registry {
     htpasswd: bool,
     /// Configuration appended to the generated one (e.g. `notifications:`).
     extra: String,
+    /// Serve TLS with this certificate and key (PEM files).
+    tls: Option<(PathBuf, PathBuf)>,
+    /// An `auth:` section replacing the htpasswd one (e.g. `auth: token:`).
+    auth_section: Option<String>,
 }
 
 impl Registry {
@@ -122,6 +126,44 @@ impl Registry {
             child: None,
             htpasswd,
             extra,
+            tls: None,
+            auth_section: None,
+        };
+        r.spawn().await;
+        r
+    }
+
+    /// An anonymous registry serving HTTPS with `cert`/`key` (PEM files).
+    pub async fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_custom(Some((cert.to_path_buf(), key.to_path_buf())), None).await
+    }
+
+    /// A registry with Distribution's token authentication: it sends clients to `realm`
+    /// for a JWT issued by `issuer` for audience `service`, signed by a key whose certificate
+    /// chains to `root_cert_bundle`.
+    pub async fn start_token_auth(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        root_cert_bundle: &Path,
+    ) -> Self {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            root_cert_bundle.display()
+        );
+        Self::start_custom(None, Some(auth)).await
+    }
+
+    async fn start_custom(tls: Option<(PathBuf, PathBuf)>, auth_section: Option<String>) -> Self {
+        require_tools();
+        let mut r = Registry {
+            port: free_port(),
+            dir: TempDir::new("registry"),
+            child: None,
+            htpasswd: false,
+            extra: String::new(),
+            tls,
+            auth_section,
         };
         r.spawn().await;
         r
@@ -141,10 +183,18 @@ impl Registry {
                 file.display()
             )
         } else {
-            String::new()
+            self.auth_section.clone().unwrap_or_default()
+        };
+        let tls = match &self.tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
         };
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{auth}{}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{tls}{auth}{}",
             root.display(),
             self.port,
             self.extra
@@ -166,7 +216,11 @@ impl Registry {
             .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN} ({e}): {INSTALL_HINT}"));
         self.child = Some(child);
         let url = format!("{}/v2/", self.url());
-        let client = reqwest::Client::new();
+        // The readiness probe trusts any certificate: TLS trust is what tests examine.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("probe client");
         let log_path = self.dir.path().join("registry.log");
         let start = Instant::now();
         loop {
@@ -196,7 +250,13 @@ impl Registry {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
+    }
+
+    /// The registry's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Kills the process (the data stays).
@@ -859,4 +919,139 @@ pub async fn flotilla_peak_rss(args: &[&str]) -> (std::process::ExitStatus, u64,
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     (status, peak, reader.await.unwrap_or_default())
+}
+
+// ---------------------------------------------------------------- certificates
+
+pub const OPENSSL_HINT: &str = "apt-get install openssl";
+
+/// Fails (never skips) when `openssl` is missing.
+pub fn require_openssl() {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "openssl is missing: {OPENSSL_HINT}");
+}
+
+/// Runs `openssl` in `dir`; panics with its stderr on failure.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): {OPENSSL_HINT}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A test certificate authority made with `openssl` (RSA 2048, valid one day).
+pub struct TestCa {
+    pub dir: PathBuf,
+    /// `ca.crt`, PEM.
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA with common name `cn`, in files under `dir`.
+    pub fn new(dir: &Path, cn: &str) -> Self {
+        require_openssl();
+        let sub = dir.join(format!("ca-{cn}"));
+        std::fs::create_dir_all(&sub).expect("ca dir");
+        openssl(
+            &sub,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-days",
+                "1",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        TestCa {
+            cert: sub.join("ca.crt"),
+            key: sub.join("ca.key"),
+            dir: sub,
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        std::fs::read_to_string(&self.cert).expect("ca.crt")
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost signed by this CA: (cert, key).
+    pub fn server_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(
+            self.dir.join(&ext),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+        )
+        .expect("ext");
+        let (ca_crt, ca_key) = (
+            self.cert.to_str().expect("path"),
+            self.key.to_str().expect("path"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                ca_crt,
+                "-CAkey",
+                ca_key,
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-sha256",
+                "-extfile",
+                &ext,
+                "-out",
+                &crt,
+            ],
+        );
+        (self.dir.join(crt), self.dir.join(key))
+    }
 }
