@@ -193,6 +193,35 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The scopes to ask a token endpoint for: ours, plus those of the challenge's `scope`
+/// (space separated) that ours do not already cover. Distribution answers a
+/// `repository:x:pull,push` request with a challenge for `repository:x:push,pull`: the same
+/// scope, which must not be asked for twice.
+pub fn token_scopes(ours: &[String], challenge: Option<&str>) -> Vec<String> {
+    fn split(s: &str) -> Option<(&str, std::collections::BTreeSet<&str>)> {
+        let (resource, actions) = s.rsplit_once(':')?;
+        Some((
+            resource,
+            actions.split(',').filter(|a| !a.is_empty()).collect(),
+        ))
+    }
+    let mut out: Vec<String> = Vec::new();
+    for s in ours
+        .iter()
+        .map(String::as_str)
+        .chain(challenge.into_iter().flat_map(str::split_whitespace))
+    {
+        let covered = out.iter().any(|o| {
+            o == s
+                || matches!((split(o), split(s)), (Some((ro, ao)), Some((rs, as_))) if ro == rs && as_.is_subset(&ao))
+        });
+        if !covered {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
 /// The `Authorization: Basic` value for credentials.
 pub fn basic_header(c: &Credentials) -> String {
     let raw = format!("{}:{}", c.username, c.password);
@@ -256,5 +285,40 @@ mod tests {
             password: "b".into(),
         };
         assert_eq!(basic_header(&c), "Basic YTpi");
+    }
+
+    #[test]
+    fn token_scopes_are_not_asked_twice() {
+        let ours = vec!["repository:a/b:pull,push".to_string()];
+        assert_eq!(
+            token_scopes(&ours, Some("repository:a/b:push,pull")),
+            ours,
+            "same actions in another order"
+        );
+        assert_eq!(token_scopes(&ours, Some("repository:a/b:pull")), ours);
+        let mount = vec![
+            "repository:b:pull,push".to_string(),
+            "repository:a:pull".to_string(),
+        ];
+        assert_eq!(
+            token_scopes(&mount, Some("repository:b:push,pull repository:a:pull")),
+            mount,
+            "a space-separated challenge scope"
+        );
+        assert_eq!(
+            token_scopes(&[], Some("registry:catalog:*")),
+            vec!["registry:catalog:*".to_string()]
+        );
+        assert_eq!(
+            token_scopes(
+                &["repository:a:pull".to_string()],
+                Some("repository:a:delete")
+            ),
+            vec![
+                "repository:a:pull".to_string(),
+                "repository:a:delete".to_string()
+            ]
+        );
+        assert!(token_scopes(&[], None).is_empty());
     }
 }

@@ -176,6 +176,9 @@ pub struct RegistryClient {
     name: String,
     http: reqwest::Client,
     credentials: Option<Credentials>,
+    /// Token fetches, one at a time, and when each scope's token was fetched: requests that
+    /// were challenged together (concurrent blob checks) wait for one fetch and share it.
+    token_fetches: tokio::sync::Mutex<HashMap<String, std::time::Instant>>,
     retry: RetryConfig,
     /// Authorization header value per scope key.
     tokens: Mutex<HashMap<String, String>>,
@@ -268,6 +271,7 @@ impl RegistryClient {
             name,
             http,
             credentials: cfg.credentials.clone(),
+            token_fetches: tokio::sync::Mutex::new(HashMap::new()),
             retry,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
@@ -345,12 +349,22 @@ impl RegistryClient {
                 service,
                 scope,
             }) => {
+                let key = scopes.join(" ");
+                let mut fetched = self.token_fetches.lock().await;
+                if fetched
+                    .get(&key)
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+                {
+                    // Fetched while this request waited: retry with that token.
+                    return Ok(());
+                }
                 let token = self
                     .fetch_token(&realm, service.as_deref(), scope.as_deref(), scopes)
                     .await?;
                 if let Ok(mut t) = self.tokens.lock() {
-                    t.insert(scopes.join(" "), format!("Bearer {token}"));
+                    t.insert(key.clone(), format!("Bearer {token}"));
                 }
+                fetched.insert(key, std::time::Instant::now());
                 Ok(())
             }
             None => Err(unauthorized()),
@@ -374,14 +388,8 @@ impl RegistryClient {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            let mut all: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            if let Some(cs) = challenge_scope
-                && !all.contains(&cs)
-            {
-                all.push(cs);
-            }
-            for s in all {
-                q.append_pair("scope", s);
+            for s in auth::token_scopes(scopes, challenge_scope) {
+                q.append_pair("scope", &s);
             }
         }
         let mut req = self.http.get(url);
