@@ -4,11 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::sync::{Output, init_logging, print_report, read_authfile};
+use super::sync::{Output, ProgressMode, init_logging, print_report, read_authfile, with_progress};
 use crate::engine::auth::DockerConfig;
 use crate::engine::backoff::RetryConfig;
 use crate::engine::client::{EndpointConfig, RegistryClient};
 use crate::engine::layout::Layout;
+use crate::engine::progress::Progress;
 use crate::engine::single::{self, Side};
 use crate::engine::store::Store;
 
@@ -36,6 +37,9 @@ pub struct CopyArgs {
     /// Summary format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Live progress on stderr (bytes, rate): `auto` when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 /// A parsed reference.
@@ -177,13 +181,17 @@ async fn side(
 pub async fn run(args: CopyArgs) -> ExitCode {
     init_logging();
     match prepare(&args).await {
-        Ok((src, dst)) => match single::copy(&src, &dst, RetryConfig::default()).await {
-            Ok(report) => print_report(&report, args.output),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+        Ok((src, dst)) => {
+            let progress = Progress::default();
+            let copy = single::copy_with_progress(&src, &dst, RetryConfig::default(), &progress);
+            match with_progress(args.progress, &progress, copy).await {
+                Ok(report) => print_report(&report, args.output),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -4,10 +4,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 
 use crate::api::ReplicationPolicySpec;
 use crate::engine::auth::DockerConfig;
+use crate::engine::progress::{Line, Progress, Rate};
 use crate::engine::report::Report;
 use crate::sync_config::{self, Resolved, SecretData};
 
@@ -19,6 +24,28 @@ pub enum Output {
     Text,
     /// One JSON document.
     Json,
+}
+
+/// When to draw live progress on stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Never: log lines only.
+    Never,
+    /// When stderr is a terminal.
+    #[default]
+    Auto,
+    /// Always (also when stderr is a file or a pipe).
+    Always,
+}
+
+impl ProgressMode {
+    fn enabled(self) -> bool {
+        match self {
+            ProgressMode::Never => false,
+            ProgressMode::Always => true,
+            ProgressMode::Auto => std::io::stderr().is_terminal(),
+        }
+    }
 }
 
 /// Arguments of `flotilla sync`.
@@ -48,6 +75,10 @@ pub struct SyncArgs {
     /// Summary format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Live progress on stderr (artifacts done/total, bytes, rate): `auto` when stderr is a
+    /// terminal; otherwise only log lines.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 /// Runs one sync.
@@ -60,7 +91,9 @@ pub async fn run(args: SyncArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::engine::sync::run(&cfg).await {
+    let progress = Progress::default();
+    let run = crate::engine::sync::run_with_progress(&cfg, &progress);
+    match with_progress(args.progress, &progress, run).await {
         Ok(report) => print_report(&report, args.output),
         Err(e) => {
             eprintln!("error: {e}");
@@ -79,8 +112,74 @@ pub(crate) fn init_logging() {
                 tracing_subscriber::EnvFilter::new("warn,rustls_platform_verifier=off")
             }),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .try_init();
+}
+
+/// Whether a progress line is on stderr now: a log line clears it first (the next tick
+/// draws it again below the log line).
+static LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Erases the current terminal line.
+const CLEAR_LINE: &[u8] = b"\r\x1b[2K";
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        if LIVE.load(Ordering::Relaxed) {
+            err.write_all(CLEAR_LINE)?;
+        }
+        err.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Runs `work`, drawing `progress` on one stderr line five times a second when `mode` says
+/// so; the line is erased at the end (the summary follows on stdout).
+pub(crate) async fn with_progress<T>(
+    mode: ProgressMode,
+    progress: &Progress,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    if !mode.enabled() {
+        return work.await;
+    }
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(80)
+        .saturating_sub(1)
+        .max(20);
+    let start = Instant::now();
+    let mut rate = Rate::new(Duration::from_secs(3));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tokio::pin!(work);
+    LIVE.store(true, Ordering::Relaxed);
+    let out = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            _ = tick.tick() => {
+                let snapshot = progress.snapshot();
+                let elapsed = start.elapsed();
+                let line = Line { snapshot, rate: rate.add(elapsed, snapshot.bytes), elapsed };
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(CLEAR_LINE);
+                let _ = err.write_all(line.render(width).as_bytes());
+                let _ = err.flush();
+            }
+        }
+    };
+    LIVE.store(false, Ordering::Relaxed);
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(CLEAR_LINE);
+    let _ = err.flush();
+    out
 }
 
 /// Prints the summary and maps it to the exit status.

@@ -157,10 +157,10 @@ pub struct Copier {
     /// Source manifests read by `select_platforms`, by the digest the destinations get
     /// (a filtered index by its new digest): bytes and media type.
     selected: Mutex<HashMap<Digest, (bytes::Bytes, String)>>,
-    /// Bytes read from the source.
-    pub source_read: AtomicU64,
+    /// Bytes read from the source (shared with a [`super::progress::Progress`]).
+    pub source_read: Arc<AtomicU64>,
     /// Bytes read from destinations feeding others.
-    pub relay_read: AtomicU64,
+    pub relay_read: Arc<AtomicU64>,
     /// Bytes written per destination id.
     pub written: Vec<AtomicU64>,
     /// Foreign / non-distributable layers left out.
@@ -184,8 +184,8 @@ impl Copier {
             locks: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             selected: Mutex::new(HashMap::new()),
-            source_read: AtomicU64::new(0),
-            relay_read: AtomicU64::new(0),
+            source_read: Arc::new(AtomicU64::new(0)),
+            relay_read: Arc::new(AtomicU64::new(0)),
             written: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
             foreign_skipped: AtomicU64::new(0),
         }

@@ -8,7 +8,8 @@
 //!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`].
 //! - [`fanout`]: one read of a blob streamed to every destination needing it;
 //!   [`copy`]: a manifest tree, children first, tag last; [`sync`]: a whole run;
-//!   [`single`]: one artifact (`flotilla copy`); [`report`]: the summary.
+//!   [`single`]: one artifact (`flotilla copy`); [`report`]: the summary; [`progress`]:
+//!   live counters for a terminal.
 
 pub mod auth;
 pub mod backoff;
@@ -23,6 +24,7 @@ pub mod limit;
 pub mod link;
 pub mod manifest;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod rewrite;
 pub mod single;

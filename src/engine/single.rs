@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::backoff::RetryConfig;
 use super::copy::{Copier, Feeder, Target};
 use super::limit::Limiter;
+use super::progress::{Phase, Progress};
 use super::report::{DestinationReport, Failure, Report};
 use super::store::{Store, StoreError};
 
@@ -53,6 +54,17 @@ pub enum SingleError {
 
 /// Copies `src` to `dst` (`dst.reference` a tag, or the digest to store it untagged).
 pub async fn copy(src: &Side, dst: &Side, retry: RetryConfig) -> Result<Report, SingleError> {
+    copy_with_progress(src, dst, retry, &Progress::default()).await
+}
+
+/// [`copy`], keeping `progress` up to date (for a live display).
+pub async fn copy_with_progress(
+    src: &Side,
+    dst: &Side,
+    retry: RetryConfig,
+    progress: &Progress,
+) -> Result<Report, SingleError> {
+    progress.phase(Phase::Planning);
     let started = Instant::now();
     let src_name = src.store.name();
     let digest = src
@@ -91,11 +103,14 @@ pub async fn copy(src: &Side, dst: &Side, retry: RetryConfig) -> Result<Report, 
         }],
         ..Default::default()
     };
+    progress.set_total(1);
     if current.as_ref() == Some(&digest) {
         report.skipped = 1;
         report.destinations[0].skipped = 1;
     } else {
         let copier = Copier::new(1, Limiter::new(None), retry, Vec::new(), 3);
+        progress.count_bytes(copier.source_read.clone());
+        progress.phase(Phase::Copying);
         let targets = [Target {
             id: 0,
             store: dst.store.clone(),
@@ -128,6 +143,8 @@ pub async fn copy(src: &Side, dst: &Side, retry: RetryConfig) -> Result<Report, 
         report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
         report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
     }
+    progress.artifact_done(report.copied > 0, report.failed > 0);
+    progress.phase(Phase::Done);
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

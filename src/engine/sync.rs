@@ -70,6 +70,14 @@ struct Run<'a> {
 /// Runs one sync. `Err` only for problems found before anything is written; failures of
 /// individual artifacts are in the report.
 pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
+    run_with_progress(cfg, &super::progress::Progress::default()).await
+}
+
+/// [`run`], keeping `progress` up to date (for a live display).
+pub async fn run_with_progress(
+    cfg: &SyncConfig,
+    progress: &super::progress::Progress,
+) -> Result<Report, SyncError> {
     let started = Instant::now();
     let (levels, parents) = feed_levels(&cfg.destinations)?;
     let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
@@ -204,11 +212,20 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
         .await;
 
     // Copy.
+    progress.count_bytes(run.copier.source_read.clone());
+    progress.count_bytes(run.copier.relay_read.clone());
+    progress.set_total(planned.len() as u64);
+    progress.phase(super::progress::Phase::Copying);
     let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(planned)
         .map(|(item, actions)| {
             let run = &run;
             async move {
                 let st = run.sync_item(&item, &actions).await;
+                progress.artifact_done(
+                    st.iter()
+                        .any(|s| matches!(s, Status::Holds { copied: true })),
+                    st.iter().any(|s| matches!(s, Status::Failed(_))),
+                );
                 for (i, s) in st.iter().enumerate() {
                     let dest = &run.cfg.destinations[i].name;
                     match s {
@@ -275,6 +292,7 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
 
     // Delete.
     if cfg.deletion {
+        progress.phase(super::progress::Phase::Deleting);
         for (repo, all) in &source_tags {
             run.delete_extra(repo, all, &mut report).await;
         }
