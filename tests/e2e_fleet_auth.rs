@@ -1,5 +1,6 @@
-//! A local fleet with htpasswd auth, replicated by `registryRef` alone: the operator creates
-//! its own account at each Registry (no hand-made credentials Secret) and uses it.
+//! A local fleet with htpasswd auth (one member also serving TLS with a private CA's
+//! certificate), replicated by `registryRef` alone: the operator creates its own account at
+//! each Registry and trusts their certificates, with no hand-made Secret in the policy.
 //!
 //! The control plane is real; the registry pods are kwok-simulated, so the test plays the
 //! kubelet: it starts the real `docker-registry` with the ConfigMap, the environment and the
@@ -48,10 +49,90 @@ fn users_secret(htpasswd: &str) -> String {
     )
 }
 
-fn registry_yaml(name: &str) -> String {
+fn registry_yaml(name: &str, extra: &str) -> String {
     format!(
-        "apiVersion: flotilla.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {name}}}\nspec:\n  storage: {{emptyDir: {{}}}}\n  auth: {{htpasswd: {{secretRef: {{name: users, key: htpasswd}}}}}}\n"
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {name}}}\nspec:\n  storage: {{emptyDir: {{}}}}\n  auth: {{htpasswd: {{secretRef: {{name: users, key: htpasswd}}}}}}\n{extra}"
     )
+}
+
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl not found: install it (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `kubernetes.io/tls` Secret `name` as cert-manager writes it: a serving certificate for
+/// the Service host and 127.0.0.1 (where the test runs the pod), its key, and `ca.crt`, the
+/// test CA that signed it.
+fn tls_secret(c: &Cluster, name: &str, host: &str) {
+    let dir = logs_dir().join(name);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    let path = |f: &str| dir.join(f).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.crt"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={host}"),
+        "-keyout",
+        &path("tls.key"),
+        "-out",
+        &path("tls.csr"),
+    ]);
+    std::fs::write(
+        path("san.ext"),
+        format!("subjectAltName=DNS:{host},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"),
+    )
+    .expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        &path("tls.csr"),
+        "-CA",
+        &path("ca.crt"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        &path("san.ext"),
+        "-out",
+        &path("tls.crt"),
+    ]);
+    let b64 = |f: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path(f)).expect("pem"))
+    };
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
+        b64("tls.crt"),
+        b64("tls.key"),
+        b64("ca.crt")
+    ));
 }
 
 /// Starts what the kubelet would run for Registry `name`: its ConfigMap's `config.yml`, the
@@ -99,7 +180,7 @@ fn skopeo(args: &[&str]) -> Vec<u8> {
 
 fn status_code(url: &str, user: Option<(&str, &str)>) -> String {
     let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    cmd.args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"]);
     if let Some((u, p)) = user {
         cmd.args(["-u", &format!("{u}:{p}")]);
     }
@@ -111,9 +192,13 @@ fn status_code(url: &str, user: Option<(&str, &str)>) -> String {
 async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
     let c = Cluster::start();
     c.install_crds();
-    let (hq_port, edge_port) = (registry_proc::free_port(), registry_proc::free_port());
+    let hq_port = registry_proc::free_port();
+    let edge_port = std::iter::repeat_with(registry_proc::free_port)
+        .find(|p| *p != hq_port)
+        .expect("a second free port");
     let hq_url = format!("http://127.0.0.1:{hq_port}");
-    let edge_url = format!("http://127.0.0.1:{edge_port}");
+    // Edge serves HTTPS with a certificate of a private CA: the operator must trust it by itself.
+    let edge_url = format!("https://127.0.0.1:{edge_port}");
     let op = Operator::start_with(
         &c,
         &logs_dir(),
@@ -127,8 +212,9 @@ async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
     );
     let users = format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).expect("bcrypt"));
     c.apply(&users_secret(&users));
-    c.apply(&registry_yaml("hq"));
-    c.apply(&registry_yaml("edge"));
+    tls_secret(&c, "edge-tls", "edge.default.svc");
+    c.apply(&registry_yaml("hq", ""));
+    c.apply(&registry_yaml("edge", "  tls: {secretName: edge-tls}\n"));
     for name in ["hq", "edge"] {
         wait_for(&format!("{name}'s generated htpasswd"), WAIT, || {
             secret_key(&c, &format!("{name}-generated"), "htpasswd").is_some()

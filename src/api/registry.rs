@@ -265,7 +265,10 @@ pub struct HtpasswdAuth {
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     /// A Secret of type `kubernetes.io/tls` (keys `tls.crt`, `tls.key`) in the Registry's
-    /// namespace.
+    /// namespace. ReplicationPolicies naming this Registry by `registryRef` trust the CA in the
+    /// Secret's `ca.crt` (as cert-manager writes it). Without `ca.crt` they try `tls.crt`
+    /// itself, which fails for a self-signed certificate marked as a CA: add `ca.crt`. The
+    /// certificate must name the Service host `<name>.<namespace>.svc`.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
 }

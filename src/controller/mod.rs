@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
@@ -144,6 +145,11 @@ pub struct Settings {
     pub registry_urls: BTreeMap<String, String>,
 }
 
+/// Secrets as the controllers watch them: metadata only. A controller needs to know which
+/// Secret changed, never its data (read when reconciling), so the operator keeps no Secret
+/// values in memory and the watch carries none.
+pub type SecretMeta = PartialObjectMeta<Secret>;
+
 /// Runs both controllers until SIGTERM or SIGINT; `ready` turns true once their caches synced.
 pub async fn run(
     client: Client,
@@ -166,7 +172,7 @@ pub async fn run(
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
         registry_urls: std::mem::take(&mut settings.registry_urls),
     });
-    let secrets: Api<Secret> = scope.api(&client);
+    let secrets: Api<SecretMeta> = scope.api(&client);
 
     let registries = registry::controller(&client, &scope, secrets.clone());
     let policies = replication::controller(&client, &scope, secrets);

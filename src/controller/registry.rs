@@ -37,7 +37,11 @@ const KIND: &str = "Registry";
 const HTPASSWD_FIELD: &str = "spec.auth.htpasswd.secretRef";
 
 /// The controller, watching Registries, what they own and the Secrets they refer to.
-pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Controller<Registry> {
+pub fn controller(
+    client: &Client,
+    scope: &Scope,
+    secrets: Api<super::SecretMeta>,
+) -> Controller<Registry> {
     let wc = watcher::Config::default().labels("app.kubernetes.io/managed-by=flotilla");
     let controller = Controller::new(scope.api::<Registry>(client), watcher::Config::default())
         .owns(scope.api::<Deployment>(client), wc.clone())
@@ -49,7 +53,7 @@ pub fn controller(client: &Client, scope: &Scope, secrets: Api<Secret>) -> Contr
     controller.watches(
         secrets,
         watcher::Config::default(),
-        move |secret: Secret| {
+        move |secret: super::SecretMeta| {
             let (name, ns) = (secret.name_any(), secret.namespace());
             store
                 .state()

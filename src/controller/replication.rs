@@ -18,11 +18,11 @@ use kube::{Api, Client, ResourceExt};
 use super::{
     Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, readiness, references, status,
 };
-use crate::api::SecretReference;
 use crate::api::registry::Registry;
 use crate::api::replication_policy::{
     Endpoint, ReplicationPolicy, ReplicationPolicySpec, ReplicationPolicyStatus,
 };
+use crate::api::{SecretKeySelector, SecretReference};
 use crate::conditions::{self, Desired, READY};
 use crate::engine::report::{DestinationReport, Failure};
 use crate::engine::sync::SyncError;
@@ -40,7 +40,7 @@ const KIND: &str = "ReplicationPolicy";
 pub fn controller(
     client: &Client,
     scope: &Scope,
-    secrets: Api<Secret>,
+    secrets: Api<super::SecretMeta>,
 ) -> Controller<ReplicationPolicy> {
     let controller = Controller::new(
         scope.api::<ReplicationPolicy>(client),
@@ -52,7 +52,7 @@ pub fn controller(
         .watches(
             secrets,
             watcher::Config::default(),
-            move |secret: Secret| {
+            move |secret: super::SecretMeta| {
                 let (name, ns) = (secret.name_any(), secret.namespace());
                 by_secret
                     .state()
@@ -114,11 +114,22 @@ pub async fn reconcile(obj: Arc<ReplicationPolicy>, ctx: Arc<Context>) -> Result
 }
 
 /// Registries a policy names by `registryRef`, by `namespace/name`, with the data of their
-/// generated Secret when they have htpasswd auth (the operator's own account).
+/// generated Secret when they have htpasswd auth (the operator's own account) and the
+/// certificate to trust when they serve TLS.
 #[derive(Default)]
 struct Referenced {
     registries: BTreeMap<String, Registry>,
     accounts: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    trust: BTreeMap<String, Vec<u8>>,
+}
+
+/// The PEM to trust for a Registry's TLS Secret: its `ca.crt` (as cert-manager writes it) or,
+/// without one, the serving certificate `tls.crt` itself (self-signed).
+fn trust_anchor(secret: Secret) -> Option<Vec<u8>> {
+    let mut data = secret.data?;
+    ["ca.crt", "tls.crt"]
+        .into_iter()
+        .find_map(|k| data.remove(k).map(|v| v.0).filter(|v| !v.is_empty()))
 }
 
 async fn registry_problems(
@@ -133,8 +144,13 @@ async fn registry_problems(
         let key = format!("{}/{}", req.namespace, req.name);
         match api.get_opt(&req.name).await? {
             Some(r) => {
+                let secrets: Api<Secret> = Api::namespaced(client.clone(), &req.namespace);
+                if let Some(tls) = &r.spec.tls
+                    && let Some(pem) = secrets.get_opt(&tls.secret_name).await?.and_then(trust_anchor)
+                {
+                    found.trust.insert(key.clone(), pem);
+                }
                 if r.spec.auth.is_some() {
-                    let secrets: Api<Secret> = Api::namespaced(client.clone(), &req.namespace);
                     let generated = Names::new(&req.name, &req.namespace).generated_secret();
                     if let Some(data) = secrets.get_opt(&generated).await?.and_then(|s| s.data) {
                         let data = data.into_iter().map(|(k, v)| (k, v.0)).collect();
@@ -156,6 +172,9 @@ async fn registry_problems(
     Ok((problems, found))
 }
 
+/// Key of the certificate to trust in the Secret data handed to [`to_sync_config`].
+const TRUST_KEY: &str = "ca.crt";
+
 /// Name under which the operator's account at Registry `key` (`namespace/name`) is handed to
 /// [`to_sync_config`]. It contains `/`, so no real Secret can have it.
 fn account_secret_name(key: &str) -> String {
@@ -163,8 +182,9 @@ fn account_secret_name(key: &str) -> String {
 }
 
 /// Replaces `registryRef` endpoints with the URL of the Registry they name (its in-cluster URL
-/// or the operator's `--registry-url` for it) and, for a Registry with htpasswd auth, the
-/// operator's own account there. Returns the spec and those accounts, as Secret data.
+/// or the operator's `--registry-url` for it), the operator's own account there when it has
+/// htpasswd auth, and the certificate to trust when it serves TLS. Returns the spec and that
+/// access data, as Secret data under names no real Secret can have.
 fn resolve_registry_refs(
     spec: &ReplicationPolicySpec,
     namespace: &str,
@@ -197,6 +217,8 @@ fn resolve_registry_refs(
                 "Registry {key} has no URL in its status yet; wait for it to be reconciled"
             )));
         };
+        let name = account_secret_name(&key);
+        let mut access = BTreeMap::new();
         if registry.is_some_and(|reg| reg.spec.auth.is_some()) {
             let account = referenced.accounts.get(&key).filter(|data| {
                 data.contains_key(OPERATOR_USERNAME_KEY) && data.contains_key(OPERATOR_PASSWORD_KEY)
@@ -206,14 +228,22 @@ fn resolve_registry_refs(
                     "Registry {key} has htpasswd auth and Flotilla's account there is not generated yet; wait for the Registry to be reconciled"
                 )));
             };
-            let name = account_secret_name(&key);
-            let credentials: BTreeMap<String, Vec<u8>> =
-                [OPERATOR_USERNAME_KEY, OPERATOR_PASSWORD_KEY]
-                    .into_iter()
-                    .filter_map(|k| account.get(k).map(|v| (k.to_string(), v.clone())))
-                    .collect();
-            accounts.insert(name.clone(), credentials);
-            e.credentials_secret_ref = Some(SecretReference { name });
+            for k in [OPERATOR_USERNAME_KEY, OPERATOR_PASSWORD_KEY] {
+                if let Some(v) = account.get(k) {
+                    access.insert(k.to_string(), v.clone());
+                }
+            }
+            e.credentials_secret_ref = Some(SecretReference { name: name.clone() });
+        }
+        if let Some(pem) = referenced.trust.get(&key) {
+            access.insert(TRUST_KEY.to_string(), pem.clone());
+            e.ca_secret_ref = Some(SecretKeySelector {
+                name: name.clone(),
+                key: TRUST_KEY.to_string(),
+            });
+        }
+        if !access.is_empty() {
+            accounts.insert(name, access);
         }
         e.insecure = url.starts_with("http://");
         e.url = Some(url);
@@ -775,6 +805,56 @@ mod tests {
             (creds.username.as_str(), creds.password.as_str()),
             ("flotilla-operator", "pw")
         );
+        assert!(cfg.destinations[0].endpoint.ca_pem.is_none());
+    }
+
+    #[test]
+    fn a_registry_serving_tls_is_trusted_by_its_own_certificate() {
+        let secret = |pairs: &[(&str, &[u8])]| Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            trust_anchor(secret(&[("tls.crt", b"LEAF"), ("ca.crt", b"CA")])),
+            Some(b"CA".to_vec())
+        );
+        assert_eq!(
+            trust_anchor(secret(&[("tls.crt", b"LEAF"), ("ca.crt", b"")])),
+            Some(b"LEAF".to_vec())
+        );
+        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"registryRef": {"name": "hq"}},
+            "destinations": [{"name": "east", "url": "https://east.example.com"}],
+        }))
+        .expect("valid spec");
+        let mut referenced = Referenced::default();
+        referenced.registries.insert(
+            "fleet/hq".to_string(),
+            registry(
+                "hq",
+                serde_json::json!({"storage": {"emptyDir": {}}, "tls": {"secretName": "hq-tls"}}),
+            ),
+        );
+        referenced
+            .trust
+            .insert("fleet/hq".to_string(), b"PEM".to_vec());
+        let (out, access) =
+            resolve_registry_refs(&spec, "fleet", &referenced, &BTreeMap::new()).expect("resolved");
+        assert!(out.source.credentials_secret_ref.is_none());
+        let cfg = to_sync_config(
+            &out,
+            &Resolved {
+                secrets: access,
+                ..Default::default()
+            },
+        )
+        .expect("sync config");
+        assert_eq!(cfg.source.ca_pem.as_deref(), Some(&b"PEM"[..]));
     }
 
     #[test]

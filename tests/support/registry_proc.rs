@@ -171,7 +171,10 @@ impl RegistryProc {
         for (file, content) in files {
             std::fs::write(dir.join(file), content).expect("write mounted file");
         }
-        let debug_port = free_port();
+        // `port` is reserved but not bound yet: the OS may hand it out again.
+        let debug_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != port)
+            .expect("a second free port");
         let path = dir.join("config.yml");
         std::fs::write(&path, localize(config, port, debug_port, &dir)).expect("write config");
         let log = std::fs::File::create(dir.join("registry.log")).expect("log");
