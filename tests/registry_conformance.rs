@@ -22,6 +22,86 @@ use registry_proc::RegistryProc;
 use s3::Minio;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const REDIS_PASSWORD: &str = "redis-test-password";
+
+/// A real `redis-server` on a free loopback port, requiring [`REDIS_PASSWORD`]; killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    /// `127.0.0.1:PORT`.
+    address: String,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = registry_proc::free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--requirepass",
+                REDIS_PASSWORD,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install it (apt-get install redis-server)");
+        let redis = Redis {
+            child,
+            port,
+            address: format!("127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while redis.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let anonymous = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "PING"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            String::from_utf8_lossy(&anonymous.stdout).contains("NOAUTH"),
+            "redis must require the password"
+        );
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-a",
+                REDIS_PASSWORD,
+                "--no-auth-warning",
+            ])
+            .args(args)
+            .output()
+            .expect("redis-cli not found: install it (apt-get install redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys matching a glob pattern.
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        self.cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
 
 fn skopeo() -> PathBuf {
     let bin = PathBuf::from("/usr/bin/skopeo");
@@ -253,6 +333,7 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
     skopeo();
     let minio = Minio::start().await;
     minio.create_bucket("registry").await;
+    let redis = Redis::start();
 
     let generated = GeneratedSecrets::reuse_or_generate(None, true);
     let token = generated.notification_token.clone().expect("token");
@@ -266,8 +347,10 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
             "replicas": 2,
             "storage": {"s3": {"bucket": "registry", "region": s3::REGION,
                                "endpoint": minio.endpoint, "forcePathStyle": true,
-                               "rootDirectory": "/fleet",
+                               "rootDirectory": "/fleet", "encrypt": true,
                                "credentialsSecretRef": {"name": "s3-creds"}}},
+            "cache": {"redis": {"address": redis.address,
+                                "passwordSecretRef": {"name": "redis", "key": "password"}}},
             "notifications": true
         }),
     );
@@ -280,7 +363,11 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
         &[("accessKey", s3::ACCESS_KEY), ("secretKey", s3::SECRET_KEY)],
     );
     let config = config_yml(&children);
-    let env = pod_env(&children, &[children.generated_secret.clone(), s3_creds]);
+    let redis_secret = secret("redis", &[("password", REDIS_PASSWORD)]);
+    let env = pod_env(
+        &children,
+        &[children.generated_secret.clone(), s3_creds, redis_secret],
+    );
     let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
@@ -288,6 +375,7 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
             "REGISTRY_HTTP_SECRET",
             "REGISTRY_STORAGE_S3_ACCESSKEY",
             "REGISTRY_STORAGE_S3_SECRETKEY",
+            "REGISTRY_REDIS_PASSWORD",
             "REGISTRY_NOTIFICATIONS_ENDPOINTS"
         ]
     );
@@ -315,6 +403,27 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
     assert!(
         listing.contains("fleet/docker/registry/v2/"),
         "objects under rootDirectory: {listing}"
+    );
+    // `encrypt: true` reaches S3: the layer is stored with server-side encryption.
+    let hex = image.layer_digest.trim_start_matches("sha256:");
+    let layer_key = format!(
+        "fleet/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    assert_eq!(
+        minio
+            .object_encryption("registry", &layer_key)
+            .await
+            .as_deref(),
+        Some("AES256"),
+        "layer object {layer_key} not encrypted"
+    );
+    // The blob-descriptor cache is the password-protected redis: it now describes the layer.
+    let cached = redis.keys(&format!("*{}*", image.layer_digest));
+    assert!(
+        !cached.is_empty(),
+        "no redis key mentions the layer {}",
+        image.layer_digest
     );
 
     // A blob upload started on one replica (POST + PATCH) is finished on the other (PUT).
