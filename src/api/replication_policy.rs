@@ -76,10 +76,13 @@ pub struct ReplicationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<TagFilter>,
 
-    /// Platforms to copy from multi-platform indexes, as `os/arch` or `os/arch/variant`.
-    /// Empty copies the whole index unchanged. A filtered index is still copied
-    /// byte-for-byte; only the children outside the list are left out, so pulling an excluded
-    /// platform from a destination fails.
+    /// Platforms to copy from multi-platform indexes, as `os/arch` or `os/arch/variant`
+    /// (`linux/arm64` also selects `linux/arm64/v8`). Empty copies every index unchanged. An
+    /// index with children outside the list is pushed as a new index holding only the listed
+    /// ones (a different digest: the only case where a destination manifest is not
+    /// byte-identical to the source's; signatures made for the source digest keep their
+    /// name); an index whose children are all listed keeps its exact bytes; one with none
+    /// listed is not copied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub platforms: Vec<Platform>,

@@ -61,6 +61,11 @@ entry for the endpoint's host in `--authfile` (a docker config.json) stands in, 
 error. Endpoints without a `credentialsSecretRef` use their `--authfile` entry when there is \
 one, else go anonymous.
 
+Platforms: with `platforms:` set, an index with children outside the list is pushed as a new \
+index of the listed ones (a new digest, logged and counted as platformFiltered: the only case \
+where a destination manifest is not byte-identical); a re-sync compares with that digest and \
+is a no-op.
+
 Exit status: 0 when every artifact is in sync (conflicts left alone by `overwrite: false` \
 are reported but are not failures), 1 when an artifact failed, 2 when nothing could be \
 started (bad file, unreachable registry, rejected credentials).")]
