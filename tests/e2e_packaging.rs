@@ -204,6 +204,27 @@ fn chart_lints_renders_and_agrees_with_crds_and_kustomize() {
     assert!(all_on.contains("kind: ServiceMonitor"), "{all_on}");
     assert!(all_on.contains("secretKeyRef"), "{all_on}");
     assert!(all_on.contains("--namespace=team-a"), "{all_on}");
+    // Watching one namespace, the operator gets the same rules as a Role there, nothing
+    // cluster-wide.
+    let scoped = documents(&all_on);
+    for d in &scoped {
+        assert!(
+            d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding",
+            "watchNamespace still renders a {}",
+            d["kind"]
+        );
+    }
+    let role = find(&scoped, "Role", "flotilla");
+    assert_eq!(role["metadata"]["namespace"], "team-a");
+    assert_eq!(
+        permissions(role),
+        permissions(find(&docs, "ClusterRole", "flotilla")),
+        "the namespaced Role grants other rules than the ClusterRole"
+    );
+    let binding = find(&scoped, "RoleBinding", "flotilla");
+    assert_eq!(binding["metadata"]["namespace"], "team-a");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["namespace"], NS);
     for bad in [
         ["--set", "replicaCount=-1"],
         ["--set", "operator.logFormat=xml"],
@@ -1167,4 +1188,89 @@ fn two_replicas_only_the_leader_reconciles_and_a_killed_leader_is_replaced_withi
     );
     assert!(reconciles(&b) > 0);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `operator.watchNamespace`: the operator runs with only the chart's namespaced Role (plus the
+/// Lease Role) and still manages a fleet in that namespace; Registries elsewhere are left alone.
+#[test]
+fn watching_one_namespace_needs_only_a_role_there() {
+    let c = Cluster::start();
+    c.install_crds();
+    let work = tempdir("scoped");
+    for ns in [NS, "team-a", "team-b"] {
+        c.kubectl_ok(&["create", "namespace", ns]);
+    }
+    let rendered = work.join("scoped.yaml");
+    std::fs::write(
+        &rendered,
+        render(&["--set", "operator.watchNamespace=team-a"]),
+    )
+    .expect("write rendered");
+    c.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        rendered.to_str().expect("utf-8"),
+    ]);
+    let can_i = |verb: &str, resource: &str, ns: &str| {
+        let out = c.kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", SA]);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    assert!(can_i("patch", "deployments", "team-a"));
+    assert!(
+        !can_i("list", "secrets", "team-b"),
+        "Secrets outside team-a"
+    );
+    assert!(!can_i("list", "registries.flotilla.dev", "team-b"));
+
+    let sa_kc = sa_kubeconfig(&c, &work);
+    let mut op = OperatorProcess::spawn(
+        &sa_kc,
+        work.join("operator.log"),
+        &[
+            "--namespace",
+            "team-a",
+            "--leader-elect",
+            "--leader-election-namespace",
+            NS,
+        ],
+        &[("POD_NAME", "flotilla-scoped")],
+    );
+    for ns in ["team-a", "team-b"] {
+        c.apply(&format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Registry\nmetadata: {{name: edge, namespace: {ns}}}\nspec:\n  storage: {{emptyDir: {{}}}}\n"
+        ));
+    }
+    wait_for("the team-a Registry Ready", Duration::from_secs(90), || {
+        assert!(op.running(), "operator exited: {}", op.log());
+        condition(&c, "registry/edge", "team-a", "Ready") == "True"
+    });
+    assert!(
+        op.get("/readyz").is_some_and(|b| b == "ok"),
+        "operator ready"
+    );
+    let outside = c.kubectl(&[
+        "get",
+        "registry/edge",
+        "-n",
+        "team-b",
+        "-o",
+        "jsonpath={.status}",
+    ]);
+    assert!(outside.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stdout),
+        "",
+        "a Registry outside the watched namespace was touched"
+    );
+    let log = op.log();
+    assert!(
+        !log.to_ascii_lowercase().contains("forbidden"),
+        "the namespaced Role was not enough: {}",
+        log.lines()
+            .filter(|l| l.to_ascii_lowercase().contains("forbidden"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
