@@ -154,8 +154,8 @@ pub struct Copier {
     blob_parallelism: usize,
     locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     known: Mutex<HashMap<(usize, Digest), HashSet<String>>>,
-    /// Source manifests read by `select_platforms`, by the digest the destinations get
-    /// (a filtered index by its new digest): bytes and media type.
+    /// Indexes reduced to the wanted platforms by `select_platforms`, by their new digest:
+    /// bytes and media type.
     selected: Mutex<HashMap<Digest, (bytes::Bytes, String)>>,
     /// Bytes read from the source (shared with a [`super::progress::Progress`]).
     pub source_read: Arc<AtomicU64>,
@@ -248,19 +248,20 @@ impl Copier {
             digest: digest.clone(),
             source,
         };
-        let (d, m) = match manifest::select_platforms(&media_type, &bytes, &self.platforms)
+        match manifest::select_platforms(&media_type, &bytes, &self.platforms)
             .map_err(manifest_err)?
         {
-            PlatformSelection::Nothing => return Ok(None),
-            PlatformSelection::Whole => (digest.clone(), (bytes, media_type)),
+            PlatformSelection::Nothing => Ok(None),
+            PlatformSelection::Whole => Ok(Some(digest.clone())),
             PlatformSelection::Filtered(new) => {
-                (Digest::of(&new), (bytes::Bytes::from(new), media_type))
+                // Kept for the copy (only these: the source has no manifest by this digest).
+                let d = Digest::of(&new);
+                if let Ok(mut s) = self.selected.lock() {
+                    s.insert(d.clone(), (bytes::Bytes::from(new), media_type));
+                }
+                Ok(Some(d))
             }
-        };
-        if let Ok(mut s) = self.selected.lock() {
-            s.insert(d.clone(), m);
         }
-        Ok(Some(d))
     }
 
     async fn fetch_manifest(
