@@ -71,7 +71,8 @@ pub enum ClientError {
     },
     /// Credentials missing or rejected.
     #[error(
-        "registry {registry} rejected the credentials for {what} (check the username/password or token)"
+        "registry {registry} rejected the credentials{} (check the username/password or token)",
+        for_what(.what)
     )]
     Unauthorized {
         /// Registry.
@@ -127,6 +128,15 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+}
+
+/// ` for <what>`, or nothing when `what` is empty (a token for no scope, as for `/v2/`).
+fn for_what(what: &str) -> String {
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!(" for {what}")
+    }
 }
 
 impl ClientError {
