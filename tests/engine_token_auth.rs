@@ -339,6 +339,7 @@ async fn wrong_password_at_the_token_server_is_one_clear_line() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
     assert!(err.contains("rejected the credentials"), "{err}");
+    assert!(!err.contains("  "), "no empty part in the message: {err}");
     assert!(
         err.contains(&s.src.host()) || err.contains(&s.dst.host()),
         "{err}"
