@@ -230,24 +230,31 @@ async fn a_destination_down_is_degraded_and_repaired_when_back() {
         "no DestinationFailed Event: {events}"
     );
 
+    let failures: i64 = c
+        .jsonpath("replicationpolicy/pair", "{.status.consecutiveFailures}")
+        .parse()
+        .unwrap_or(0);
+    assert!(failures >= 1, "failures in a row not counted: {failures}");
+
+    // Back up: the failed sync is retried on its own (backoff 10 s, doubling), no annotation.
     down.restart().await;
-    c.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "replicationpolicy/pair",
-        "flotilla.dev/sync-requested=after-restart",
-    ]);
+    let back = Instant::now();
     wait_for("in sync after the destination came back", WAIT, || {
         condition(&c, "pair", "Ready") == "True/InSync"
     });
+    println!(
+        "repaired by a retry {:.1} s after the destination came back",
+        back.elapsed().as_secs_f64()
+    );
     assert!(has(&down.url(), "base/os", "1.0", &digest));
     assert_eq!(
-        c.jsonpath("replicationpolicy/pair", "{.status.handledSyncRequest}"),
-        "after-restart"
+        c.jsonpath("replicationpolicy/pair", "{.status.lastSync.trigger}"),
+        "Retry"
     );
     assert_eq!(
-        c.jsonpath("replicationpolicy/pair", "{.status.lastSync.trigger}"),
-        "Request"
+        c.jsonpath("replicationpolicy/pair", "{.status.consecutiveFailures}"),
+        "",
+        "a clean sync resets the failure count"
     );
     assert!(metric(&op, "flotilla_source_read_bytes_total") > 0.0);
 }

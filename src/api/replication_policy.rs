@@ -314,6 +314,11 @@ pub struct ReplicationPolicyStatus {
     /// Value of the `flotilla.dev/sync-requested` annotation last acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_sync_request: Option<String>,
+    /// Syncs in a row that failed somewhere (source or a destination unreachable, an artifact
+    /// not copied). While above 0, a full sync is retried 10 s after the last one ended,
+    /// doubling with each failure up to 5 minutes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: i64,
     /// Conditions: `Ready`, `Syncing`, `Degraded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -325,6 +330,10 @@ pub struct ReplicationPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub destinations: Vec<DestinationStatus>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One sync run.

@@ -104,6 +104,11 @@ pub fn finished(
             (record, vec![("<source>".to_string(), error.to_string())])
         }
     };
+    status.consecutive_failures = if record.result == "Succeeded" {
+        0
+    } else {
+        status.consecutive_failures.saturating_add(1)
+    };
     let source_failed = failed_destinations.iter().any(|(d, _)| d == "<source>");
     let mut destinations = Vec::new();
     for d in &spec.destinations {
@@ -346,5 +351,27 @@ mod tests {
             st.last_sync.as_ref().map(|r| r.result.as_str()),
             Some("Failed")
         );
+        assert_eq!(st.consecutive_failures, 1);
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::Retry,
+            &Outcome::Failed("source: connection refused"),
+            Some(1),
+            t("2026-01-01T00:00:11Z"),
+            t("2026-01-01T00:00:12Z"),
+        );
+        assert_eq!(st.consecutive_failures, 2, "failures in a row are counted");
+        finished(
+            &mut st,
+            &spec(),
+            &Trigger::Retry,
+            &Outcome::Ran(&Report::default()),
+            Some(1),
+            t("2026-01-01T00:00:32Z"),
+            t("2026-01-01T00:00:33Z"),
+        );
+        assert_eq!(st.consecutive_failures, 0, "a clean sync resets the count");
+        assert_eq!(st.destinations_in_sync.as_deref(), Some("2/2"));
     }
 }

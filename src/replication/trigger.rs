@@ -20,6 +20,8 @@ pub enum Trigger {
     Schedule,
     /// Push events from the source.
     Push,
+    /// The last sync failed somewhere: a full sync again, after a backoff.
+    Retry,
 }
 
 impl Trigger {
@@ -30,6 +32,7 @@ impl Trigger {
             Trigger::Request(_) => "Request",
             Trigger::Schedule => "Schedule",
             Trigger::Push => "Push",
+            Trigger::Retry => "Retry",
         }
     }
 }
@@ -45,19 +48,53 @@ pub fn due(
     if spec.suspend {
         return (None, None);
     }
-    let next = next_scheduled(spec, status);
+    let retry = retry_at(status);
+    let next = match (next_scheduled(spec, status), retry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let trigger = if status.synced_generation != generation {
         Some(Trigger::SpecChange)
     } else if let Some(v) = annotations.get(SYNC_REQUESTED_ANNOTATION)
         && status.handled_sync_request.as_ref() != Some(v)
     {
         Some(Trigger::Request(v.clone()))
+    } else if retry.is_some_and(|t| t <= now) {
+        Some(Trigger::Retry)
     } else if next.is_some_and(|t| t <= now) {
         Some(Trigger::Schedule)
     } else {
         None
     };
     (trigger, next)
+}
+
+/// First retry after a failure; doubled per further failure in a row.
+const RETRY_BASE_SECONDS: i64 = 10;
+/// Longest wait between retries.
+const RETRY_MAX_SECONDS: i64 = 300;
+
+/// When a policy whose last sync failed is retried: the end of that sync plus 10 s × 2^(n-1)
+/// for n failures in a row, at most 5 minutes. `None` when the last sync succeeded.
+pub fn retry_at(status: &ReplicationPolicyStatus) -> Option<Timestamp> {
+    let n = status.consecutive_failures;
+    if n <= 0 {
+        return None;
+    }
+    let ended: Timestamp = status
+        .last_sync
+        .as_ref()?
+        .completion_time
+        .as_deref()?
+        .parse()
+        .ok()?;
+    let exponent = u32::try_from(n - 1).unwrap_or(u32::MAX).min(16);
+    let wait = RETRY_BASE_SECONDS
+        .saturating_mul(1 << exponent)
+        .min(RETRY_MAX_SECONDS);
+    ended
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(wait))
+        .ok()
 }
 
 /// The first firing of the schedule after the last full sync started (`None`: no schedule,
@@ -132,6 +169,42 @@ mod tests {
             due(&spec(None), &st, Some(1), &a, t("2026-01-01T00:00:01Z")).0,
             None
         );
+    }
+
+    fn failed(n: i64, ended: &str) -> ReplicationPolicyStatus {
+        ReplicationPolicyStatus {
+            consecutive_failures: n,
+            last_sync: Some(crate::api::replication_policy::SyncRecord {
+                completion_time: Some(ended.into()),
+                result: "Failed".into(),
+                ..Default::default()
+            }),
+            ..synced(1, "2026-01-01T00:00:00Z")
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_is_retried_with_a_doubling_backoff() {
+        let none = BTreeMap::new();
+        let s = spec(Some("0 * * * *"));
+        let st = failed(1, "2026-01-01T00:00:05Z");
+        let (trigger, next) = due(&s, &st, Some(1), &none, t("2026-01-01T00:00:14Z"));
+        assert_eq!(trigger, None);
+        assert_eq!(next, Some(t("2026-01-01T00:00:15Z")), "wakes for the retry");
+        assert_eq!(
+            due(&s, &st, Some(1), &none, t("2026-01-01T00:00:15Z")).0,
+            Some(Trigger::Retry)
+        );
+        assert_eq!(
+            retry_at(&failed(3, "2026-01-01T00:00:05Z")),
+            Some(t("2026-01-01T00:00:45Z"))
+        );
+        assert_eq!(
+            retry_at(&failed(40, "2026-01-01T00:00:05Z")),
+            Some(t("2026-01-01T00:05:05Z")),
+            "capped at 5 minutes"
+        );
+        assert_eq!(retry_at(&failed(0, "2026-01-01T00:00:05Z")), None);
     }
 
     #[test]
