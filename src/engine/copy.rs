@@ -328,6 +328,7 @@ impl Copier {
                 }
             };
             let mut failed: HashMap<usize, CopyError> = HashMap::new();
+            let mut external_layers = false;
             match parsed {
                 // Every child of what is pushed is copied (a registry refuses an index whose
                 // children are missing): platforms were selected by `select_platforms`.
@@ -371,6 +372,7 @@ impl Copier {
                     for d in config.into_iter().chain(layers) {
                         if d.foreign {
                             self.foreign_skipped.fetch_add(1, Ordering::Relaxed);
+                            external_layers = true;
                             continue;
                         }
                         if seen.insert(d.digest.clone()) {
@@ -402,10 +404,15 @@ impl Copier {
                     .map_err(|source| CopyError::Write {
                         destination: t.store.name(),
                         what: format!(
-                            "push of manifest {}:{}",
+                            "push of manifest {}:{}{}",
                             t.repo,
                             tag.map(str::to_string)
-                                .unwrap_or_else(|| digest.to_string())
+                                .unwrap_or_else(|| digest.to_string()),
+                            if external_layers {
+                                " (it has foreign/non-distributable layers: Distribution accepts their urls only when validation.manifests.urls.allow matches them)"
+                            } else {
+                                ""
+                            }
                         ),
                         source,
                     });

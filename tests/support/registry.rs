@@ -114,6 +114,12 @@ impl Registry {
         Self::start_with_config(false, extra).await
     }
 
+    /// An anonymous registry with `extra` appended to its configuration (top-level YAML
+    /// sections such as `validation:`).
+    pub async fn start_with_extra(extra: &str) -> Self {
+        Self::start_with_config(false, extra.to_string()).await
+    }
+
     async fn start_with(htpasswd: bool) -> Self {
         Self::start_with_config(htpasswd, String::new()).await
     }
