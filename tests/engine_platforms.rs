@@ -8,35 +8,6 @@ mod registry;
 
 use registry::*;
 
-fn children(raw: &[u8]) -> Vec<(String, String)> {
-    let v: serde_json::Value = serde_json::from_slice(raw).expect("index JSON");
-    v["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| {
-            (
-                m["digest"].as_str().expect("digest").to_string(),
-                m["platform"]["architecture"]
-                    .as_str()
-                    .expect("arch")
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-async fn has_manifest(base: &str, repo: &str, digest: &str) -> bool {
-    reqwest::Client::new()
-        .head(format!("{base}/v2/{repo}/manifests/{digest}"))
-        .header("accept", format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"))
-        .send()
-        .await
-        .expect("head")
-        .status()
-        .is_success()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_filter_pushes_a_reduced_index_and_resync_is_a_noop() {
     require_tools();
@@ -143,7 +114,7 @@ async fn platform_filter_pushes_a_reduced_index_and_resync_is_a_noop() {
         let raw = skopeo_raw(&d.host(), "apps/multi:v1").expect("filtered index at destination");
         assert_ne!(sha256(&raw), src_digest, "must be a new index");
         assert_eq!(
-            children(&raw),
+            index_children(&raw),
             vec![(sha256(&m_amd), "amd64".to_string())],
             "{}",
             String::from_utf8_lossy(&raw)

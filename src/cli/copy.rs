@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::sync::{Output, ProgressMode, init_logging, print_report, read_authfile, with_progress};
 use crate::engine::auth::DockerConfig;
 use crate::engine::backoff::RetryConfig;
-use crate::engine::client::{EndpointConfig, RegistryClient};
+use crate::engine::client::{ClientError, EndpointConfig, RegistryClient};
 use crate::engine::layout::Layout;
 use crate::engine::progress::Progress;
 use crate::engine::single::{self, Side};
@@ -19,7 +19,12 @@ use crate::engine::store::Store;
 References: `[docker://][http(s)://]HOST[:PORT]/REPO:TAG`, `...REPO@sha256:...`, or \
 `oci:PATH:TAG` for an OCI image layout directory (created when it is the destination). \
 Without a scheme, https is used, or http with --src-insecure/--dest-insecure. A destination \
-reference without a tag keeps the source's tag; with a digest the artifact is stored untagged.")]
+reference without a tag keeps the source's tag; with a digest the artifact is stored untagged.
+
+Platforms: with --platform, an index with children of other platforms is pushed as a new index \
+of the wanted ones (a new digest, counted as platformFiltered: the one case where the copy is not \
+byte-identical); an index with none of them is not copied (platformUnmatched); an image \
+manifest is copied whole. `linux/arm64` also selects `linux/arm64/v8`.")]
 pub struct CopyArgs {
     /// Source reference.
     pub source: String,
@@ -31,6 +36,15 @@ pub struct CopyArgs {
     /// Allow plain HTTP / unverified TLS for the destination.
     #[arg(long)]
     pub dest_insecure: bool,
+    /// PEM file of CA certificates trusted for the source, besides the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub src_ca_file: Option<std::path::PathBuf>,
+    /// PEM file of CA certificates trusted for the destination, besides the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub dest_ca_file: Option<std::path::PathBuf>,
+    /// Copy only this platform of a multi-platform index, `os/arch[/variant]` (repeatable).
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub platforms: Vec<String>,
     /// Docker config JSON with credentials by registry host.
     #[arg(long)]
     pub authfile: Option<std::path::PathBuf>,
@@ -40,6 +54,43 @@ pub struct CopyArgs {
     /// Live progress on stderr (bytes, rate): `auto` when stderr is a terminal.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+/// Checks `os/arch[/variant]` (lower-case letters and digits; `_` in the architecture), the
+/// form of a policy's `platforms`.
+fn parse_platform(s: &str) -> Result<String, String> {
+    let word = |w: &str, underscore: bool| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || (underscore && c == '_'))
+    };
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = matches!(parts.len(), 2 | 3)
+        && word(parts[0], false)
+        && word(parts[1], true)
+        && parts.get(2).is_none_or(|v| word(v, false));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8".into())
+    }
+}
+
+/// Reads the PEM CA bundle of `flag`: it must hold at least one certificate.
+fn read_ca_file(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("{flag} {}: cannot read it ({e})", path.display()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => Err(format!(
+            "{flag} {}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        )),
+        Err(_) => Err(format!(
+            "{flag} {}: a PEM block in it is not a valid certificate",
+            path.display()
+        )),
+    }
 }
 
 /// A parsed reference.
@@ -126,16 +177,32 @@ pub fn parse_reference(s: &str, insecure: bool) -> Result<Reference, String> {
     })
 }
 
+/// How one side is reached: plain HTTP / unverified TLS, a CA bundle (PEM).
+struct Trust {
+    insecure: bool,
+    ca: Option<Vec<u8>>,
+}
+
 async fn side(
     r: Reference,
-    insecure: bool,
+    trust: Trust,
     is_dest: bool,
     default_ref: Option<&str>,
     auth: Option<&DockerConfig>,
 ) -> Result<Side, String> {
     let role = if is_dest { "destination" } else { "source" };
+    let ca_flag = if is_dest {
+        "--dest-ca-file"
+    } else {
+        "--src-ca-file"
+    };
     match r {
         Reference::Layout { path, reference } => {
+            if trust.ca.is_some() {
+                return Err(format!(
+                    "{ca_flag} applies to a registry, not to {role} oci:{path}"
+                ));
+            }
             let layout = Layout::open(Path::new(&path), is_dest)
                 .await
                 .map_err(|e| format!("{role} oci:{path} is not an OCI layout directory ({e})"))?;
@@ -157,12 +224,17 @@ async fn side(
             let cfg = EndpointConfig {
                 url: url.clone(),
                 credentials: auth.and_then(|a| a.lookup(&host)).cloned(),
-                ca_pem: None,
-                insecure,
+                ca_pem: trust.ca,
+                insecure: trust.insecure,
             };
             let client = RegistryClient::new(&cfg, RetryConfig::default())
                 .map_err(|e| format!("{role}: {e}"))?;
-            client.ping().await.map_err(|e| format!("{role}: {e}"))?;
+            client.ping().await.map_err(|e| match e {
+                ClientError::Certificate { registry, reason } => format!(
+                    "{role}: registry {registry} presented a TLS certificate that is not trusted ({reason}); if a private CA signed it, give that CA with {ca_flag}"
+                ),
+                e => format!("{role}: {e}"),
+            })?;
             let reference = reference
                 .or(default_ref.map(str::to_string))
                 .ok_or_else(|| {
@@ -183,7 +255,13 @@ pub async fn run(args: CopyArgs) -> ExitCode {
     match prepare(&args).await {
         Ok((src, dst)) => {
             let progress = Progress::default();
-            let copy = single::copy_with_progress(&src, &dst, RetryConfig::default(), &progress);
+            let copy = single::copy_with_progress(
+                &src,
+                &dst,
+                RetryConfig::default(),
+                &args.platforms,
+                &progress,
+            );
             match with_progress(args.progress, &progress, copy).await {
                 Ok(report) => print_report(&report, args.output),
                 Err(e) => {
@@ -203,15 +281,33 @@ async fn prepare(args: &CopyArgs) -> Result<(Side, Side), String> {
     let auth = args.authfile.as_deref().map(read_authfile).transpose()?;
     let src_ref = parse_reference(&args.source, args.src_insecure)?;
     let dst_ref = parse_reference(&args.destination, args.dest_insecure)?;
-    let src = side(src_ref, args.src_insecure, false, None, auth.as_ref()).await?;
+    let src_ca = args
+        .src_ca_file
+        .as_deref()
+        .map(|p| read_ca_file("--src-ca-file", p))
+        .transpose()?;
+    let dest_ca = args
+        .dest_ca_file
+        .as_deref()
+        .map(|p| read_ca_file("--dest-ca-file", p))
+        .transpose()?;
+    let src_trust = Trust {
+        insecure: args.src_insecure,
+        ca: src_ca,
+    };
+    let src = side(src_ref, src_trust, false, None, auth.as_ref()).await?;
     let default_dst = if src.reference.starts_with("sha256:") {
         None
     } else {
         Some(src.reference.clone())
     };
+    let dest_trust = Trust {
+        insecure: args.dest_insecure,
+        ca: dest_ca,
+    };
     let dst = side(
         dst_ref,
-        args.dest_insecure,
+        dest_trust,
         true,
         default_dst.as_deref().or(Some(src.reference.as_str())),
         auth.as_ref(),
@@ -259,6 +355,13 @@ mod tests {
             })
         );
         assert!(parse_reference("justaname", false).is_err());
+        assert!(parse_platform("linux/amd64").is_ok());
+        assert!(parse_platform("linux/arm64/v8").is_ok());
+        assert!(parse_platform("windows/x86_64").is_ok());
+        assert!(parse_platform("linux").is_err());
+        assert!(parse_platform("linux/AMD64").is_err());
+        assert!(parse_platform("linux/arm64/v8/x").is_err());
+        assert!(parse_platform("linux//v8").is_err());
         assert!(parse_reference("reg/a@sha256:zz", false).is_err());
     }
 }

@@ -54,14 +54,17 @@ pub enum SingleError {
 
 /// Copies `src` to `dst` (`dst.reference` a tag, or the digest to store it untagged).
 pub async fn copy(src: &Side, dst: &Side, retry: RetryConfig) -> Result<Report, SingleError> {
-    copy_with_progress(src, dst, retry, &Progress::default()).await
+    copy_with_progress(src, dst, retry, &[], &Progress::default()).await
 }
 
-/// [`copy`], keeping `progress` up to date (for a live display).
+/// [`copy`] of the wanted `platforms` only (empty: all; as a policy's `platforms`: an index
+/// with other children too becomes a new index of the wanted ones, one with none of them is
+/// not copied), keeping `progress` up to date (for a live display).
 pub async fn copy_with_progress(
     src: &Side,
     dst: &Side,
     retry: RetryConfig,
+    platforms: &[String],
     progress: &Progress,
 ) -> Result<Report, SingleError> {
     progress.phase(Phase::Planning);
@@ -88,14 +91,6 @@ pub async fn copy_with_progress(
     } else {
         Some(dst.reference.as_str())
     };
-    let current = dst
-        .store
-        .resolve(&dst.repo, &dst.reference)
-        .await
-        .map_err(|source| SingleError::Destination {
-            name: dst.store.name(),
-            source,
-        })?;
     let mut report = Report {
         destinations: vec![DestinationReport {
             name: dst.store.name(),
@@ -104,44 +99,79 @@ pub async fn copy_with_progress(
         ..Default::default()
     };
     progress.set_total(1);
-    if current.as_ref() == Some(&digest) {
-        report.skipped = 1;
-        report.destinations[0].skipped = 1;
-    } else {
-        let copier = Copier::new(1, Limiter::new(None), retry, Vec::new(), 3);
-        progress.count_bytes(copier.source_read.clone());
-        progress.phase(Phase::Copying);
-        let targets = [Target {
-            id: 0,
-            store: dst.store.clone(),
-            repo: dst.repo.clone(),
-        }];
-        let feeder = Feeder {
-            store: &src.store,
-            repo: &src.repo,
-            is_source: true,
-        };
-        let out = copier.copy_manifest(feeder, &digest, &targets, tag).await;
-        for (_, r) in out {
-            match r {
-                Ok(()) => {
-                    report.copied = 1;
-                    report.destinations[0].copied = 1;
-                }
-                Err(e) => {
-                    report.failed = 1;
-                    report.destinations[0].failed = 1;
-                    report.failures.push(Failure {
-                        artifact: format!("{}@{digest}", src.reference),
-                        destination: dst.store.name(),
-                        error: e.to_string(),
-                    });
+    let copier = Copier::new(1, Limiter::new(None), retry, platforms.to_vec(), 3);
+    let feeder = Feeder {
+        store: &src.store,
+        repo: &src.repo,
+        is_source: true,
+    };
+    let selected = match copier.select_platforms(feeder, &digest).await {
+        Ok(Some(d)) => {
+            if d != digest {
+                tracing::info!(source_digest = %digest, digest = %d, ?platforms, "index reduced to the wanted platforms (new digest)");
+                report.platform_filtered = 1;
+            }
+            Some(d)
+        }
+        Ok(None) => {
+            tracing::info!(%digest, ?platforms, "no platform of the index is wanted: not copied");
+            report.platform_unmatched = 1;
+            None
+        }
+        Err(e) => {
+            report.failed = 1;
+            report.failures.push(Failure {
+                artifact: format!("{}@{digest}", src.reference),
+                destination: String::new(),
+                error: e.to_string(),
+            });
+            None
+        }
+    };
+    if let Some(digest) = selected {
+        // Untagged, it is held when the (possibly filtered) digest is there.
+        let lookup = tag.map_or_else(|| digest.to_string(), str::to_string);
+        let current = dst
+            .store
+            .resolve(&dst.repo, &lookup)
+            .await
+            .map_err(|source| SingleError::Destination {
+                name: dst.store.name(),
+                source,
+            })?;
+        if current.as_ref() == Some(&digest) {
+            report.skipped = 1;
+            report.destinations[0].skipped = 1;
+        } else {
+            progress.count_bytes(copier.source_read.clone());
+            progress.phase(Phase::Copying);
+            let targets = [Target {
+                id: 0,
+                store: dst.store.clone(),
+                repo: dst.repo.clone(),
+            }];
+            let out = copier.copy_manifest(feeder, &digest, &targets, tag).await;
+            for (_, r) in out {
+                match r {
+                    Ok(()) => {
+                        report.copied = 1;
+                        report.destinations[0].copied = 1;
+                    }
+                    Err(e) => {
+                        report.failed = 1;
+                        report.destinations[0].failed = 1;
+                        report.failures.push(Failure {
+                            artifact: format!("{}@{digest}", src.reference),
+                            destination: dst.store.name(),
+                            error: e.to_string(),
+                        });
+                    }
                 }
             }
+            report.bytes_read_from_source = copier.source_read.load(Ordering::Relaxed);
+            report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
+            report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
         }
-        report.bytes_read_from_source = copier.source_read.load(Ordering::Relaxed);
-        report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
-        report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
     }
     progress.artifact_done(report.copied > 0, report.failed > 0);
     progress.phase(Phase::Done);

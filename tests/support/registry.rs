@@ -833,6 +833,37 @@ pub fn skopeo_raw(host: &str, repo_ref: &str) -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
+/// (digest, architecture) of each child of an index.
+pub fn index_children(raw: &[u8]) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(raw).expect("index JSON");
+    v["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().expect("digest").to_string(),
+                m["platform"]["architecture"]
+                    .as_str()
+                    .expect("arch")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether image manifest `digest` exists in `repo` (plain HTTP).
+pub async fn has_manifest(base: &str, repo: &str, digest: &str) -> bool {
+    reqwest::Client::new()
+        .head(format!("{base}/v2/{repo}/manifests/{digest}"))
+        .header("accept", format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"))
+        .send()
+        .await
+        .expect("head")
+        .status()
+        .is_success()
+}
+
 /// Tags of a repository (plain HTTP).
 pub async fn list_tags(base: &str, repo: &str) -> Vec<String> {
     let r = reqwest::get(format!("{base}/v2/{repo}/tags/list"))
