@@ -31,25 +31,6 @@ fn assert_one_line_error(code: Option<i32>, stderr: &str, needles: &[&str]) {
     }
 }
 
-/// `skopeo inspect --raw` of an HTTPS registry, trusting the CA certificate `ca`.
-fn skopeo_raw_tls(dir: &std::path::Path, ca: &std::path::Path, image: &str) -> Vec<u8> {
-    let certs = dir.join(format!("certs-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(&certs).expect("certs dir");
-    std::fs::copy(ca, certs.join("ca.crt")).expect("copy ca");
-    let out = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--cert-dir"])
-        .arg(&certs)
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap_or_else(|e| panic!("skopeo: {e}: {INSTALL_HINT}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_files_trust_each_side_and_bad_files_fail_naming_the_flag() {
     require_tools();
@@ -149,7 +130,7 @@ async fn ca_files_trust_each_side_and_bad_files_fail_naming_the_flag() {
     .await;
     assert_eq!(code, Some(0), "{report:#} {err} {}", tls_a.log());
     assert_eq!(report["copied"], 1, "{report:#}");
-    assert_eq!(skopeo_raw_tls(dir.path(), &ca_a.cert, &to_a), m);
+    assert_eq!(skopeo_raw_trusting(dir.path(), &ca_a.cert, &to_a), m);
 
     // HTTPS to HTTPS: each flag trusts its own side only (swapped, the source fails).
     let (code, _, err) = copy_json(&[
@@ -173,7 +154,7 @@ async fn ca_files_trust_each_side_and_bad_files_fail_naming_the_flag() {
     .await;
     assert_eq!(code, Some(0), "{report:#} {err}");
     assert_eq!(report["copied"], 1, "{report:#}");
-    assert_eq!(skopeo_raw_tls(dir.path(), &ca_b.cert, &to_b), m);
+    assert_eq!(skopeo_raw_trusting(dir.path(), &ca_b.cert, &to_b), m);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,11 +96,7 @@ async fn master_to_three_slaves_on_push_and_scheduled_repair() {
     c.install_crds();
     let op = operator(&c);
     let master = Registry::start_notifying(&receiver_url(&op), TOKEN).await;
-    let slaves = [
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-    ];
+    let slaves = Registry::start_many::<3>().await;
     let dests: Vec<(String, String)> = slaves
         .iter()
         .enumerate()
@@ -453,13 +449,8 @@ async fn hierarchical_hq_regions_cities_across_three_clusters() {
     let op_hq = operator(&hq);
     let (_op_r1, _op_r2) = (operator(&r1), operator(&r2));
     let hq_reg = Registry::start().await;
-    let regions = [Registry::start().await, Registry::start().await];
-    let cities = [
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-    ];
+    let regions = Registry::start_many::<2>().await;
+    let cities = Registry::start_many::<4>().await;
     // Byte counters in front of every registry that feeds another.
     let hq_proxy = registry::Proxy::start(&hq_reg.url(), registry::Faults::default()).await;
     let region_proxies = [

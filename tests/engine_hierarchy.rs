@@ -11,12 +11,7 @@ async fn leaves_are_fed_by_their_parents() {
     let src = Registry::start().await;
     let east = Registry::start().await;
     let west = Registry::start().await;
-    let leaves = [
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-    ];
+    let leaves = Registry::start_many::<4>().await;
     let p = Pusher::new(&src.url());
     let base = layer(&[("base", &pseudo_random(10, 2_000_000))]);
     let mut tags = Vec::new();

@@ -9,11 +9,7 @@ use registry::*;
 async fn one_gib_layer_to_three_destinations_in_bounded_memory() {
     require_tools();
     let src = Registry::start().await;
-    let dests = [
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-    ];
+    let dests = Registry::start_many::<3>().await;
     let p = Pusher::new(&src.url());
     // 1 GiB generated while streaming, never held in memory.
     let (digest, size) = p.big_blob("huge/layer", 1024).await;

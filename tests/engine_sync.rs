@@ -67,11 +67,7 @@ async fn build_corpus(p: &Pusher) -> Corpus {
 async fn sync_fans_out_exact_bytes_and_resync_is_a_noop() {
     require_tools();
     let src = Registry::start().await;
-    let dests = [
-        Registry::start().await,
-        Registry::start().await,
-        Registry::start().await,
-    ];
+    let dests = Registry::start_many::<3>().await;
     let pusher = Pusher::new(&src.url());
     let corpus = build_corpus(&pusher).await;
     let unique = pusher.unique_blob_bytes();

@@ -86,19 +86,10 @@ async fn custom_ca_is_trusted_through_ca_secret_ref_and_required_without_it() {
     let (ok, report, stderr) = sync_json(&pol).await;
     assert!(ok, "{report:#} {stderr} {}", dst.log());
     assert_eq!(report["copied"], 1, "{report:#}");
-    let certs = dir.path().join("certs.d");
-    std::fs::create_dir_all(&certs).expect("certs dir");
-    std::fs::copy(&ca.cert, certs.join("ca.crt")).expect("copy ca");
-    let raw = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--cert-dir"])
-        .arg(&certs)
-        .arg(format!("docker://{}/secure/app:v1", dst.host()))
-        .output()
-        .unwrap_or_else(|e| panic!("skopeo: {e}: {INSTALL_HINT}"));
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
+    let raw = skopeo_raw_trusting(
+        dir.path(),
+        &ca.cert,
+        &format!("{}/secure/app:v1", dst.host()),
     );
-    assert_eq!(raw.stdout, m);
+    assert_eq!(raw, m);
 }

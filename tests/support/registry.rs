@@ -100,6 +100,19 @@ impl Registry {
         Self::start_with(false).await
     }
 
+    /// `N` anonymous registries, started one after the other (e.g. the destinations of a
+    /// fan-out).
+    pub async fn start_many<const N: usize>() -> [Self; N] {
+        let mut all = Vec::with_capacity(N);
+        for _ in 0..N {
+            all.push(Self::start().await);
+        }
+        match all.try_into() {
+            Ok(a) => a,
+            Err(_) => unreachable!("{N} registries were started"),
+        }
+    }
+
     /// A registry requiring user `alice`, password `s3cret` (htpasswd, Basic auth).
     pub async fn start_with_auth() -> Self {
         Self::start_with(true).await
@@ -862,6 +875,26 @@ pub async fn has_manifest(base: &str, repo: &str, digest: &str) -> bool {
         .expect("head")
         .status()
         .is_success()
+}
+
+/// `skopeo inspect --raw` of `docker://image` on an HTTPS registry, trusting the CA
+/// certificate `ca` (a cert dir made under `dir`); panics when skopeo fails.
+pub fn skopeo_raw_trusting(dir: &Path, ca: &Path, image: &str) -> Vec<u8> {
+    let certs = dir.join(format!("certs-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    std::fs::copy(ca, certs.join("ca.crt")).expect("copy ca");
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap_or_else(|e| panic!("skopeo: {e}: {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// Tags of a repository (plain HTTP).
