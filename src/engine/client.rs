@@ -194,6 +194,8 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, String>>,
     /// The registry asked for Basic auth: send it with every request.
     basic: Mutex<bool>,
+    /// Bounds the requests (other than blob uploads) awaiting their response headers.
+    in_flight: tokio::sync::Semaphore,
 }
 
 fn pull(repo: &str) -> Vec<String> {
@@ -203,6 +205,12 @@ fn pull(repo: &str) -> Vec<String> {
 fn push(repo: &str) -> Vec<String> {
     vec![format!("repository:{repo}:pull,push")]
 }
+
+/// Requests sent to one registry at once (blob uploads aside, which stream for long). A burst
+/// of concurrent HEADs would otherwise open a connection each (about 130 for a no-op sync of
+/// 32 tags to 3 destinations); a bound lets them reuse a few kept-alive connections, which
+/// costs a Distribution registry about 40% less CPU per request. Crane's default is 4 jobs.
+const REQUESTS_IN_FLIGHT: usize = 8;
 
 /// Installs the rustls crypto provider once per process.
 fn ensure_crypto_provider() {
@@ -285,6 +293,7 @@ impl RegistryClient {
             retry,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
+            in_flight: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
         })
     }
 
@@ -445,7 +454,11 @@ impl RegistryClient {
             if let Some(h) = self.auth_header(&key) {
                 req = req.header(header::AUTHORIZATION, h);
             }
-            let err = match req.send().await {
+            let sent = {
+                let _permit = self.in_flight.acquire().await;
+                req.send().await
+            };
+            let err = match sent {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     if authenticated {
                         return Err(ClientError::Unauthorized {

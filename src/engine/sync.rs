@@ -1,12 +1,14 @@
-//! One sync run: discover (list, filter, resolve), plan per destination, copy level by level
-//! (hierarchical destinations fed by their parent), delete when enabled, summarise.
+//! One sync run: discover (list, filter, resolve at the source and look up at every
+//! destination at once), plan per destination, copy level by level (hierarchical destinations
+//! fed by their parent), delete when enabled, summarise.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
 use super::config::{ConfigError, SyncConfig, feed_levels};
@@ -40,11 +42,22 @@ pub enum SyncError {
 /// Repositories listed at once.
 const DISCOVER_CONCURRENCY: usize = 8;
 
-/// HEAD requests in flight while planning.
+/// Tags of one repository resolved at once (each: one HEAD at the source and one at every
+/// destination; the clients bound the requests in flight per registry).
 const PLAN_CONCURRENCY: usize = 32;
 
-/// Items of a repository and every tag the source has there.
-type Discovered = (Vec<Item>, HashSet<String>);
+/// What each destination holds under an item's reference (looked up while the source is
+/// resolved, so planning needs no further request).
+type Held = Vec<Result<Option<Digest>, String>>;
+
+/// Items of a repository with what the destinations hold, and every tag the source has there.
+type Discovered = (Vec<(Item, Held)>, HashSet<String>);
+
+/// The digest destinations get after the platform filter (`None`: nothing of it is wanted).
+type Selected = Result<Option<Digest>, CopyError>;
+
+/// A ping of one endpoint, awaited by every request that needs the endpoint usable first.
+type Ready = Shared<BoxFuture<'static, Result<(), ClientError>>>;
 
 /// What happened at one destination for one artifact.
 #[derive(Clone, Debug)]
@@ -59,12 +72,17 @@ struct Run<'a> {
     source: Store,
     source_client: Arc<RegistryClient>,
     dests: Vec<(Store, Arc<RegistryClient>)>,
+    /// Ping of each destination: its lookups wait for it.
+    dests_ready: Vec<Ready>,
     levels: Vec<Vec<usize>>,
     parents: Vec<Option<usize>>,
     tags: TagFilter,
     copier: Copier,
     /// 0 unknown, 1 supported, 2 unsupported.
     referrers_api: AtomicU8,
+    /// Held by the one repository asking while `referrers_api` is unknown (the others wait
+    /// for its answer instead of each probing).
+    referrers_probe: tokio::sync::Mutex<()>,
 }
 
 /// Runs one sync. `Err` only for problems found before anything is written; failures of
@@ -102,22 +120,7 @@ pub async fn run_with_progress(
         );
         dests.push((Store::Registry(c.clone()), c));
     }
-    // Every endpoint answers (and accepts the credentials) before anything is written.
-    let (src_ping, dest_pings) = futures::join!(
-        source_client.ping(),
-        futures::future::join_all(dests.iter().map(|(_, c)| c.ping()))
-    );
-    src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
-    for (d, r) in cfg.destinations.iter().zip(dest_pings) {
-        r.map_err(endpoint(format!(
-            "destination {} ({})",
-            d.name, d.endpoint.url
-        )))?;
-    }
-    let catalog = source_client
-        .catalog()
-        .await
-        .map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    let dests_ready = dests.iter().map(|(_, c)| ready(c)).collect();
     let concurrency = cfg.concurrency.max(1);
     let run = Run {
         cfg,
@@ -131,10 +134,12 @@ pub async fn run_with_progress(
             3,
         ),
         dests,
+        dests_ready,
         levels,
         parents,
         tags,
         referrers_api: AtomicU8::new(0),
+        referrers_probe: tokio::sync::Mutex::new(()),
     };
     let mut report = Report {
         destinations: cfg
@@ -148,20 +153,21 @@ pub async fn run_with_progress(
         ..Default::default()
     };
 
-    // Discover.
-    let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
-    let discovered: Vec<(String, Result<Discovered, ClientError>)> =
-        futures::stream::iter(in_scope)
-            .map(|repo| {
-                let run = &run;
-                async move {
-                    let r = run.discover(&repo).await;
-                    (repo, r)
-                }
-            })
-            .buffer_unordered(concurrency.max(DISCOVER_CONCURRENCY))
-            .collect()
-            .await;
+    // Discover, while every endpoint is pinged: each must answer (and accept the credentials)
+    // before anything is written; discovery only reads.
+    let (src_ping, dest_pings, discovered) = futures::join!(
+        run.source_client.ping(),
+        futures::future::join_all(run.dests_ready.iter().cloned()),
+        run.discover_all(&repos, concurrency.max(DISCOVER_CONCURRENCY)),
+    );
+    src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    for (d, r) in cfg.destinations.iter().zip(dest_pings) {
+        r.map_err(endpoint(format!(
+            "destination {} ({})",
+            d.name, d.endpoint.url
+        )))?;
+    }
+    let discovered = discovered.map_err(endpoint(format!("source {}", cfg.source.url)))?;
     let mut items = Vec::new();
     let mut source_tags = Vec::new();
     for (repo, r) in discovered {
@@ -179,18 +185,18 @@ pub async fn run_with_progress(
     }
     // Interleave repositories, so that artifacts copied at once rarely wait on the same
     // (repository-shared) blobs.
-    items.sort_by_key(Item::display);
+    items.sort_by_key(|(i, _)| i.display());
     let mut rank: HashMap<String, usize> = HashMap::new();
-    let mut keyed: Vec<(usize, Item)> = items
+    let mut keyed: Vec<(usize, (Item, Held))> = items
         .into_iter()
         .map(|i| {
-            let r = rank.entry(i.repo.clone()).or_default();
+            let r = rank.entry(i.0.repo.clone()).or_default();
             *r += 1;
             (*r, i)
         })
         .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.repo.cmp(&b.1.repo)));
-    let items: Vec<Item> = keyed.into_iter().map(|(_, i)| i).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.0.repo.cmp(&b.1.0.repo)));
+    let items: Vec<(Item, Held)> = keyed.into_iter().map(|(_, i)| i).collect();
     tracing::debug!(
         artifacts = items.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -198,18 +204,14 @@ pub async fn run_with_progress(
     );
     let items = run.select_platforms(items, &mut report).await;
 
-    // Plan: what each destination holds (HEADs only, many at once).
-    let planned: Vec<(Item, Vec<Result<Action, String>>)> = futures::stream::iter(items)
-        .map(|item| {
-            let run = &run;
-            async move {
-                let actions = run.plan_item(&item).await;
-                (item, actions)
-            }
+    // Plan: what to do at each destination (no request: what they hold is known).
+    let planned: Vec<(Item, Vec<Result<Action, String>>)> = items
+        .into_iter()
+        .map(|(item, held)| {
+            let actions = run.actions(&item, &held);
+            (item, actions)
         })
-        .buffered(PLAN_CONCURRENCY)
-        .collect()
-        .await;
+        .collect();
 
     // Copy.
     progress.count_bytes(run.copier.source_read.clone());
@@ -308,8 +310,34 @@ pub async fn run_with_progress(
     Ok(report)
 }
 
+/// Pings `c` once, shared by everyone who awaits the returned future.
+fn ready(c: &Arc<RegistryClient>) -> Ready {
+    let c = c.clone();
+    async move { c.ping().await }.boxed().shared()
+}
+
 impl Run<'_> {
-    /// Items of one repository, and every tag the source has there.
+    /// Lists the source's repositories and discovers those in scope, `concurrency` at once.
+    /// `Err` when the catalog cannot be read.
+    async fn discover_all(
+        &self,
+        repos: &GlobFilter,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Discovered, ClientError>)>, ClientError> {
+        let catalog = self.source_client.catalog().await?;
+        let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
+        Ok(futures::stream::iter(in_scope)
+            .map(|repo| async move {
+                let r = self.discover(&repo).await;
+                (repo, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await)
+    }
+
+    /// Items of one repository with what the destinations hold, and every tag the source has
+    /// there.
     async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
         let all = self.source_client.tags(repo).await?;
         let selected: HashSet<String> = all
@@ -319,54 +347,83 @@ impl Run<'_> {
             .collect();
         let mut items = self.resolve(repo, selected.iter().cloned()).await?;
         if self.cfg.referrers {
-            let subjects: Vec<Digest> = items.iter().map(|i| i.digest.clone()).collect();
+            let subjects: Vec<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
             let extra = plan::referrer_tags(&all, &subjects, &selected);
             items.extend(self.resolve(repo, extra).await?);
-            if self.referrers_api.load(Ordering::Relaxed) != 2 {
-                let mut known: HashSet<Digest> = items.iter().map(|i| i.digest.clone()).collect();
-                for d in subjects {
-                    match self.source_client.referrers(repo, &d).await? {
-                        Some(list) => {
-                            self.referrers_api.store(1, Ordering::Relaxed);
-                            for r in list {
-                                if known.insert(r.clone()) {
-                                    items.push(Item {
-                                        repo: repo.to_string(),
-                                        tag: None,
-                                        digest: r,
-                                    });
-                                }
-                            }
-                        }
-                        None => {
-                            self.referrers_api.store(2, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                }
-            }
+            let known: HashSet<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
+            let by_api = self.referrers_of(repo, subjects, known).await?;
+            let held = futures::future::join_all(
+                by_api
+                    .iter()
+                    .map(|d| self.held(repo, d.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .await;
+            items.extend(by_api.into_iter().zip(held).map(|(digest, held)| {
+                let item = Item {
+                    repo: repo.to_string(),
+                    tag: None,
+                    digest,
+                };
+                (item, held)
+            }));
         }
         Ok((items, all.into_iter().collect()))
     }
 
+    /// Referrers of `subjects` by the OCI 1.1 API, those not `known` yet (none when the source
+    /// has no such API).
+    async fn referrers_of(
+        &self,
+        repo: &str,
+        subjects: Vec<Digest>,
+        mut known: HashSet<Digest>,
+    ) -> Result<Vec<Digest>, ClientError> {
+        let mut out = Vec::new();
+        for d in subjects {
+            let _probing = match self.referrers_api.load(Ordering::Relaxed) {
+                0 => Some(self.referrers_probe.lock().await),
+                _ => None,
+            };
+            if self.referrers_api.load(Ordering::Relaxed) == 2 {
+                break;
+            }
+            match self.source_client.referrers(repo, &d).await? {
+                Some(list) => {
+                    self.referrers_api.store(1, Ordering::Relaxed);
+                    out.extend(list.into_iter().filter(|r| known.insert(r.clone())));
+                }
+                None => {
+                    self.referrers_api.store(2, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves `tags` at the source and looks each up at every destination at the same time.
     async fn resolve(
         &self,
         repo: &str,
         tags: impl IntoIterator<Item = String>,
-    ) -> Result<Vec<Item>, ClientError> {
-        let heads: Vec<Result<Option<Item>, ClientError>> = futures::stream::iter(tags)
+    ) -> Result<Vec<(Item, Held)>, ClientError> {
+        let heads: Vec<Result<Option<(Item, Held)>, ClientError>> = futures::stream::iter(tags)
             .map(|tag| async move {
-                Ok(self
-                    .source_client
-                    .head_manifest(repo, &tag)
-                    .await?
-                    .map(|h| Item {
+                let (source, held) = futures::join!(
+                    self.source_client.head_manifest(repo, &tag),
+                    self.held(repo, &tag)
+                );
+                Ok(source?.map(|h| {
+                    let item = Item {
                         repo: repo.to_string(),
                         tag: Some(tag),
                         digest: h.digest,
-                    }))
+                    };
+                    (item, held)
+                }))
             })
-            .buffer_unordered(8)
+            .buffer_unordered(PLAN_CONCURRENCY)
             .collect()
             .await;
         let mut out = Vec::new();
@@ -381,25 +438,29 @@ impl Run<'_> {
     /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
     /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
     /// re-sync is a no-op); an index with no wanted child is left out.
-    async fn select_platforms(&self, items: Vec<Item>, report: &mut Report) -> Vec<Item> {
+    async fn select_platforms(
+        &self,
+        items: Vec<(Item, Held)>,
+        report: &mut Report,
+    ) -> Vec<(Item, Held)> {
         if self.cfg.platforms.is_empty() {
             return items;
         }
-        let selected: Vec<(Item, Result<Option<Digest>, CopyError>)> = futures::stream::iter(items)
-            .map(|item| async move {
+        let selected: Vec<((Item, Held), Selected)> = futures::stream::iter(items)
+            .map(|(item, held)| async move {
                 let feeder = Feeder {
                     store: &self.source,
                     repo: &item.repo,
                     is_source: true,
                 };
                 let r = self.copier.select_platforms(feeder, &item.digest).await;
-                (item, r)
+                ((item, held), r)
             })
             .buffered(PLAN_CONCURRENCY)
             .collect()
             .await;
         let mut out = Vec::with_capacity(selected.len());
-        for (mut item, r) in selected {
+        for ((mut item, held), r) in selected {
             match r {
                 Ok(Some(d)) => {
                     if d != item.digest {
@@ -407,7 +468,7 @@ impl Run<'_> {
                         report.platform_filtered += 1;
                         item.digest = d;
                     }
-                    out.push(item);
+                    out.push((item, held));
                 }
                 Ok(None) => {
                     tracing::info!(artifact = %item.display(), platforms = ?self.cfg.platforms, "no platform of the index is wanted: not copied");
@@ -426,27 +487,34 @@ impl Run<'_> {
         out
     }
 
-    /// What to do at each destination for one artifact (one HEAD per destination).
-    async fn plan_item(&self, item: &Item) -> Vec<Result<Action, String>> {
-        let dest_repo = self.cfg.rewrite.apply(&item.repo);
-        let reference = item.tag.clone().unwrap_or_else(|| item.digest.to_string());
-        let heads = futures::future::join_all(
-            self.dests
-                .iter()
-                .map(|(_, c)| c.head_manifest(&dest_repo, &reference)),
-        )
-        .await;
-        heads
-            .into_iter()
+    /// What every destination holds under `reference` of source repository `repo` (one HEAD
+    /// each, once the destination answered its ping).
+    async fn held(&self, repo: &str, reference: &str) -> Held {
+        let dest_repo = self.cfg.rewrite.apply(repo);
+        let lookups = self
+            .dests
+            .iter()
+            .zip(&self.dests_ready)
+            .map(|((_, c), ready)| {
+                let dest_repo = &dest_repo;
+                async move {
+                    ready.clone().await.map_err(|e| e.to_string())?;
+                    c.head_manifest(dest_repo, reference)
+                        .await
+                        .map(|h| h.map(|h| h.digest))
+                        .map_err(|e| e.to_string())
+                }
+            });
+        futures::future::join_all(lookups).await
+    }
+
+    /// What to do at each destination for one artifact, given what they hold.
+    fn actions(&self, item: &Item, held: &Held) -> Vec<Result<Action, String>> {
+        held.iter()
             .map(|h| {
-                h.map(|h| {
-                    plan::action(
-                        &item.digest,
-                        h.as_ref().map(|h| &h.digest),
-                        self.cfg.overwrite,
-                    )
-                })
-                .map_err(|e| e.to_string())
+                h.as_ref()
+                    .map(|d| plan::action(&item.digest, d.as_ref(), self.cfg.overwrite))
+                    .map_err(Clone::clone)
             })
             .collect()
     }
