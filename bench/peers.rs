@@ -2,7 +2,11 @@
 //! another), `crane copy` and `regsync once`, each on identical fresh destination registries,
 //! reading through a counting proxy in front of one shared source.
 //!
-//! Run: `cargo bench --bench peers -- small|medium [--tools flotilla,skopeo,crane,regsync]`.
+//! Run: `cargo bench --bench peers -- small|medium [--tools flotilla,skopeo,crane,regsync]
+//! [--runs N]`. With `--runs N` every tool runs N times (fresh destinations each time) and the
+//! table shows the medians; the load average is printed with the figures (2-core machines
+//! shared with compilers give noisy wall times: compare tools of the same run).
+//! `FLOTILLA_BIN=<path>` runs another build of flotilla (to compare two builds).
 //! crane and regsync are built from their Go modules into `~/.cache/flotilla/bin/<tool>-<version>/`.
 
 #[path = "../tests/support/registry.rs"]
@@ -220,7 +224,10 @@ fn pass(
                 .collect();
             let pol = policy(dir, &format!("http://{src}"), &dl, "");
             timed(
-                Command::new(flotilla_bin()).args(["sync", "-f", pol.to_str().unwrap_or_default()]),
+                Command::new(
+                    std::env::var("FLOTILLA_BIN").unwrap_or_else(|_| flotilla_bin().into()),
+                )
+                .args(["sync", "-f", pol.to_str().unwrap_or_default()]),
                 dir,
             )
         }
@@ -297,6 +304,23 @@ struct Bins {
     regsync_version: String,
 }
 
+/// The row of several runs of one tool: median times, the largest RSS, the fewest digests
+/// that matched.
+fn medians(rows: Vec<Row>) -> Row {
+    let wall = median(rows.iter().map(|r| r.wall).collect());
+    let noop_wall = median(rows.iter().map(|r| r.noop_wall).collect());
+    let rss_kib = rows.iter().map(|r| r.rss_kib).max().unwrap_or_default();
+    let ok = rows.iter().map(|r| r.ok).min().unwrap_or_default();
+    let first = rows.into_iter().next().unwrap_or_default();
+    Row {
+        wall,
+        noop_wall,
+        rss_kib,
+        ok,
+        ..first
+    }
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
@@ -321,14 +345,78 @@ fn main() {
                 .map(String::from)
                 .to_vec()
         });
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(&corpus_name, &tools));
+    rt.block_on(run(&corpus_name, &tools, runs));
 }
 
-async fn run(corpus_name: &str, tools: &[String]) {
+/// The 1-minute load average.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// One sync and one no-op re-sync of `tool` to fresh destinations.
+async fn measure(tool: &str, bins: &Bins, src: &Registry, corpus: &Corpus, dir: &Path) -> Row {
+    let dests = [
+        Registry::start().await,
+        Registry::start().await,
+        Registry::start().await,
+    ];
+    let proxy = Proxy::start(&src.url(), Faults::default()).await;
+    let served = || {
+        proxy
+            .stats
+            .bytes_served
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let h = proxy.host();
+    let load_before = load();
+    let start = Instant::now();
+    let rss = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
+    let wall = start.elapsed().as_secs_f64();
+    let read = served();
+    let start = Instant::now();
+    let rss2 = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
+    let noop_wall = start.elapsed().as_secs_f64();
+    eprintln!(
+        "  {tool}: sync {wall:.2} s, no-op {noop_wall:.3} s (load {load_before} -> {})",
+        load()
+    );
+    Row {
+        tool: match tool {
+            "crane" => format!("crane {CRANE_VERSION}"),
+            "regsync" => format!("regsync {}", bins.regsync_version),
+            "skopeo" => "skopeo 1.9 sync".into(),
+            other => other.to_string(),
+        },
+        wall,
+        read,
+        rss_kib: rss.max(rss2),
+        noop_wall,
+        noop_read: served() - read,
+        ok: digests_ok(&dests, corpus).await,
+        total: dests.len() * corpus.tags.len(),
+    }
+}
+
+async fn run(corpus_name: &str, tools: &[String], runs: usize) {
     require_tools();
     let regsync_version = if tools.iter().any(|t| t == "regsync") {
         latest(REGSYNC_MODULE)
@@ -354,54 +442,29 @@ async fn run(corpus_name: &str, tools: &[String]) {
     let corpus = build_corpus(&src, &s).await;
     let dir = TempDir::new("bench");
     let mut rows = Vec::new();
+    let load_start = load();
     for tool in tools {
         eprintln!("running {tool}...");
-        let dests = [
-            Registry::start().await,
-            Registry::start().await,
-            Registry::start().await,
-        ];
-        let proxy = Proxy::start(&src.url(), Faults::default()).await;
-        let served = || {
-            proxy
-                .stats
-                .bytes_served
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        let (t, d, c, h) = (
-            tool.clone(),
-            dir.path().to_path_buf(),
-            &corpus,
-            proxy.host(),
-        );
-        let start = Instant::now();
-        let rss = tokio::task::block_in_place(|| pass(&t, &bins, &h, &dests, c, &d));
-        let wall = start.elapsed().as_secs_f64();
-        let read = served();
-        let start = Instant::now();
-        let rss2 = tokio::task::block_in_place(|| pass(&t, &bins, &h, &dests, c, &d));
-        let noop_wall = start.elapsed().as_secs_f64();
-        rows.push(Row {
-            tool: match tool.as_str() {
-                "crane" => format!("crane {CRANE_VERSION}"),
-                "regsync" => format!("regsync {}", bins.regsync_version),
-                "skopeo" => "skopeo 1.9 sync".into(),
-                other => other.to_string(),
-            },
-            wall,
-            read,
-            rss_kib: rss.max(rss2),
-            noop_wall,
-            noop_read: served() - read,
-            ok: digests_ok(&dests, &corpus).await,
-            total: dests.len() * corpus.tags.len(),
-        });
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            all.push(measure(tool, &bins, &src, &corpus, dir.path()).await);
+        }
+        rows.push(medians(all));
     }
     println!(
         "corpus {corpus_name}: {} repositories, {} tags, {:.1} MiB unique blob bytes; 1 source -> 3 destinations (Distribution 2.8.2 on loopback)",
         s.repos,
         corpus.tags.len(),
         mib(corpus.unique)
+    );
+    println!(
+        "{}load average (1 min) {load_start} at the start, {} at the end",
+        if runs > 1 {
+            format!("median of {runs} runs per tool; ")
+        } else {
+            String::new()
+        },
+        load()
     );
     println!(
         "| tool | sync 1->3 (s) | read from source (MiB) | peak RSS (MiB) | no-op re-sync (s) | no-op read (MiB) | digests ok |"
