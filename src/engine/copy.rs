@@ -426,9 +426,9 @@ impl Copier {
         .boxed()
     }
 
-    /// Makes blob `desc` present in every target repository: known, existing, mounted from
-    /// another repository of the same destination, or streamed once from the feeder to all
-    /// that still lack it.
+    /// Makes blob `desc` present in every target repository (checked at all of them at once):
+    /// known, existing, mounted from another repository of the same destination, or streamed
+    /// once from the feeder to all that still lack it.
     async fn ensure_blob(
         &self,
         feeder: Feeder<'_>,
@@ -440,19 +440,18 @@ impl Copier {
         let _guard = lock.lock().await;
         let mut out: Outcomes = Vec::new();
         let mut pending: Vec<(Target, Option<url::Url>)> = Vec::new();
+        let mut unknown = Vec::new();
         for t in targets {
-            let (here, elsewhere) = self.known(t.id, digest, &t.repo);
-            if here {
-                out.push((t.id, Ok(())));
-                continue;
+            match self.known(t.id, digest, &t.repo) {
+                (true, _) => out.push((t.id, Ok(()))),
+                (false, elsewhere) => unknown.push((t, elsewhere)),
             }
-            let check = async {
-                if t.store.has_blob(&t.repo, digest).await? {
-                    return Ok(Prepared::Present);
-                }
-                t.store.prepare(&t.repo, digest, elsewhere.as_deref()).await
-            };
-            match check.await {
+        }
+        let checks = unknown
+            .into_iter()
+            .map(|(t, elsewhere)| async move { (t, prepare(t, digest, elsewhere).await) });
+        for (t, prepared) in futures::future::join_all(checks).await {
+            match prepared {
                 Ok(Prepared::Present) => {
                     self.remember(t.id, digest, &t.repo);
                     out.push((t.id, Ok(())));
@@ -534,5 +533,33 @@ impl Copier {
             }
         }
         out
+    }
+}
+
+/// How blob `digest` reaches target `t`. Mounted straight from `elsewhere`, a repository of
+/// the same registry known to hold it (a registry also answers a mount of a blob the
+/// repository holds already: no HEAD first); otherwise, or when the registry refused the
+/// mount, present (a refused mount's upload session is then left to the registry's upload
+/// purging) or to upload.
+async fn prepare(
+    t: &Target,
+    digest: &Digest,
+    elsewhere: Option<String>,
+) -> Result<Prepared, StoreError> {
+    let mut session = None;
+    if let (Store::Registry(_), Some(from)) = (&t.store, &elsewhere)
+        && from != &t.repo
+    {
+        match t.store.prepare(&t.repo, digest, Some(from)).await? {
+            Prepared::Present => return Ok(Prepared::Present),
+            Prepared::Upload(s) => session = Some(s),
+        }
+    }
+    if t.store.has_blob(&t.repo, digest).await? {
+        return Ok(Prepared::Present);
+    }
+    match session {
+        Some(s) => Ok(Prepared::Upload(s)),
+        None => t.store.prepare(&t.repo, digest, elsewhere.as_deref()).await,
     }
 }
