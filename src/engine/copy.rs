@@ -144,6 +144,9 @@ fn all_fail(targets: &[Target], e: &CopyError) -> Outcomes {
     targets.iter().map(|t| (t.id, Err(e.clone()))).collect()
 }
 
+/// A lock held across awaits.
+type AsyncLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Shared state of all copies of one run: limits, blob locks, what each destination holds,
 /// counters.
 #[derive(Debug)]
@@ -153,6 +156,11 @@ pub struct Copier {
     platforms: Vec<String>,
     blob_parallelism: usize,
     locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// One copy at a time of a manifest into a repository (several tags of one index are
+    /// copied at once): Distribution verifies an index's children by reading their link
+    /// files, which a concurrent push of the same child rewrites, and then refuses the index
+    /// (`DIGEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`).
+    manifest_locks: Mutex<HashMap<(String, Digest), AsyncLock>>,
     known: Mutex<HashMap<(usize, Digest), HashSet<String>>>,
     /// Indexes reduced to the wanted platforms by `select_platforms`, by their new digest:
     /// bytes and media type.
@@ -182,6 +190,7 @@ impl Copier {
             platforms,
             blob_parallelism: blob_parallelism.max(1),
             locks: Mutex::new(HashMap::new()),
+            manifest_locks: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             selected: Mutex::new(HashMap::new()),
             source_read: Arc::new(AtomicU64::new(0)),
@@ -200,6 +209,13 @@ impl Copier {
     fn lock_for(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         match self.locks.lock() {
             Ok(mut m) => m.entry(d.clone()).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn manifest_lock(&self, repo: &str, d: &Digest) -> AsyncLock {
+        match self.manifest_locks.lock() {
+            Ok(mut m) => m.entry((repo.to_string(), d.clone())).or_default().clone(),
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -311,6 +327,14 @@ impl Copier {
         tag: Option<&'a str>,
     ) -> BoxFuture<'a, Outcomes> {
         async move {
+            // Parents lock before their children (a DAG): no cycle, no deadlock.
+            let lock = targets
+                .first()
+                .map(|t| self.manifest_lock(&t.repo, digest));
+            let _copying = match &lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
             let (bytes, media_type) = match self.fetch_manifest(&feeder, digest).await {
                 Ok(m) => m,
                 Err(e) => return all_fail(targets, &e),
