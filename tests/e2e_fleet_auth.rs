@@ -55,83 +55,22 @@ fn registry_yaml(name: &str, extra: &str) -> String {
     )
 }
 
-fn openssl(args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl not found: install it (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A `kubernetes.io/tls` Secret `name` as cert-manager writes it: a serving certificate for
-/// the Service host and 127.0.0.1 (where the test runs the pod), its key, and `ca.crt`, the
-/// test CA that signed it.
-fn tls_secret(c: &Cluster, name: &str, host: &str) {
+/// 127.0.0.1 (where the test runs the pod), its key, and `ca.crt`, the test CA that signed it.
+fn tls_secret(c: &Cluster, name: &str) {
     let dir = logs_dir().join(name);
     std::fs::create_dir_all(&dir).expect("cert dir");
-    let path = |f: &str| dir.join(f).display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.crt"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        &format!("/CN={host}"),
-        "-keyout",
-        &path("tls.key"),
-        "-out",
-        &path("tls.csr"),
-    ]);
-    std::fs::write(
-        path("san.ext"),
-        format!("subjectAltName=DNS:{host},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"),
-    )
-    .expect("extensions");
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "1",
-        "-in",
-        &path("tls.csr"),
-        "-CA",
-        &path("ca.crt"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-extfile",
-        &path("san.ext"),
-        "-out",
-        &path("tls.crt"),
-    ]);
-    let b64 = |f: &str| {
+    let ca = registry::TestCa::new(&dir, "flotilla-fleet-test-ca");
+    let (crt, key) = ca.server_cert(name);
+    let b64 = |f: &std::path::Path| {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path(f)).expect("pem"))
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
     };
     c.apply(&format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
-        b64("tls.crt"),
-        b64("tls.key"),
-        b64("ca.crt")
+        b64(&crt),
+        b64(&key),
+        b64(&ca.cert)
     ));
 }
 
@@ -212,7 +151,7 @@ async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
     );
     let users = format!("{USER}:{}\n", bcrypt::hash(PASSWORD, 4).expect("bcrypt"));
     c.apply(&users_secret(&users));
-    tls_secret(&c, "edge-tls", "edge.default.svc");
+    tls_secret(&c, "edge-tls");
     c.apply(&registry_yaml("hq", ""));
     c.apply(&registry_yaml("edge", "  tls: {secretName: edge-tls}\n"));
     for name in ["hq", "edge"] {
@@ -270,14 +209,7 @@ async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
             r#"{.status.conditions[?(@.type=="Ready")].reason}/{.status.destinationsInSync}"#,
         ) == "InSync/1/1"
     });
-    let copied = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &creds,
-        &format!("docker://{}/team/app:v1", edge.host),
-    ]);
+    let copied = registry::skopeo_raw_as(&creds, &format!("{}/team/app:v1", edge.host));
     assert_eq!(copied, manifest, "edge holds HQ's manifest, byte for byte");
 
     // The account's password appears nowhere but in the generated Secrets.

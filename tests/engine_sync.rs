@@ -256,18 +256,7 @@ async fn copy_through_an_oci_layout_and_with_basic_auth() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let raw = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            "alice:s3cret",
-        ])
-        .arg(format!("docker://{target}"))
-        .output()
-        .expect("skopeo");
-    assert_eq!(raw.stdout, idx, "{}", String::from_utf8_lossy(&raw.stderr));
+    assert_eq!(registry::skopeo_raw_as("alice:s3cret", &target), idx);
 
     // Wrong credentials: one clear line, nothing written.
     std::fs::write(
@@ -294,7 +283,6 @@ async fn copy_through_an_oci_layout_and_with_basic_auth() {
     assert!(err.contains("rejected the credentials"), "{err}");
 }
 
-use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gives_one_clear_line_and_changes_nothing() {

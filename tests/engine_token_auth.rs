@@ -274,18 +274,8 @@ async fn token_auth_challenges_are_answered_once_per_scope() {
 
     // The oracle: skopeo, doing its own token flow, reads the source's bytes back.
     for (repo, m) in [("team/a", &ma), ("team/b", &mb)] {
-        let out = std::process::Command::new("skopeo")
-            .args([
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                "--creds",
-                "alice:s3cret",
-            ])
-            .arg(format!("docker://{}/{repo}:v1", s.dst.host()))
-            .output()
-            .unwrap_or_else(|e| panic!("skopeo: {e}: {INSTALL_HINT}"));
-        assert_eq!(&out.stdout, m, "{}", String::from_utf8_lossy(&out.stderr));
+        let image = format!("{}/{repo}:v1", s.dst.host());
+        assert_eq!(&registry::skopeo_raw_as("alice:s3cret", &image), m);
     }
 
     // One token per (registry, scope set): cached, never fetched twice.

@@ -846,6 +846,22 @@ pub fn skopeo_raw(host: &str, repo_ref: &str) -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
+/// `skopeo inspect --raw --creds CREDS` of `docker://image` (plain HTTP or unverified TLS);
+/// panics when skopeo fails.
+pub fn skopeo_raw_as(creds: &str, image: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds", creds])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap_or_else(|e| panic!("skopeo: {e}: {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "skopeo inspect {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// (digest, architecture) of each child of an index.
 pub fn index_children(raw: &[u8]) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(raw).expect("index JSON");
