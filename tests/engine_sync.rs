@@ -283,7 +283,6 @@ async fn copy_through_an_oci_layout_and_with_basic_auth() {
     assert!(err.contains("rejected the credentials"), "{err}");
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gives_one_clear_line_and_changes_nothing() {
     require_tools();
