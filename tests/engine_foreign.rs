@@ -186,3 +186,53 @@ async fn external_layers_are_left_at_their_urls_and_counted() {
     assert_eq!(report["skipped"], 2, "{report:#}");
     assert_eq!(report["copied"], 0, "{report:#}");
 }
+
+/// An ordinary layer (`…image.layer.v1.tar+gzip`) may carry `urls` too: alternative places
+/// to fetch it. When the source holds its blob it is copied like any layer; when it does
+/// not, it is left at its URLs and counted, as a foreign layer is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_layer_with_urls_is_copied_when_the_source_holds_it() {
+    require_tools();
+    let dir = TempDir::new("urls");
+    let src = Registry::start_with_extra(ALLOW_URLS).await;
+    let dest = Registry::start_with_extra(ALLOW_URLS).await;
+    let p = Pusher::new(&src.url());
+    let held = layer(&[("opt/held", &pseudo_random(41, 30_000))]);
+    let away = layer(&[("opt/away", &pseudo_random(42, 30_000))]);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [&held.1, &away.1]},
+    }))
+    .expect("config");
+    p.blob("app/urls", &config).await;
+    let held_digest = p.blob("app/urls", &held.0).await;
+    let away_digest = sha256(&away.0);
+    let with_urls = |bytes: &[u8], digest: &str| {
+        let mut d = desc(OCI_LAYER, bytes);
+        d["urls"] = serde_json::json!([format!("https://mirror.example.invalid/{digest}")]);
+        d
+    };
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc("application/vnd.oci.image.config.v1+json", &config),
+        "layers": [with_urls(&held.0, &held_digest), with_urls(&away.0, &away_digest)],
+    }))
+    .expect("manifest");
+    p.manifest("app/urls", "v1", OCI_MANIFEST, &m).await;
+    assert!(!blob_exists(&src.url(), "app/urls", &away_digest).await);
+
+    let pol = policy(dir.path(), &src.url(), &[("d", dest.url(), None)], "");
+    let (ok, report, stderr) = sync_json(&pol).await;
+    assert!(ok, "{report:#} {stderr} {}", dest.log());
+    assert_eq!(report["copied"], 1, "{report:#}");
+    assert_eq!(report["foreignLayersSkipped"], 1, "{report:#}");
+    assert_eq!(
+        skopeo_raw(&dest.host(), "app/urls:v1").as_deref(),
+        Some(m.as_slice())
+    );
+    assert!(
+        blob_exists(&dest.url(), "app/urls", &held_digest).await,
+        "the layer the source holds was not copied"
+    );
+    assert!(!blob_exists(&dest.url(), "app/urls", &away_digest).await);
+}

@@ -338,3 +338,59 @@ async fn wrong_password_at_the_token_server_is_one_clear_line() {
     assert!(!reqs.is_empty() && reqs.iter().all(|r| !r.2), "{reqs:?}");
     s.task.abort();
 }
+
+/// A cross-repository mount the registry refuses (the `from` repository lacks the blob) opens
+/// an upload session under the mount's token; the upload into that session must carry a
+/// token allowing the push, though none was fetched for the push scope alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_after_a_refused_mount_carries_the_mounts_token() {
+    use flotilla::engine::auth::Credentials;
+    use flotilla::engine::backoff::RetryConfig;
+    use flotilla::engine::client::Mount;
+    use flotilla::engine::digest::Digest;
+    use flotilla::engine::{EndpointConfig, RegistryClient};
+
+    let s = setup().await;
+    let client = RegistryClient::new(
+        &EndpointConfig {
+            url: s.dst.url(),
+            credentials: Some(Credentials {
+                username: "alice".into(),
+                password: "s3cret".into(),
+            }),
+            ca_pem: None,
+            insecure: true,
+        },
+        RetryConfig::default(),
+    )
+    .expect("client");
+    let blob = pseudo_random(31, 70_000);
+    let digest: Digest = sha256(&blob).parse().expect("digest");
+    let session = match client
+        .mount("team/c", &digest, "team/a")
+        .await
+        .expect("mount request")
+    {
+        Mount::Upload(session) => session,
+        Mount::Mounted => panic!("team/a holds nothing: the mount must be refused"),
+    };
+    client
+        .put_stream(
+            "team/c",
+            session,
+            &digest,
+            reqwest::Body::from(blob.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "upload into the refused mount's session: {e}\n{}",
+                s.dst.log()
+            )
+        });
+    assert!(
+        client.blob_exists("team/c", &digest).await.expect("HEAD"),
+        "the blob is in team/c after the upload"
+    );
+    s.task.abort();
+}

@@ -198,6 +198,22 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
 /// `repository:x:pull,push` request with a challenge for `repository:x:push,pull`: the same
 /// scope, which must not be asked for twice.
 pub fn token_scopes(ours: &[String], challenge: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in ours
+        .iter()
+        .map(String::as_str)
+        .chain(challenge.into_iter().flat_map(str::split_whitespace))
+    {
+        if !out.iter().any(|o| scope_covers(o, s)) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+/// Whether a token granted `granted` (`type:name:actions`) allows `wanted`: same resource,
+/// every wanted action granted.
+fn scope_covers(granted: &str, wanted: &str) -> bool {
     fn split(s: &str) -> Option<(&str, std::collections::BTreeSet<&str>)> {
         let (resource, actions) = s.rsplit_once(':')?;
         Some((
@@ -205,21 +221,17 @@ pub fn token_scopes(ours: &[String], challenge: Option<&str>) -> Vec<String> {
             actions.split(',').filter(|a| !a.is_empty()).collect(),
         ))
     }
-    let mut out: Vec<String> = Vec::new();
-    for s in ours
-        .iter()
-        .map(String::as_str)
-        .chain(challenge.into_iter().flat_map(str::split_whitespace))
-    {
-        let covered = out.iter().any(|o| {
-            o == s
-                || matches!((split(o), split(s)), (Some((ro, ao)), Some((rs, as_))) if ro == rs && as_.is_subset(&ao))
-        });
-        if !covered {
-            out.push(s.to_string());
-        }
-    }
-    out
+    granted == wanted
+        || matches!((split(granted), split(wanted)), (Some((rg, ag)), Some((rw, aw))) if rg == rw && aw.is_subset(&ag))
+}
+
+/// Whether a token cached under scope key `granted` (scopes joined by spaces) allows every
+/// scope of `wanted`: a mount's token (`repository:a:pull,push repository:b:pull`) serves the
+/// upload into `a` that follows a refused mount.
+pub fn key_covers(granted: &str, wanted: &str) -> bool {
+    wanted
+        .split_whitespace()
+        .all(|w| granted.split_whitespace().any(|g| scope_covers(g, w)))
 }
 
 /// The `Authorization: Basic` value for credentials.
@@ -248,6 +260,20 @@ mod tests {
                 scope: Some("repository:a/b:pull,push".into()),
             })
         );
+    }
+
+    #[test]
+    fn a_mount_token_covers_the_upload_into_its_repository() {
+        let mount = "repository:team/c:pull,push repository:team/a:pull";
+        assert!(key_covers(mount, "repository:team/c:pull,push"));
+        assert!(key_covers(mount, "repository:team/c:push"));
+        assert!(key_covers(mount, "repository:team/a:pull"));
+        assert!(!key_covers(mount, "repository:team/a:pull,push"));
+        assert!(!key_covers(mount, "repository:team/b:pull"));
+        assert!(!key_covers(
+            "repository:team/c:pull",
+            "repository:team/c:pull,push"
+        ));
     }
 
     #[test]

@@ -338,7 +338,13 @@ impl RegistryClient {
         {
             return self.credentials.as_ref().map(auth::basic_header);
         }
-        self.tokens.lock().ok()?.get(scope_key).cloned()
+        let tokens = self.tokens.lock().ok()?;
+        tokens.get(scope_key).cloned().or_else(|| {
+            tokens
+                .iter()
+                .find(|(granted, _)| auth::key_covers(granted, scope_key))
+                .map(|(_, h)| h.clone())
+        })
     }
 
     /// Answers a 401 challenge: fetches and caches what to send for this scope.

@@ -394,7 +394,7 @@ impl Copier {
                     let mut seen = HashSet::new();
                     let mut blobs = Vec::new();
                     for d in config.into_iter().chain(layers) {
-                        if d.foreign {
+                        if d.foreign || (d.has_urls && !feeder_holds(&feeder, &d.digest).await) {
                             self.foreign_skipped.fetch_add(1, Ordering::Relaxed);
                             external_layers = true;
                             continue;
@@ -558,6 +558,16 @@ impl Copier {
         }
         out
     }
+}
+
+/// Whether the feeder holds blob `digest` (an ordinary layer with `urls` may live only at
+/// them). When the check itself fails, `true`: the copy is tried and reports the failure.
+async fn feeder_holds(feeder: &Feeder<'_>, digest: &Digest) -> bool {
+    feeder
+        .store
+        .has_blob(feeder.repo, digest)
+        .await
+        .unwrap_or(true)
 }
 
 /// How blob `digest` reaches target `t`. Mounted straight from `elsewhere`, a repository of

@@ -39,8 +39,13 @@ pub struct Descriptor {
     pub size: u64,
     /// `os/arch[/variant]` for index entries.
     pub platform: Option<String>,
-    /// Whether the blob must not be copied (foreign/non-distributable layers, or `urls` set).
+    /// Whether the blob must not be copied: a foreign (Docker) or non-distributable (OCI)
+    /// layer, whose blob lives at its `urls`.
     pub foreign: bool,
+    /// Whether the descriptor lists `urls` where the blob may also be fetched. For an
+    /// ordinary layer the blob is copied when the source holds it, and left at its URLs
+    /// (like a foreign layer) when it does not.
+    pub has_urls: bool,
 }
 
 /// A manifest's structure.
@@ -101,9 +106,9 @@ struct RawPlatform {
 
 impl RawDesc {
     fn into_descriptor(self) -> Result<Descriptor, ManifestError> {
-        let foreign = !self.urls.is_empty()
-            || self.media_type.contains("nondistributable")
-            || self.media_type.contains(".foreign.");
+        let foreign =
+            self.media_type.contains("nondistributable") || self.media_type.contains(".foreign.");
+        let has_urls = !self.urls.is_empty();
         Ok(Descriptor {
             digest: self.digest.parse()?,
             size: self.size,
@@ -113,6 +118,7 @@ impl RawDesc {
             }),
             media_type: self.media_type,
             foreign,
+            has_urls,
         })
     }
 }
@@ -248,14 +254,17 @@ mod tests {
     fn parses_artifact_and_foreign_layers() {
         let doc = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"{D1}","size":3}},
-            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{D2}","size":5,"urls":["https://x"]}}]}}"#
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{D2}","size":5,"urls":["https://x"]}},
+            {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D1}","size":5,"urls":["https://x"]}}]}}"#
         );
         let Parsed::Image { config, layers } = parse(OCI_MANIFEST, doc.as_bytes()).expect("parses")
         else {
             panic!("not an image")
         };
         assert_eq!(config.map(|c| c.size), Some(3));
-        assert!(layers[0].foreign);
+        assert!(layers[0].foreign && layers[0].has_urls);
+        // An ordinary layer with urls is not foreign: copied when the source holds it.
+        assert!(!layers[1].foreign && layers[1].has_urls);
         assert_eq!(media_type_of(OCI_MANIFEST, doc.as_bytes()), OCI_MANIFEST);
     }
 
