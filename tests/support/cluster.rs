@@ -2,6 +2,12 @@
 //! Everything started here is stopped on drop.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -180,15 +186,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = run_script(&["down", self.dir.0.to_str().unwrap_or_default()]);
     }
-}
-
-/// A free loopback TCP port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The operator (`flotilla run`) as a child process against a cluster.

@@ -5,6 +5,12 @@
 //! Include with `#[path = "support/packaging.rs"] mod packaging;` next to `cluster`.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -151,13 +157,6 @@ pub fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
         .collect();
     assert!(replaced, "no token line in {}", admin.display());
     std::fs::write(out, lines.join("\n") + "\n").expect("write kubeconfig");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// `flotilla run` as a local process standing in for the operator pod: its own kubeconfig,

@@ -4,6 +4,12 @@
 //! `skopeo`.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,13 +64,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Waits for a condition, polling; panics after `timeout`.

@@ -4,6 +4,12 @@
 //! Include with `#[path = "support/registry_proc.rs"] mod registry_proc;`.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,13 +24,6 @@ pub fn registry_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free loopback port")
 }
 
 /// The environment the kubelet would give the registry container: each `secretKeyRef` resolved

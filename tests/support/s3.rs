@@ -4,6 +4,12 @@
 //! Include with `#[path = "support/s3.rs"] mod s3;`.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,14 +81,6 @@ pub fn minio_binary() -> PathBuf {
     panic!(
         "MinIO not found: run e2e/build-tools.sh (builds github.com/minio/minio into ~/.cache/flotilla/bin/minio-<version>/), or set FLOTILLA_MINIO"
     );
-}
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free loopback port")
 }
 
 fn temp_dir(prefix: &str) -> PathBuf {
