@@ -130,12 +130,12 @@ until mirror_has; do
   [ $SECONDS -lt $deadline ] || { echo "demo/hello:v1 did not reach mirror in 60 s; see $dir/operator.log" >&2; exit 1; }
   sleep 0.1
 done
-lag=$(echo "$(date +%s.%N) - $started" | bc 2>/dev/null || echo "?")
+lag=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 
 "$kubectl" get registries,replicationpolicies
 cat <<MSG
 
-Pushed demo/hello:v1 (sha256:$manifest) to dev; the operator copied it to mirror ${lag}s later,
+Pushed demo/hello:v1 (sha256:$manifest) to dev; the operator copied it to mirror ${lag} s later (polled every 0.1 s),
 triggered by dev's push notification.
 
 Flotilla is running (log: $dir/operator.log, metrics: http://$probe/metrics).
