@@ -97,14 +97,31 @@ fn module_root(module: &str) -> &str {
     module.split("/cmd/").next().unwrap_or(module)
 }
 
-/// Runs a command under `/usr/bin/time`, returning its peak RSS in KiB.
-fn timed(cmd: &mut Command, dir: &Path) -> u64 {
+/// What a tool's processes used: the largest peak RSS (KiB) and the CPU seconds (user +
+/// system) of all of them.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    rss_kib: u64,
+    cpu: f64,
+}
+
+impl Usage {
+    fn and(self, other: Usage) -> Usage {
+        Usage {
+            rss_kib: self.rss_kib.max(other.rss_kib),
+            cpu: self.cpu + other.cpu,
+        }
+    }
+}
+
+/// Runs a command under `/usr/bin/time`, returning its peak RSS and CPU time.
+fn timed(cmd: &mut Command, dir: &Path) -> Usage {
     let rss_file = dir.join(format!("rss-{}", rand::random::<u32>()));
     let prog = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let out = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&rss_file)
         .arg(&prog)
@@ -122,10 +139,21 @@ fn timed(cmd: &mut Command, dir: &Path) -> u64 {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::fs::read_to_string(&rss_file)
-        .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0)
+    let text = std::fs::read_to_string(&rss_file).unwrap_or_default();
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match fields.as_slice() {
+        [rss, user, system] => Usage {
+            rss_kib: *rss as u64,
+            cpu: user + system,
+        },
+        _ => Usage::default(),
+    }
 }
 
 struct Corpus {
@@ -171,7 +199,15 @@ struct Row {
     wall: f64,
     read: u64,
     rss_kib: u64,
+    /// CPU seconds of the tool's processes during the sync.
+    tool_cpu: f64,
+    /// CPU seconds of the source and destination registries during the sync.
+    registry_cpu: f64,
     noop_wall: f64,
+    /// CPU seconds of the registries during the no-op re-sync.
+    noop_registry_cpu: f64,
+    /// CPU seconds of the tool's processes during the no-op re-sync.
+    noop_tool_cpu: f64,
     noop_read: u64,
     ok: usize,
     total: usize,
@@ -206,7 +242,7 @@ fn repos(corpus: &Corpus) -> Vec<String> {
     r
 }
 
-/// One pass of a tool from `src` (host) to `dests`; returns peak RSS.
+/// One pass of a tool from `src` (host) to `dests`; returns what its processes used.
 fn pass(
     tool: &str,
     bins: &Bins,
@@ -214,7 +250,7 @@ fn pass(
     dests: &[Registry],
     corpus: &Corpus,
     dir: &Path,
-) -> u64 {
+) -> Usage {
     match tool {
         "flotilla" => {
             let dl: Vec<(&str, String, Option<&str>)> = ["a", "b", "c"]
@@ -251,15 +287,14 @@ fn pass(
                         dir,
                     )
                 })
-                .max()
-                .unwrap_or(0)
+                .fold(Usage::default(), Usage::and)
         }
         "crane" => {
             // One `crane copy --all-tags` per repository and destination, as users script it.
-            let mut peak = 0;
+            let mut used = Usage::default();
             for d in dests {
                 for repo in repos(corpus) {
-                    peak = peak.max(timed(
+                    used = used.and(timed(
                         Command::new(&bins.crane)
                             .args(["copy", "--insecure", "--all-tags"])
                             .arg(format!("{src}/{repo}"))
@@ -268,7 +303,7 @@ fn pass(
                     ));
                 }
             }
-            peak
+            used
         }
         "regsync" => {
             let mut y = format!("version: 1\ncreds:\n  - registry: {src}\n    tls: disabled\n");
@@ -310,12 +345,20 @@ fn medians(rows: Vec<Row>) -> Row {
     let wall = median(rows.iter().map(|r| r.wall).collect());
     let noop_wall = median(rows.iter().map(|r| r.noop_wall).collect());
     let rss_kib = rows.iter().map(|r| r.rss_kib).max().unwrap_or_default();
+    let tool_cpu = median(rows.iter().map(|r| r.tool_cpu).collect());
+    let registry_cpu = median(rows.iter().map(|r| r.registry_cpu).collect());
+    let noop_registry_cpu = median(rows.iter().map(|r| r.noop_registry_cpu).collect());
+    let noop_tool_cpu = median(rows.iter().map(|r| r.noop_tool_cpu).collect());
     let ok = rows.iter().map(|r| r.ok).min().unwrap_or_default();
     let first = rows.into_iter().next().unwrap_or_default();
     Row {
         wall,
         noop_wall,
         rss_kib,
+        tool_cpu,
+        registry_cpu,
+        noop_registry_cpu,
+        noop_tool_cpu,
         ok,
         ..first
     }
@@ -387,14 +430,18 @@ async fn measure(tool: &str, bins: &Bins, src: &Registry, corpus: &Corpus, dir: 
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let h = proxy.host();
+    let registry_cpu = || src.cpu_seconds() + dests.iter().map(Registry::cpu_seconds).sum::<f64>();
     let load_before = load();
+    let cpu0 = registry_cpu();
     let start = Instant::now();
-    let rss = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
+    let used = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
     let wall = start.elapsed().as_secs_f64();
+    let cpu1 = registry_cpu();
     let read = served();
     let start = Instant::now();
-    let rss2 = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
+    let noop_used = tokio::task::block_in_place(|| pass(tool, bins, &h, &dests, corpus, dir));
     let noop_wall = start.elapsed().as_secs_f64();
+    let cpu2 = registry_cpu();
     eprintln!(
         "  {tool}: sync {wall:.2} s, no-op {noop_wall:.3} s (load {load_before} -> {})",
         load()
@@ -408,8 +455,12 @@ async fn measure(tool: &str, bins: &Bins, src: &Registry, corpus: &Corpus, dir: 
         },
         wall,
         read,
-        rss_kib: rss.max(rss2),
+        rss_kib: used.rss_kib.max(noop_used.rss_kib),
+        tool_cpu: used.cpu,
+        registry_cpu: cpu1 - cpu0,
         noop_wall,
+        noop_registry_cpu: cpu2 - cpu1,
+        noop_tool_cpu: noop_used.cpu,
         noop_read: served() - read,
         ok: digests_ok(&dests, corpus).await,
         total: dests.len() * corpus.tags.len(),
@@ -467,20 +518,34 @@ async fn run(corpus_name: &str, tools: &[String], runs: usize) {
         load()
     );
     println!(
-        "| tool | sync 1->3 (s) | read from source (MiB) | peak RSS (MiB) | no-op re-sync (s) | no-op read (MiB) | digests ok |"
+        "| tool | sync 1->3 (s) | read from source (MiB) | peak RSS (MiB) | tool CPU (s) | registries' CPU (s) | no-op re-sync (s) | no-op read (MiB) | no-op registries' CPU (s) | digests ok |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {}/{} |",
+            "| {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {}/{} |",
             r.tool,
             r.wall,
             mib(r.read),
             r.rss_kib as f64 / 1024.0,
+            r.tool_cpu,
+            r.registry_cpu,
             r.noop_wall,
             mib(r.noop_read),
+            r.noop_registry_cpu,
             r.ok,
             r.total
+        );
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for r in &rows {
+        println!(
+            "{}: the registries and the tool used {:.1} s of CPU for 1->3 and {:.2} s for the no-op: at least {:.1} s and {:.2} s of wall time on {cores} cores (the counting proxy, in this process, not included)",
+            r.tool,
+            r.tool_cpu + r.registry_cpu,
+            r.noop_tool_cpu + r.noop_registry_cpu,
+            (r.tool_cpu + r.registry_cpu) / cores as f64,
+            (r.noop_tool_cpu + r.noop_registry_cpu) / cores as f64,
         );
     }
     if let (Some(f), Some(sk)) = (

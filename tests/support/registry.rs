@@ -112,6 +112,26 @@ impl Registry {
         }
     }
 
+    /// CPU time (user + system) the registry process has used so far, in seconds (0 when
+    /// it is not running).
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return 0.0;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0.0;
+        };
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15
+        // of the whole line, in clock ticks (100 per second on Linux).
+        let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        ticks as f64 / 100.0
+    }
+
     /// A registry requiring user `alice`, password `s3cret` (htpasswd, Basic auth).
     pub async fn start_with_auth() -> Self {
         Self::start_with(true).await
