@@ -156,6 +156,7 @@ pub fn to_sync_config(
             max_attempts,
             initial_backoff: Duration::from_millis(backoff_ms),
         },
+        dry_run: false,
     })
 }
 

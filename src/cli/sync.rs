@@ -84,13 +84,21 @@ pub struct SyncArgs {
     /// terminal; otherwise only log lines.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Plan only: read the source and every destination (pings, listings, HEADs; manifests
+    /// too with `platforms`), print each copy and deletion a sync would make, write nothing.
+    /// Exit status as for a sync.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs one sync.
 pub async fn run(args: SyncArgs) -> ExitCode {
     init_logging();
     let cfg = match load(&args.file, args.authfile.as_deref()) {
-        Ok(c) => c,
+        Ok(c) => crate::engine::SyncConfig {
+            dry_run: args.dry_run,
+            ..c
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

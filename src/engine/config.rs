@@ -79,6 +79,9 @@ pub struct SyncConfig {
     pub bandwidth_limit: Option<u64>,
     /// Request retries.
     pub retry: RetryConfig,
+    /// Plan only: read the source and the destinations, report what would be copied and
+    /// deleted, write nothing.
+    pub dry_run: bool,
 }
 
 impl Default for SyncConfig {
@@ -97,6 +100,7 @@ impl Default for SyncConfig {
             concurrency: 4,
             bandwidth_limit: None,
             retry: RetryConfig::default(),
+            dry_run: false,
         }
     }
 }

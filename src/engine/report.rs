@@ -33,6 +33,17 @@ pub struct Failure {
     pub error: String,
 }
 
+/// A change a dry run found to make.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlannedChange {
+    /// `repo:tag` or `repo@digest` (copies: the source's name; deletions: the destination's).
+    pub artifact: String,
+    /// Destination name.
+    pub destination: String,
+    /// `copy` or `delete`.
+    pub change: &'static str,
+}
+
 /// One conflict.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Conflict {
@@ -79,6 +90,10 @@ pub struct Report {
     pub failures: Vec<Failure>,
     /// Every conflict.
     pub conflict_details: Vec<Conflict>,
+    /// A dry run: nothing was written; `copied` and `deleted` count what a sync would do.
+    pub dry_run: bool,
+    /// In a dry run, every copy and deletion a sync would make.
+    pub planned: Vec<PlannedChange>,
 }
 
 impl Report {
@@ -90,6 +105,19 @@ impl Report {
     /// Human-readable summary.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
+        if self.dry_run {
+            let _ = writeln!(
+                s,
+                "dry run: nothing was written; \"copied\" and \"deleted\" below are what a sync would do"
+            );
+            for p in &self.planned {
+                let _ = writeln!(
+                    s,
+                    "  would {} {} at {}",
+                    p.change, p.artifact, p.destination
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "sync {}: {} copied, {} skipped, {} failed, {} conflicts, {} deleted; {} read from source in {:.2}s",

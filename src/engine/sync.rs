@@ -17,7 +17,7 @@ use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
 use super::limit::Limiter;
 use super::plan::{self, Action, Item};
-use super::report::{Conflict, DestinationReport, Failure, Report};
+use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
 use super::store::Store;
 
 /// Errors that stop a sync before it changes anything.
@@ -150,6 +150,7 @@ pub async fn run_with_progress(
                 ..Default::default()
             })
             .collect(),
+        dry_run: cfg.dry_run,
         ..Default::default()
     };
 
@@ -260,6 +261,13 @@ pub async fn run_with_progress(
                 Status::Holds { copied: true } => {
                     any_copied = true;
                     dr.copied += 1;
+                    if cfg.dry_run {
+                        report.planned.push(PlannedChange {
+                            artifact: item.display(),
+                            destination: dr.name.clone(),
+                            change: "copy",
+                        });
+                    }
                 }
                 Status::Holds { copied: false } => dr.skipped += 1,
                 Status::Failed(e) => {
@@ -548,6 +556,9 @@ impl Run<'_> {
                             .to_string(),
                         ))
                     }
+                    // A dry run counts the copy as made, so what the destination feeds is
+                    // planned as a copy from it too.
+                    Ok(Action::Copy) if self.cfg.dry_run => Some(Status::Holds { copied: true }),
                     Ok(Action::Copy) => {
                         groups.entry(parent).or_default().push(i);
                         None
@@ -613,6 +624,18 @@ impl Run<'_> {
                 }
             };
             let doomed = plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t));
+            if self.cfg.dry_run {
+                for tag in doomed {
+                    report.deleted += 1;
+                    report.destinations[i].deleted += 1;
+                    report.planned.push(PlannedChange {
+                        artifact: format!("{dest_repo}:{tag}"),
+                        destination: name.clone(),
+                        change: "delete",
+                    });
+                }
+                continue;
+            }
             for tag in doomed {
                 match delete_tag(c, &dest_repo, &tag, &dest_tags).await {
                     Ok(()) => {
