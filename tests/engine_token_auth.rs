@@ -1,6 +1,7 @@
 //! Bearer-token authentication against real Distribution registries (`auth: token:`): a token
-//! server written here issues RS256 JWTs (signed by `openssl dgst -sha256 -sign`, the signing
-//! certificate in the `x5c` header and in the registries' `rootcertbundle`). `flotilla sync`
+//! server written here issues RS256 JWTs (signed by `openssl dgst -sha256 -sign` with a
+//! certificate a test CA issued, in the `x5c` header; the CA is the registries'
+//! `rootcertbundle`). `flotilla sync`
 //! follows the challenges of both the source and the destination, fetches one token per scope
 //! and client (counted here), and reports wrong credentials in one line.
 
@@ -113,33 +114,22 @@ struct Setup {
 
 async fn setup() -> Setup {
     require_tools();
-    require_openssl();
     let dir = TempDir::new("token");
-    openssl(
-        dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "1",
-            "-keyout",
-            "signer.key",
-            "-out",
-            "signer.crt",
-            "-subj",
-            "/CN=flotilla-token-signer",
-        ],
-    );
+    // The registries trust a test CA; tokens are signed by a certificate it issued.
+    let ca = TestCa::new(dir.path(), "flotilla-token-ca");
+    let (signer_crt, signer_key) = ca.server_cert("flotilla-token-signer");
     let der = openssl(
         dir.path(),
-        &["x509", "-in", "signer.crt", "-outform", "DER"],
+        &[
+            "x509",
+            "-in",
+            signer_crt.to_str().expect("path"),
+            "-outform",
+            "DER",
+        ],
     );
     let ts = Arc::new(TokenServer {
-        key: dir.path().join("signer.key"),
+        key: signer_key,
         x5c: base64::engine::general_purpose::STANDARD.encode(der),
         requests: Mutex::new(Vec::new()),
     });
@@ -156,9 +146,8 @@ async fn setup() -> Setup {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let bundle = dir.path().join("signer.crt");
-    let src = Registry::start_token_auth(&realm, "src-registry", ISSUER, &bundle).await;
-    let dst = Registry::start_token_auth(&realm, "dst-registry", ISSUER, &bundle).await;
+    let src = Registry::start_token_auth(&realm, "src-registry", ISSUER, &ca.cert).await;
+    let dst = Registry::start_token_auth(&realm, "dst-registry", ISSUER, &ca.cert).await;
     Setup {
         _dir: dir,
         ts,
