@@ -724,23 +724,32 @@ mod tests {
         reg
     }
 
+    fn policy_spec(v: serde_json::Value) -> ReplicationPolicySpec {
+        serde_json::from_value(v).expect("valid spec")
+    }
+
+    /// What a reconcile found: Registry `fleet/hq` with `spec` (its status has a URL).
+    fn referencing_hq(spec: serde_json::Value) -> Referenced {
+        let mut referenced = Referenced::default();
+        referenced
+            .registries
+            .insert("fleet/hq".to_string(), registry("hq", spec));
+        referenced
+    }
+
     #[test]
     fn registry_refs_resolve_to_the_in_cluster_url_or_its_override() {
-        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+        let spec = policy_spec(serde_json::json!({
             "source": {"registryRef": {"name": "hq"}},
             "destinations": [{"name": "east", "url": "https://east.example.com"}],
-        }))
-        .expect("valid spec");
-        let mut referenced = Referenced::default();
+        }));
         let none = BTreeMap::new();
         assert_eq!(
-            resolve_registry_refs(&spec, "fleet", &referenced, &none).map_err(|p| p.reason),
+            resolve_registry_refs(&spec, "fleet", &Referenced::default(), &none)
+                .map_err(|p| p.reason),
             Err("RegistryNotReady")
         );
-        referenced.registries.insert(
-            "fleet/hq".to_string(),
-            registry("hq", serde_json::json!({"storage": {"emptyDir": {}}})),
-        );
+        let referenced = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}}}));
         let (out, accounts) =
             resolve_registry_refs(&spec, "fleet", &referenced, &none).expect("resolved");
         assert_eq!(out.source.url.as_deref(), Some("http://hq.fleet.svc:5000"));
@@ -756,20 +765,12 @@ mod tests {
 
     #[test]
     fn a_registry_with_htpasswd_auth_is_reached_with_the_operator_account() {
-        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+        let spec = policy_spec(serde_json::json!({
             "source": {"url": "https://src.example.com"},
             "destinations": [{"name": "local", "registryRef": {"name": "hq", "namespace": "fleet"}}],
-        }))
-        .expect("valid spec");
-        let mut referenced = Referenced::default();
-        referenced.registries.insert(
-            "fleet/hq".to_string(),
-            registry(
-                "hq",
-                serde_json::json!({"storage": {"emptyDir": {}},
-                    "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}}}),
-            ),
-        );
+        }));
+        let mut referenced = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}},
+            "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}}}));
         let none = BTreeMap::new();
         let e = resolve_registry_refs(&spec, "apps", &referenced, &none).expect_err("no account");
         assert_eq!(e.reason, "RegistryNotReady");
@@ -827,18 +828,12 @@ mod tests {
             trust_anchor(secret(&[("tls.crt", b"LEAF"), ("ca.crt", b"")])),
             Some(b"LEAF".to_vec())
         );
-        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+        let spec = policy_spec(serde_json::json!({
             "source": {"registryRef": {"name": "hq"}},
             "destinations": [{"name": "east", "url": "https://east.example.com"}],
-        }))
-        .expect("valid spec");
-        let mut referenced = Referenced::default();
-        referenced.registries.insert(
-            "fleet/hq".to_string(),
-            registry(
-                "hq",
-                serde_json::json!({"storage": {"emptyDir": {}}, "tls": {"secretName": "hq-tls"}}),
-            ),
+        }));
+        let mut referenced = referencing_hq(
+            serde_json::json!({"storage": {"emptyDir": {}}, "tls": {"secretName": "hq-tls"}}),
         );
         referenced
             .trust
