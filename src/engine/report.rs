@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::digest::Digest;
+
 /// Per destination figures.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +102,41 @@ impl Report {
     /// Whether nothing failed.
     pub fn success(&self) -> bool {
         self.failed == 0 && self.failures.is_empty()
+    }
+
+    /// Counts the platform filter's verdict on `artifact` (source digest `source`): the digest
+    /// the destinations must hold (a new one when the index was reduced), or `None` when no
+    /// platform is wanted or the selection failed (a failure of the artifact).
+    pub fn record_platform_selection<E: std::fmt::Display>(
+        &mut self,
+        artifact: &str,
+        source: &Digest,
+        selected: Result<Option<Digest>, E>,
+        platforms: &[String],
+    ) -> Option<Digest> {
+        match selected {
+            Ok(Some(d)) => {
+                if &d != source {
+                    tracing::info!(%artifact, source_digest = %source, digest = %d, ?platforms, "index reduced to the wanted platforms (new digest)");
+                    self.platform_filtered += 1;
+                }
+                Some(d)
+            }
+            Ok(None) => {
+                tracing::info!(%artifact, ?platforms, "no platform of the index is wanted: not copied");
+                self.platform_unmatched += 1;
+                None
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.failures.push(Failure {
+                    artifact: artifact.to_string(),
+                    destination: String::new(),
+                    error: e.to_string(),
+                });
+                None
+            }
+        }
     }
 
     /// Human-readable summary.

@@ -105,29 +105,12 @@ pub async fn copy_with_progress(
         repo: &src.repo,
         is_source: true,
     };
-    let selected = match copier.select_platforms(feeder, &digest).await {
-        Ok(Some(d)) => {
-            if d != digest {
-                tracing::info!(source_digest = %digest, digest = %d, ?platforms, "index reduced to the wanted platforms (new digest)");
-                report.platform_filtered = 1;
-            }
-            Some(d)
-        }
-        Ok(None) => {
-            tracing::info!(%digest, ?platforms, "no platform of the index is wanted: not copied");
-            report.platform_unmatched = 1;
-            None
-        }
-        Err(e) => {
-            report.failed = 1;
-            report.failures.push(Failure {
-                artifact: format!("{}@{digest}", src.reference),
-                destination: String::new(),
-                error: e.to_string(),
-            });
-            None
-        }
-    };
+    let selected = report.record_platform_selection(
+        &format!("{}@{digest}", src.reference),
+        &digest,
+        copier.select_platforms(feeder, &digest).await,
+        platforms,
+    );
     if let Some(digest) = selected {
         // Untagged, it is held when the (possibly filtered) digest is there.
         let lookup = tag.map_or_else(|| digest.to_string(), str::to_string);

@@ -469,27 +469,14 @@ impl Run<'_> {
             .await;
         let mut out = Vec::with_capacity(selected.len());
         for ((mut item, held), r) in selected {
-            match r {
-                Ok(Some(d)) => {
-                    if d != item.digest {
-                        tracing::info!(artifact = %item.display(), source_digest = %item.digest, digest = %d, platforms = ?self.cfg.platforms, "index reduced to the wanted platforms (new digest)");
-                        report.platform_filtered += 1;
-                        item.digest = d;
-                    }
-                    out.push((item, held));
-                }
-                Ok(None) => {
-                    tracing::info!(artifact = %item.display(), platforms = ?self.cfg.platforms, "no platform of the index is wanted: not copied");
-                    report.platform_unmatched += 1;
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    report.failures.push(Failure {
-                        artifact: item.display(),
-                        destination: String::new(),
-                        error: e.to_string(),
-                    });
-                }
+            if let Some(d) = report.record_platform_selection(
+                &item.display(),
+                &item.digest,
+                r,
+                &self.cfg.platforms,
+            ) {
+                item.digest = d;
+                out.push((item, held));
             }
         }
         out
