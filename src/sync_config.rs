@@ -145,6 +145,13 @@ pub fn to_sync_config(
             })
             .unwrap_or_default(),
         deletion: spec.deletion,
+        max_deletions: usize::try_from(spec.max_deletions)
+            .map_err(|_| SpecError::Range("maxDeletions must not be negative".into()))?,
+        deadline: u64::try_from(spec.active_deadline_seconds)
+            .ok()
+            .filter(|s| *s >= 1)
+            .map(Duration::from_secs)
+            .ok_or_else(|| SpecError::Range("activeDeadlineSeconds must be at least 1".into()))?,
         overwrite: spec.overwrite,
         concurrency,
         bandwidth_limit: spec
@@ -155,6 +162,13 @@ pub fn to_sync_config(
         retry: RetryConfig {
             max_attempts,
             initial_backoff: Duration::from_millis(backoff_ms),
+            request_timeout: u64::try_from(spec.retry.request_timeout_seconds)
+                .ok()
+                .filter(|s| *s >= 1)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    SpecError::Range("retry.requestTimeoutSeconds must be at least 1".into())
+                })?,
         },
         dry_run: false,
     })
