@@ -166,6 +166,32 @@ async fn a_huge_manifest_is_refused_without_reading_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_longer_than_its_descriptor_is_cut_at_once() {
+    let f = Fleet::start().await;
+    Pusher::new(&f.src.url())
+        .image(
+            "app",
+            Some("v3"),
+            "amd64",
+            &[layer(&[("f", b"three")])],
+            false,
+        )
+        .await;
+    let proxy = hostile::start(
+        &f.src.url(),
+        Misbehaviour::EndlessBlobs { repo: "app".into() },
+    )
+    .await;
+    // An endless stream ends the run only if it is cut when it passes the declared size.
+    let report = f.sync_through(&proxy, SPEC).await;
+    let e = failure_about(&report, "app");
+    assert!(e.contains("longer than the"), "{e}");
+    for d in &f.dests {
+        assert!(!list_tags(&d.url(), "app").await.contains(&"v3".to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_tag_page_endless_or_foreign_pagination_fail_the_listing_and_delete_nothing() {
     let f = Fleet::start().await;
     let thief = Thief::start().await;

@@ -39,6 +39,8 @@ pub enum Misbehaviour {
     RetryAfter { repo: String, secs: u64 },
     /// Manifest GETs of `repo` answer one byte a second.
     SlowDrip { repo: String },
+    /// Blob GETs of `repo` answer an endless stream of bytes.
+    EndlessBlobs { repo: String },
     /// Blob GETs of `repo` redirect to the same path on `to`.
     RedirectBlobs { repo: String, to: String },
 }
@@ -176,6 +178,19 @@ fn answer(m: Misbehaviour) -> Answer {
                         "application/vnd.oci.image.manifest.v1+json".into(),
                     )],
                     Body::from_stream(drip),
+                ))
+            }
+            Misbehaviour::EndlessBlobs { repo }
+                if get && path.starts_with(&format!("/v2/{repo}/blobs/")) =>
+            {
+                let chunk = Bytes::from(vec![0u8; 256 << 10]);
+                let endless = futures::stream::repeat_with(move || {
+                    Ok::<Bytes, std::io::Error>(chunk.clone())
+                });
+                Some(response(
+                    200,
+                    &[("content-type", "application/octet-stream".into())],
+                    Body::from_stream(endless),
                 ))
             }
             Misbehaviour::RedirectBlobs { repo, to }
