@@ -64,5 +64,19 @@ build_module helm "$HELM_VERSION" $helm_x/cmd/helm "-X $helm_x/internal/version.
   -X $helm_x/pkg/lint/rules.k8sVersionMajor=1 -X $helm_x/pkg/lint/rules.k8sVersionMinor=37 \
   -X $helm_x/pkg/chartutil.k8sVersionMajor=1 -X $helm_x/pkg/chartutil.k8sVersionMinor=37"
 build_module kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+# promtool (alert rule checks and unit tests: tests/chart_alerts.rs), from the Prometheus module.
+PROMTOOL_VERSION=v0.316.0
+build_module promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+# lua-health: Argo CD's Lua VM (gopher-lua) running examples/argocd/health.lua on live objects
+# (tests/e2e_argocd_health.rs). Our own small module: keyed by its sources' hash.
+lua_src="$here/tools/lua-health"
+lua_key=$(cat "$lua_src/main.go" "$lua_src/go.mod" "$lua_src/go.sum" | sha256sum | cut -c1-12)
+lua_dir="$cache/bin/lua-health-v1.1.2-$lua_key"
+if [ ! -x "$lua_dir/lua-health" ]; then
+  echo "building lua-health (github.com/yuin/gopher-lua v1.1.2)" >&2
+  mkdir -p "$lua_dir"
+  (cd "$lua_src" && go build -ldflags="-s -w" -o "$lua_dir/lua-health.tmp" .)
+  mv "$lua_dir/lua-health.tmp" "$lua_dir/lua-health"
+fi
 # ----------------------------------------------------------------------------------------------
 echo "$out"

@@ -1,6 +1,13 @@
 -- Argo CD health of flotilla.dev Registry and ReplicationPolicy, from their standard
 -- conditions. Installed by argocd-cm.yaml (same text for both kinds).
 local hs = {status = "Progressing", message = "waiting for Flotilla to report status"}
+-- A suspended policy is Suspended whatever its status says (the operator does not sync it, so it
+-- may never write one).
+if obj.kind == "ReplicationPolicy" and obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = "spec.suspend is true"
+  return hs
+end
 if obj.status == nil or obj.status.conditions == nil then
   return hs
 end
@@ -15,11 +22,6 @@ for _, cond in ipairs(obj.status.conditions) do
   if gen == nil or cond.observedGeneration == nil or cond.observedGeneration >= gen then
     c[cond.type] = cond
   end
-end
-if obj.kind == "ReplicationPolicy" and obj.spec ~= nil and obj.spec.suspend == true then
-  hs.status = "Suspended"
-  hs.message = "spec.suspend is true"
-  return hs
 end
 local ready, degraded = c["Ready"], c["Degraded"]
 if degraded ~= nil and degraded.status == "True" then
