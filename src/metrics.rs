@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -51,6 +52,22 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
+/// Labels of per-destination state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationStateLabels {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// Destination name.
+    pub destination: String,
+}
+
+/// Labels of per-Registry state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    /// `namespace/name` of the Registry.
+    pub registry: String,
+}
+
 /// Every metric the operator exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -72,6 +89,16 @@ pub struct Metrics {
     pub bytes_read: Family<PolicyLabels, Counter>,
     /// Seconds from a push event's arrival to the end of the run that replicated it.
     pub replication_lag: Family<PolicyLabels, Histogram>,
+    /// 1 while this process holds the leader Lease (or runs without leader election).
+    pub leader: Gauge,
+    /// 1 when the destination held everything in scope at the end of the last full sync.
+    pub destination_in_sync: Family<DestinationStateLabels, Gauge>,
+    /// 1 while the Registry's fleet is Available (its minimum of pods ready).
+    pub registry_available: Family<RegistryLabels, Gauge>,
+    /// Ready pods of the Registry's fleet.
+    pub registry_ready_replicas: Family<RegistryLabels, Gauge>,
+    /// Pods the Registry asks for.
+    pub registry_desired_replicas: Family<RegistryLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -134,8 +161,43 @@ impl Default for Metrics {
             "Seconds from a push event's arrival to the end of the run that replicated it",
             replication_lag.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this operator process holds the leader Lease (or runs without leader election)",
+            leader.clone(),
+        );
+        let destination_in_sync = Family::<DestinationStateLabels, Gauge>::default();
+        registry.register(
+            "destination_in_sync",
+            "1 when the destination held everything in scope at the end of the last full sync",
+            destination_in_sync.clone(),
+        );
+        let registry_available = Family::<RegistryLabels, Gauge>::default();
+        registry.register(
+            "registry_available",
+            "1 while the Registry's fleet is Available",
+            registry_available.clone(),
+        );
+        let registry_ready_replicas = Family::<RegistryLabels, Gauge>::default();
+        registry.register(
+            "registry_ready_replicas",
+            "Ready pods of the Registry's fleet",
+            registry_ready_replicas.clone(),
+        );
+        let registry_desired_replicas = Family::<RegistryLabels, Gauge>::default();
+        registry.register(
+            "registry_desired_replicas",
+            "Pods the Registry asks for",
+            registry_desired_replicas.clone(),
+        );
         Self {
             registry,
+            leader,
+            destination_in_sync,
+            registry_available,
+            registry_ready_replicas,
+            registry_desired_replicas,
             reconciliations,
             failures,
             duration,
@@ -174,6 +236,41 @@ impl Metrics {
             reason: reason.into(),
         };
         self.failures.get_or_create(&labels).inc();
+    }
+
+    /// Records a Registry's state from its status.
+    pub fn record_registry(&self, key: &str, status: &crate::api::registry::RegistryStatus) {
+        let labels = RegistryLabels {
+            registry: key.to_string(),
+        };
+        let available = crate::conditions::find(&status.conditions, "Available")
+            .is_some_and(|c| c.status == "True");
+        self.registry_available
+            .get_or_create(&labels)
+            .set(i64::from(available));
+        self.registry_ready_replicas
+            .get_or_create(&labels)
+            .set(i64::from(status.ready_replicas));
+        self.registry_desired_replicas
+            .get_or_create(&labels)
+            .set(i64::from(status.replicas));
+    }
+
+    /// Records whether each destination of a policy is in sync.
+    pub fn record_destinations(
+        &self,
+        policy: &str,
+        destinations: &[crate::api::replication_policy::DestinationStatus],
+    ) {
+        for d in destinations {
+            let labels = DestinationStateLabels {
+                policy: policy.to_string(),
+                destination: d.name.clone(),
+            };
+            self.destination_in_sync
+                .get_or_create(&labels)
+                .set(i64::from(d.in_sync));
+        }
     }
 
     /// The OpenMetrics text exposition of every metric.

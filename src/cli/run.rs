@@ -107,6 +107,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+    metrics.leader.set(1);
     // The receiver listens only on the leader: a standby refuses connections, so registries
     // retry and reach the leader instead of handing events to a replica that would not act.
     let tokens = crate::webhook::Tokens::default();

@@ -210,6 +210,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         .filter(|d| owned_by(d, obj));
     let observed = observed.as_ref().map(ObservedDeployment::from_deployment);
     let new = crate::registry::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    ctx.metrics.record_registry(&format!("{ns}/{name}"), &new);
     let old = obj.status.clone().unwrap_or_default();
     if new != old {
         let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);

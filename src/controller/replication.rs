@@ -634,6 +634,7 @@ fn record_metrics(
         })
         .inc();
     m.sync_duration.get_or_create(&policy).observe(elapsed);
+    m.record_destinations(key, &st.destinations);
     if let Some(r) = report {
         m.bytes_read
             .get_or_create(&policy)
