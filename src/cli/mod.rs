@@ -3,7 +3,9 @@
 
 pub mod copy;
 pub mod crd;
+pub mod policy_file;
 pub mod run;
+pub mod strict;
 pub mod sync;
 
 use std::future::Future;
