@@ -124,7 +124,10 @@ pub enum SecretProblem {
     /// No `metadata.name`.
     #[error("is missing (policies refer to Secrets by name)")]
     NoName,
-    /// A value that is not a string.
+    /// `data` or `stringData` that is not a map of keys to values.
+    #[error("must be a map of keys to values")]
+    NotMap,
+    /// A value (or key) that is not a string.
     #[error("must be a string")]
     NotString,
     /// A `data` value that is not base64.
@@ -226,11 +229,24 @@ fn secret(
         .ok_or_else(|| fail(None, name_field, SecretProblem::NoName))?;
     let mut data = BTreeMap::new();
     for (section, encoded) in [("data", true), ("stringData", false)] {
-        let Some(map) = value.get(section).and_then(Value::as_mapping) else {
+        let Some(section_value) = value.get(section).filter(|v| !v.is_null()) else {
             continue;
         };
+        let map = section_value.as_mapping().ok_or_else(|| {
+            fail(
+                Some(name),
+                FieldPath::root().field(section),
+                SecretProblem::NotMap,
+            )
+        })?;
         for (k, v) in map {
-            let key = k.as_str().unwrap_or_default();
+            let key = k.as_str().ok_or_else(|| {
+                fail(
+                    Some(name),
+                    FieldPath::root().field(section),
+                    SecretProblem::NotString,
+                )
+            })?;
             let field = FieldPath::root().field(section).field(key);
             let text = v
                 .as_str()
@@ -351,5 +367,12 @@ spec:
             e,
             "document 1 (Secret \"c\"): stringData.password: must be a string"
         );
+        // A missing space makes `password:hunter2` one string instead of a key and value.
+        let e = error("kind: Secret\nmetadata: {name: c}\nstringData:\n  password:hunter2\n");
+        assert_eq!(
+            e,
+            "document 1 (Secret \"c\"): stringData: must be a map of keys to values"
+        );
+        assert!(!e.contains("hunter2"));
     }
 }

@@ -10,7 +10,7 @@ pub use crate::issue::Issue;
 
 /// Every problem of the spec, in a stable order (empty when valid).
 pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
-    let mut problems = Vec::new();
+    let mut problems = destination_names(&spec.destinations);
     problems.extend(from_links(&spec.destinations));
     if let Some(schedule) = &spec.trigger.schedule
         && let Err(e) = parse_schedule(schedule)
@@ -86,6 +86,32 @@ fn filter_issue(e: FilterError) -> Issue {
         field: e.field.to_string(),
         message: format!("{}; {hint}", e.problem),
     }
+}
+
+/// At least one destination, each name once. The API server enforces both through the
+/// schema (`minItems`, list-map keys); files given to `flotilla sync` have no such check.
+fn destination_names(destinations: &[Destination]) -> Vec<Issue> {
+    let list = FieldPath::spec().field("destinations");
+    if destinations.is_empty() {
+        return vec![Issue {
+            reason: "NoDestinations",
+            field: list.to_string(),
+            message: "lists no destination; add at least one".into(),
+        }];
+    }
+    destinations
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| destinations[..*i].iter().any(|o| o.name == d.name))
+        .map(|(i, d)| Issue {
+            reason: "DuplicateDestination",
+            field: list.clone().index(i).field("name").to_string(),
+            message: format!(
+                "{:?} is the name of an earlier destination; names are unique within a policy",
+                d.name
+            ),
+        })
+        .collect()
 }
 
 fn from_field(destination: &str) -> String {
@@ -258,6 +284,23 @@ mod tests {
         let p = from_links(&[dest("a", Some("a"))]);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].field, "spec.destinations[a].from");
+    }
+
+    #[test]
+    fn destinations_are_required_and_named_once() {
+        let p = validate(&spec(vec![]));
+        assert_eq!(
+            p.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["spec.destinations: lists no destination; add at least one"]
+        );
+        let p = validate(&spec(vec![
+            dest("a", None),
+            dest("b", None),
+            dest("a", None),
+        ]));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].reason, "DuplicateDestination");
+        assert_eq!(p[0].field, "spec.destinations[2].name");
     }
 
     #[test]
