@@ -504,3 +504,40 @@ proptest! {
         let _ = flotilla::cli::policy_file::parse_documents(&text);
     }
 }
+
+// ---- `flotilla copy` references (src/cli/copy.rs) ----
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn references_never_panic(s in "\\PC{0,60}", insecure in any::<bool>()) {
+        let _ = flotilla::cli::copy::parse_reference(&s, insecure);
+    }
+
+    #[test]
+    fn a_registry_reference_round_trips(
+        scheme in proptest::sample::select(&["", "http://", "https://", "docker://", "docker://https://"][..]),
+        host in "[a-z0-9.-]{1,16}(:[0-9]{1,5})?",
+        repo in "[a-z0-9]{1,6}([._-][a-z0-9]{1,4}){0,2}(/[a-z0-9]{1,6}){0,3}",
+        tag in proptest::option::of("[A-Za-z0-9_][A-Za-z0-9._-]{0,20}"),
+        by_digest in proptest::option::of(digest()),
+    ) {
+        let (suffix, reference) = match (&by_digest, &tag) {
+            (Some(d), _) => (format!("@{d}"), Some(d.to_string())),
+            (None, Some(t)) => (format!(":{t}"), Some(t.clone())),
+            (None, None) => (String::new(), None),
+        };
+        let s = format!("{scheme}{host}/{repo}{suffix}");
+        let parsed = flotilla::cli::copy::parse_reference(&s, false).expect("parses");
+        let want_scheme = if scheme.contains("http://") { "http" } else { "https" };
+        prop_assert_eq!(
+            parsed,
+            flotilla::cli::copy::Reference::Registry {
+                url: format!("{want_scheme}://{host}"),
+                repo,
+                reference,
+            }
+        );
+    }
+}
