@@ -541,3 +541,35 @@ proptest! {
         );
     }
 }
+
+// ---- when a policy syncs next (src/replication/trigger.rs) ----
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Schedules and times read back from status are untrusted too (anyone with write
+    /// access to the status can put anything there).
+    #[test]
+    fn the_next_sync_time_never_panics(
+        fields in vec(cron_field(), 5),
+        last in prop_oneof!["\\PC{0,24}", "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z"],
+        failures in any::<i64>(),
+        ended in proptest::option::of("20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z"),
+    ) {
+        use flotilla::api::replication_policy::{ReplicationPolicySpec, ReplicationPolicyStatus, SyncRecord};
+        use flotilla::replication::trigger::{next_scheduled, retry_at};
+        let mut spec: ReplicationPolicySpec = serde_json::from_value(json!({
+            "source": {"url": "https://s"},
+            "destinations": [{"name": "a", "url": "https://a"}],
+        })).expect("spec");
+        spec.trigger.schedule = Some(fields.join(" "));
+        let status = ReplicationPolicyStatus {
+            last_full_sync_time: Some(last),
+            consecutive_failures: failures,
+            last_sync: Some(SyncRecord { completion_time: ended, ..Default::default() }),
+            ..Default::default()
+        };
+        let _ = next_scheduled(&spec, &status);
+        let _ = retry_at(&status);
+    }
+}
