@@ -52,6 +52,11 @@ impl ProgressMode {
 Endpoints must use `url` (a `registryRef` only exists inside a cluster); `http://` URLs need \
 `insecure: true`.
 
+The file is checked as `kubectl apply --validate=strict` and the operator would check it: an unknown \
+field (a typo such as `bandwith`) is refused with its path and the nearest known field, and an \
+invalid rule (glob, regex, semver range, schedule, quantity) is refused naming its field, \
+before any registry is contacted.
+
 Credentials: a `credentialsSecretRef` (and a `caSecretRef`) is resolved from a `kind: Secret` \
 document in the same multi-document YAML file (`data` base64 or `stringData`; keys \
 `.dockerconfigjson`, or `username` and `password`); when no such Secret is in the file, the \
