@@ -128,19 +128,16 @@ fn at(field: FieldPath, problem: SpecProblem) -> SpecError {
 }
 
 /// A number of `field` that must be at least `min`.
-fn at_least<T: TryFrom<i32>>(field: FieldPath, value: i32, min: i32) -> Result<T, SpecError> {
+fn at_least<T: TryFrom<i64>>(
+    field: FieldPath,
+    value: impl Into<i64>,
+    min: i64,
+) -> Result<T, SpecError> {
+    let value = value.into();
     T::try_from(value)
         .ok()
         .filter(|_| value >= min)
-        .ok_or_else(|| {
-            at(
-                field,
-                SpecProblem::TooSmall {
-                    value: value.into(),
-                    min: min.into(),
-                },
-            )
-        })
+        .ok_or_else(|| at(field, SpecProblem::TooSmall { value, min }))
 }
 
 /// Converts a spec.
@@ -184,9 +181,24 @@ pub fn to_sync_config(
         1,
     )?;
     let backoff_ms: u64 = at_least(
-        retry.field("initialBackoffMillis"),
+        retry.clone().field("initialBackoffMillis"),
         spec.retry.initial_backoff_millis,
         0,
+    )?;
+    let request_timeout: u64 = at_least(
+        retry.field("requestTimeoutSeconds"),
+        spec.retry.request_timeout_seconds,
+        1,
+    )?;
+    let max_deletions = at_least(
+        FieldPath::spec().field("maxDeletions"),
+        spec.max_deletions,
+        0,
+    )?;
+    let deadline: u64 = at_least(
+        FieldPath::spec().field("activeDeadlineSeconds"),
+        spec.active_deadline_seconds,
+        1,
     )?;
     Ok(SyncConfig {
         source,
@@ -205,6 +217,8 @@ pub fn to_sync_config(
             })
             .unwrap_or_default(),
         deletion: spec.deletion,
+        max_deletions,
+        deadline: Duration::from_secs(deadline),
         overwrite: spec.overwrite,
         concurrency,
         bandwidth_limit: spec
@@ -222,6 +236,7 @@ pub fn to_sync_config(
         retry: RetryConfig {
             max_attempts,
             initial_backoff: Duration::from_millis(backoff_ms),
+            request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
     })
@@ -477,6 +492,21 @@ bandwidthLimit: 10Mi
         );
         let e = error(&format!("{src}{ONE_DEST}concurrency: 0"), SecretData::new());
         assert_eq!(e, "spec.concurrency: 0 is below the minimum of 1");
+        let e = error(
+            &format!("{src}{ONE_DEST}maxDeletions: -1"),
+            SecretData::new(),
+        );
+        assert_eq!(e, "spec.maxDeletions: -1 is below the minimum of 0");
+        let e = error(
+            &format!("{src}{ONE_DEST}activeDeadlineSeconds: 0"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.activeDeadlineSeconds: "), "{e}");
+        let e = error(
+            &format!("{src}{ONE_DEST}retry: {{requestTimeoutSeconds: 0}}"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.retry.requestTimeoutSeconds: "), "{e}");
         let e = error(
             &format!("{src}{ONE_DEST}retry: {{maxAttempts: 0}}"),
             SecretData::new(),

@@ -107,6 +107,19 @@ pub struct ReplicationPolicySpec {
     #[serde(default)]
     pub deletion: bool,
 
+    /// The most tags one sync deletes (with `deletion: true`). A sync that would delete more
+    /// deletes none of them, marks the policy `Degraded` and records an Event: a broken or
+    /// emptied source cannot wipe the destinations. Raise it for a planned large clean-up.
+    #[serde(default = "default_max_deletions")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub max_deletions: i32,
+
+    /// The longest one sync may run, in seconds; then it is stopped and reported as failed,
+    /// so that no registry can hold a sync slot for ever. Default 21600 (6 h).
+    #[serde(default = "default_active_deadline")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub active_deadline_seconds: i64,
+
     /// Move a destination tag that points at another digest. With `false` such a tag is left
     /// alone and reported as a conflict.
     #[serde(default = "default_true")]
@@ -141,9 +154,9 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_ref: Option<RegistryReference>,
     /// Base URL of a registry, e.g. `https://registry.east.example.com`. `http://` requires
-    /// `insecure: true`.
+    /// `insecure: true`. No `user:password@`: credentials belong in `credentialsSecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s/]+(/[^\s]*)?$"), length(max = 2048))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"), length(max = 2048))]
     pub url: Option<String>,
     /// Credentials: a `kubernetes.io/dockerconfigjson` Secret (key `.dockerconfigjson`) or a
     /// `kubernetes.io/basic-auth` Secret (keys `username`, `password`).
@@ -272,6 +285,12 @@ pub struct RetryPolicy {
     #[serde(default = "default_backoff_ms")]
     #[schemars(range(min = 10, max = 60000))]
     pub initial_backoff_millis: i32,
+    /// Total seconds one attempt of a request may take, blob transfers aside (they may
+    /// stream for long; a transfer that stops sending for 120 s fails). A registry that drips
+    /// its answers is cut off then.
+    #[serde(default = "default_request_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_timeout_seconds: i32,
 }
 
 impl Default for Trigger {
@@ -288,6 +307,7 @@ impl Default for RetryPolicy {
         Self {
             max_attempts: default_attempts(),
             initial_backoff_millis: default_backoff_ms(),
+            request_timeout_seconds: default_request_timeout(),
         }
     }
 }
@@ -411,4 +431,13 @@ fn default_attempts() -> i32 {
 }
 fn default_backoff_ms() -> i32 {
     200
+}
+fn default_request_timeout() -> i32 {
+    60
+}
+fn default_max_deletions() -> i32 {
+    50
+}
+fn default_active_deadline() -> i64 {
+    21600
 }

@@ -60,8 +60,21 @@ struct RawEntry {
 impl DockerConfig {
     /// Parses a docker config JSON document.
     pub fn parse(json: &[u8]) -> Result<Self, AuthError> {
-        let raw: RawConfig =
-            serde_json::from_slice(json).map_err(|e| AuthError::DockerConfig(e.to_string()))?;
+        // serde's own message quotes the value it met, which may be a password: only the
+        // position and the kind of the problem are reported.
+        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| {
+            let kind = match e.classify() {
+                serde_json::error::Category::Syntax => "a syntax error",
+                serde_json::error::Category::Eof => "an unexpected end",
+                serde_json::error::Category::Data => "a value of the wrong type",
+                serde_json::error::Category::Io => "a read error",
+            };
+            AuthError::DockerConfig(format!(
+                "{kind} at line {}, column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let mut by_host = BTreeMap::new();
         for (key, entry) in raw.auths {
             let creds = match (entry.auth, entry.username, entry.password) {
@@ -301,6 +314,15 @@ mod tests {
         );
         assert!(cfg.lookup("nope").is_none());
         assert!(DockerConfig::parse(b"[1]").is_err());
+        let leaked = DockerConfig::parse(br#"{"auths":"s3cr3t-value"}"#)
+            .expect_err("auths that is a string")
+            .to_string();
+        assert!(!leaked.contains("s3cr3t"), "{leaked}");
+        assert!(leaked.contains("line 1"), "{leaked}");
+        let leaked = DockerConfig::parse(br#"{"auths":{"h":{"auth":"s3cr3t-value"#)
+            .expect_err("cut short")
+            .to_string();
+        assert!(!leaked.contains("s3cr3t"), "{leaked}");
         assert!(DockerConfig::parse(br#"{"auths":{"h":{"auth":"!!"}}}"#).is_err());
     }
 

@@ -5,6 +5,13 @@ use std::time::Duration;
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The longest `Retry-After` honoured: a server that asks for more gets no retry (the request
+/// fails at once, with a message saying so) rather than a sync that waits for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Default total time of one request other than a blob transfer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often and how patiently failed requests are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RetryConfig {
@@ -12,6 +19,9 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// Wait after the first failure; doubled after each further failure.
     pub initial_backoff: Duration,
+    /// Total time of one attempt of a request other than a blob transfer (headers and body):
+    /// a server that drips its answer is cut off then.
+    pub request_timeout: Duration,
 }
 
 impl Default for RetryConfig {
@@ -19,6 +29,7 @@ impl Default for RetryConfig {
         Self {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(200),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -37,7 +48,7 @@ impl RetryConfig {
         let jitter = jitter.clamp(0.0, 1.0);
         let computed = base / 2 + base.mul_f64(jitter / 2.0);
         match retry_after {
-            Some(server) if server > computed => server,
+            Some(server) if server > computed => server.min(MAX_RETRY_AFTER),
             _ => computed,
         }
     }
@@ -61,6 +72,7 @@ mod tests {
         RetryConfig {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(100),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 

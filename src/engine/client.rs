@@ -17,6 +17,7 @@ use super::backoff::{self, RetryConfig};
 use super::digest::Digest;
 use super::link;
 use super::manifest;
+use super::names;
 
 /// How to reach one registry.
 #[derive(Clone, Debug, Default)]
@@ -120,6 +121,40 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// A response body larger than Flotilla reads of that kind.
+    #[error("{what} on {registry} is larger than the {limit} bytes Flotilla reads; not read")]
+    TooLarge {
+        /// Registry.
+        registry: String,
+        /// What was read.
+        what: String,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The server asked to wait longer before a retry than Flotilla waits.
+    #[error(
+        "{registry} answered {status} to {what} and asked to retry after {asked_secs} s, longer than the {limit_secs} s Flotilla waits; gave up"
+    )]
+    RetryAfterTooLong {
+        /// Registry.
+        registry: String,
+        /// The request.
+        what: String,
+        /// The status.
+        status: u16,
+        /// `Retry-After`, seconds.
+        asked_secs: u64,
+        /// The cap, seconds.
+        limit_secs: u64,
+    },
+    /// A name from a listing, a manifest or a policy is outside the Distribution grammar.
+    #[error("{registry}: {source}")]
+    InvalidName {
+        /// Registry.
+        registry: String,
+        /// The grammar error.
+        source: names::NameError,
+    },
     /// An unparseable response.
     #[error("unexpected response from {registry}: {reason}")]
     Protocol {
@@ -196,6 +231,8 @@ pub struct RegistryClient {
     basic: Mutex<bool>,
     /// Bounds the requests (other than blob uploads) awaiting their response headers.
     in_flight: tokio::sync::Semaphore,
+    /// Plain HTTP allowed (also for a token realm).
+    insecure: bool,
 }
 
 fn pull(repo: &str) -> Vec<String> {
@@ -211,6 +248,20 @@ fn push(repo: &str) -> Vec<String> {
 /// 32 tags to 3 destinations); a bound lets them reuse a few kept-alive connections, which
 /// costs a Distribution registry about 40% less CPU per request. Crane's default is 4 jobs.
 const REQUESTS_IN_FLIGHT: usize = 8;
+
+/// The most Flotilla reads of one manifest or index: Distribution's own limit.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// The most read of one page of `_catalog` or `tags/list` (1000 names of 255 characters
+/// fit four times over).
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+/// The most read of a token endpoint's answer.
+pub const MAX_TOKEN_BYTES: usize = 64 << 10;
+/// The most read of an error body (only its start is quoted).
+const MAX_ERROR_BYTES: usize = 4 << 10;
+/// The most names one listing (the catalog, or the tags of one repository) may hold.
+pub const MAX_LISTING: usize = 100_000;
+/// The most pages one listing may take.
+pub const MAX_PAGES: usize = 2_000;
 
 /// Installs the rustls crypto provider once per process.
 fn ensure_crypto_provider() {
@@ -294,6 +345,7 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
             in_flight: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
+            insecure: cfg.insecure,
         })
     }
 
@@ -310,7 +362,6 @@ impl RegistryClient {
     }
 
     fn connect_err(&self, e: &reqwest::Error) -> ClientError {
-        let mut reason = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             if let Some(cert) = s
@@ -323,12 +374,11 @@ impl RegistryClient {
                     reason: cert,
                 };
             }
-            reason = format!("{reason}: {s}");
             src = s.source();
         }
         ClientError::Connect {
             registry: self.name.clone(),
-            reason,
+            reason: without_secrets(e),
         }
     }
 
@@ -408,6 +458,15 @@ impl RegistryClient {
             reason,
         };
         let mut url = Url::parse(realm).map_err(|e| token_err(e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.insecure => {}
+            _ => {
+                return Err(token_err(
+                    "the registry names a token realm that is not https; credentials are sent only over https (set insecure: true on the endpoint to allow plain http)".into(),
+                ));
+            }
+        }
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -421,7 +480,11 @@ impl RegistryClient {
         if let Some(c) = &self.credentials {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
-        let resp = req.send().await.map_err(|e| self.connect_err(&e))?;
+        let resp = req
+            .timeout(self.retry.request_timeout)
+            .send()
+            .await
+            .map_err(|e| self.connect_err(&e))?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(ClientError::Unauthorized {
                 registry: self.name.clone(),
@@ -438,7 +501,17 @@ impl RegistryClient {
             #[serde(default)]
             access_token: Option<String>,
         }
-        let tok: Tok = resp.json().await.map_err(|e| token_err(e.to_string()))?;
+        let body = self
+            .read_limited(resp, MAX_TOKEN_BYTES, "the token response")
+            .await?;
+        // serde's messages quote the values they saw: never a token in an error.
+        let tok: Tok = serde_json::from_slice(&body).map_err(|e| {
+            token_err(format!(
+                "the answer is not a JSON object with a token (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
         tok.token
             .or(tok.access_token)
             .filter(|t| !t.is_empty())
@@ -451,18 +524,44 @@ impl RegistryClient {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
+        self.send_with(scopes, Some(self.retry.request_timeout), build)
+            .await
+    }
+
+    /// [`Self::send`] with a total deadline per attempt (`None`: the response streams for as
+    /// long as it takes, as a blob does; reads still time out when nothing arrives).
+    /// Credentials go only to this registry's own origin.
+    async fn send_with<F>(
+        &self,
+        scopes: &[String],
+        timeout: Option<Duration>,
+        build: F,
+    ) -> Result<Response, ClientError>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
         let key = scopes.join(" ");
         let mut attempt = 0u32;
         let mut authenticated = false;
         loop {
             attempt += 1;
-            let mut req = build(&self.http);
-            if let Some(h) = self.auth_header(&key) {
-                req = req.header(header::AUTHORIZATION, h);
+            let mut builder = build(&self.http);
+            if let Some(t) = timeout {
+                builder = builder.timeout(t);
+            }
+            let mut req = builder.build().map_err(|e| ClientError::Url {
+                url: self.base.to_string(),
+                reason: without_secrets(&e),
+            })?;
+            if same_origin(req.url(), &self.base)
+                && let Some(h) = self.auth_header(&key)
+                && let Ok(v) = header::HeaderValue::from_str(&h)
+            {
+                req.headers_mut().insert(header::AUTHORIZATION, v);
             }
             let sent = {
                 let _permit = self.in_flight.acquire().await;
-                req.send().await
+                self.http.execute(req).await
             };
             let err = match sent {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
@@ -489,6 +588,18 @@ impl RegistryClient {
             if attempt >= self.retry.max_attempts.max(1) || !err.is_retryable() {
                 return Err(err);
             }
+            if let (Some(asked), ClientError::Status { status, path, .. }) =
+                (err.retry_after(), &err)
+                && asked > backoff::MAX_RETRY_AFTER
+            {
+                return Err(ClientError::RetryAfterTooLong {
+                    registry: self.name.clone(),
+                    what: path.clone(),
+                    status: *status,
+                    asked_secs: asked.as_secs(),
+                    limit_secs: backoff::MAX_RETRY_AFTER.as_secs(),
+                });
+            }
             let wait = self
                 .retry
                 .delay(attempt, backoff::jitter(), err.retry_after());
@@ -505,7 +616,11 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .and_then(backoff::parse_retry_after);
         let path = resp.url().path().to_string();
-        let body = resp.text().await.unwrap_or_default();
+        let body = self
+            .read_limited(resp, MAX_ERROR_BYTES, "an error body")
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         ClientError::Status {
             registry: self.name.clone(),
             method: what.to_string(),
@@ -552,34 +667,89 @@ impl RegistryClient {
             .map(drop)
     }
 
+    /// Reads a response body of at most `limit` bytes: a longer one (by its `Content-Length`
+    /// or as it streams) is refused without reading the rest.
+    async fn read_limited(
+        &self,
+        mut resp: Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Bytes, ClientError> {
+        let too_large = || ClientError::TooLarge {
+            registry: self.name.clone(),
+            what: what.to_string(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Body {
+            registry: self.name.clone(),
+            reason: format!("{what}: {}", without_secrets(&e)),
+        })? {
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Every name of a paginated listing (`field` of each page), following `Link` headers of
+    /// this registry's own origin, each at most once, up to [`MAX_LISTING`] names in
+    /// [`MAX_PAGES`] pages. Only a listing that completed is returned: any failure is an
+    /// error, never a shorter list.
     async fn paged(
         &self,
         first: Url,
         scopes: &[String],
         field: &str,
+        what: &str,
     ) -> Result<Vec<String>, ClientError> {
+        let protocol = |reason: String| ClientError::Protocol {
+            registry: self.name.clone(),
+            reason: format!("{what}: {reason}"),
+        };
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
+            if !seen.insert(url.clone()) {
+                return Err(protocol(format!(
+                    "the pagination loops (Link {} was followed already); the listing is incomplete",
+                    url.path()
+                )));
+            }
+            if seen.len() > MAX_PAGES {
+                return Err(protocol(format!(
+                    "more than {MAX_PAGES} pages; the listing is incomplete"
+                )));
+            }
             let resp = self.send(scopes, |c| c.get(url.clone())).await?;
-            let resp = self.expect(resp, &[StatusCode::OK], url.path()).await?;
+            let resp = self.expect(resp, &[StatusCode::OK], what).await?;
             let link = resp
                 .headers()
                 .get(header::LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(link::next_link);
-            let body: serde_json::Value = resp.json().await.map_err(|e| ClientError::Protocol {
-                registry: self.name.clone(),
-                reason: format!("{}: {e}", url.path()),
-            })?;
-            if let Some(items) = body.get(field).and_then(|v| v.as_array()) {
-                out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
+            let body = self.read_limited(resp, MAX_PAGE_BYTES, what).await?;
+            out.extend(page_names(&body, field).map_err(protocol)?);
+            if out.len() > MAX_LISTING {
+                return Err(protocol(format!(
+                    "more than {MAX_LISTING} names; the listing is incomplete"
+                )));
             }
             if let Some(l) = link {
-                next = Some(url.join(&l).map_err(|e| ClientError::Protocol {
-                    registry: self.name.clone(),
-                    reason: format!("bad Link {l:?}: {e}"),
-                })?);
+                let target = url
+                    .join(&l)
+                    .map_err(|e| protocol(format!("bad Link {l:?}: {e}")))?;
+                if !same_origin(&target, &self.base) {
+                    return Err(protocol(
+                        "a Link header points at another host; the listing is incomplete".into(),
+                    ));
+                }
+                next = Some(target);
             }
         }
         Ok(out)
@@ -588,17 +758,45 @@ impl RegistryClient {
     /// Every repository (`_catalog`, pages of 1000).
     pub async fn catalog(&self) -> Result<Vec<String>, ClientError> {
         let url = self.url("v2/_catalog?n=1000")?;
-        self.paged(url, &["registry:catalog:*".to_string()], "repositories")
+        self.paged(
+            url,
+            &["registry:catalog:*".to_string()],
+            "repositories",
+            "the catalog",
+        )
+        .await
+    }
+
+    /// Every tag of a repository. Only a complete, successful listing is an `Ok`: a 404 is
+    /// an error here (use [`Self::tags_if_present`] where an absent repository means none).
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, ClientError> {
+        self.check_repo(repo)?;
+        let url = self.url(&format!("v2/{repo}/tags/list?n=1000"))?;
+        self.paged(url, &pull(repo), "tags", &format!("tags of {repo}"))
             .await
     }
 
-    /// Every tag of a repository; an unknown repository has none.
-    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, ClientError> {
-        let url = self.url(&format!("v2/{repo}/tags/list?n=1000"))?;
-        match self.paged(url, &pull(repo), "tags").await {
+    /// Every tag of a repository; an unknown repository (404) has none.
+    pub async fn tags_if_present(&self, repo: &str) -> Result<Vec<String>, ClientError> {
+        match self.tags(repo).await {
             Err(ClientError::NotFound { .. }) => Ok(Vec::new()),
             other => other,
         }
+    }
+
+    fn check_repo(&self, repo: &str) -> Result<(), ClientError> {
+        names::check_repository(repo).map_err(|source| ClientError::InvalidName {
+            registry: self.name.clone(),
+            source,
+        })
+    }
+
+    fn check_manifest_ref(&self, repo: &str, reference: &str) -> Result<(), ClientError> {
+        self.check_repo(repo)?;
+        names::check_reference(reference).map_err(|source| ClientError::InvalidName {
+            registry: self.name.clone(),
+            source,
+        })
     }
 
     /// `HEAD` a manifest by tag or digest; `None` when absent.
@@ -607,6 +805,7 @@ impl RegistryClient {
         repo: &str,
         reference: &str,
     ) -> Result<Option<ManifestHead>, ClientError> {
+        self.check_manifest_ref(repo, reference)?;
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let resp = self
             .send(&pull(repo), |c| {
@@ -643,6 +842,7 @@ impl RegistryClient {
         repo: &str,
         reference: &str,
     ) -> Result<(Bytes, String), ClientError> {
+        self.check_manifest_ref(repo, reference)?;
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let what = format!("manifest {repo}:{reference}");
         let resp = self
@@ -652,10 +852,7 @@ impl RegistryClient {
             .await?;
         let resp = self.expect(resp, &[StatusCode::OK], &what).await?;
         let mt = content_type(resp.headers());
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Body {
-            registry: self.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = self.read_limited(resp, MAX_MANIFEST_BYTES, &what).await?;
         Ok((bytes, mt))
     }
 
@@ -667,6 +864,7 @@ impl RegistryClient {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<(), ClientError> {
+        self.check_manifest_ref(repo, reference)?;
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let what = format!("push of manifest {repo}:{reference}");
         let resp = self
@@ -684,6 +882,7 @@ impl RegistryClient {
     /// `DELETE` a manifest by tag or digest. Returns `false` when the registry does not support
     /// deleting that way (400/405 UNSUPPORTED).
     pub async fn delete_manifest(&self, repo: &str, reference: &str) -> Result<bool, ClientError> {
+        self.check_manifest_ref(repo, reference)?;
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let resp = self
             .send(&[format!("repository:{repo}:delete")], |c| {
@@ -701,6 +900,7 @@ impl RegistryClient {
 
     /// Whether a blob exists in a repository.
     pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool, ClientError> {
+        self.check_repo(repo)?;
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let resp = self.send(&pull(repo), |c| c.head(url.clone())).await?;
         match resp.status() {
@@ -714,8 +914,11 @@ impl RegistryClient {
 
     /// A blob's bytes as a stream (the request itself is retried; a broken stream is not).
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, ClientError> {
+        self.check_repo(repo)?;
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
-        let resp = self.send(&pull(repo), |c| c.get(url.clone())).await?;
+        let resp = self
+            .send_with(&pull(repo), None, |c| c.get(url.clone()))
+            .await?;
         let resp = self
             .expect(resp, &[StatusCode::OK], &format!("blob {repo}@{digest}"))
             .await?;
@@ -724,7 +927,7 @@ impl RegistryClient {
             .bytes_stream()
             .map_err(move |e| ClientError::Body {
                 registry: name.clone(),
-                reason: e.to_string(),
+                reason: without_secrets(&e),
             })
             .boxed())
     }
@@ -746,6 +949,7 @@ impl RegistryClient {
 
     /// Opens an upload session.
     pub async fn start_upload(&self, repo: &str) -> Result<Url, ClientError> {
+        self.check_repo(repo)?;
         let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
         let resp = self.send(&push(repo), |c| c.post(url.clone())).await?;
         let resp = self
@@ -761,6 +965,8 @@ impl RegistryClient {
         digest: &Digest,
         from: &str,
     ) -> Result<Mount, ClientError> {
+        self.check_repo(repo)?;
+        self.check_repo(from)?;
         let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
         url.query_pairs_mut()
             .append_pair("mount", digest.as_str())
@@ -797,12 +1003,15 @@ impl RegistryClient {
     ) -> Result<(), ClientError> {
         let mut url = location;
         url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let url_for_auth = url.clone();
         let mut req = self
             .http
             .put(url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        if let Some(h) = self.auth_header(&push(repo).join(" ")) {
+        if same_origin(&url_for_auth, &self.base)
+            && let Some(h) = self.auth_header(&push(repo).join(" "))
+        {
             req = req.header(header::AUTHORIZATION, h);
         }
         let resp = req.send().await.map_err(|e| self.connect_err(&e))?;
@@ -844,6 +1053,7 @@ impl RegistryClient {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<Vec<Digest>>, ClientError> {
+        self.check_repo(repo)?;
         let url = self.url(&format!("v2/{repo}/referrers/{digest}"))?;
         let resp = self
             .send(&pull(repo), |c| {
@@ -855,10 +1065,13 @@ impl RegistryClient {
             return Ok(None);
         }
         let is_index = content_type(resp.headers()).starts_with(manifest::OCI_INDEX);
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Body {
-            registry: self.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = self
+            .read_limited(
+                resp,
+                MAX_MANIFEST_BYTES,
+                &format!("referrers of {repo}@{digest}"),
+            )
+            .await?;
         if !is_index {
             return Ok(None);
         }
@@ -871,9 +1084,151 @@ impl RegistryClient {
     }
 }
 
+/// The names of one listing page: `field` must be an array of strings, or `null` (none).
+fn page_names(body: &[u8], field: &str) -> Result<Vec<String>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the page is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    match v.get(field) {
+        Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{field:?} holds a value that is not a string"))
+            })
+            .collect(),
+        _ => Err(format!("the page has no {field:?} array")),
+    }
+}
+
+/// Whether `a` and `b` have the same scheme, host and port.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A URL as it may appear in a message: scheme, host, port and path; no user info, no query
+/// (presigned URLs carry credentials there), no fragment.
+pub fn redact_url(u: &Url) -> String {
+    let mut r = u.clone();
+    let _ = r.set_username("");
+    let _ = r.set_password(None);
+    r.set_query(None);
+    r.set_fragment(None);
+    r.to_string()
+}
+
+/// A reqwest error's message and causes, with its URL redacted.
+fn without_secrets(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(u) = e.url() {
+        msg = msg.replace(u.as_str(), &redact_url(u));
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
 fn content_type(h: &HeaderMap) -> String {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_must_hold_its_field() {
+        assert_eq!(
+            page_names(br#"{"tags":["a","b"]}"#, "tags"),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            page_names(br#"{"name":"x","tags":null}"#, "tags"),
+            Ok(vec![])
+        );
+        for bad in [
+            &br#"{"name":"x"}"#[..],
+            br#"{"tags":"a"}"#,
+            br#"{"tags":[1]}"#,
+            br#"{"tags":["a""#,
+            b"",
+        ] {
+            assert!(
+                page_names(bad, "tags").is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        assert!(same_origin(
+            &u("https://r.example/v2/a"),
+            &u("https://r.example:443/")
+        ));
+        assert!(!same_origin(
+            &u("https://r.example/"),
+            &u("http://r.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://127.0.0.1:1/"),
+            &u("http://127.0.0.1:2/")
+        ));
+        assert!(!same_origin(
+            &u("https://evil.example/"),
+            &u("https://r.example/")
+        ));
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_credentials() {
+        let u = Url::parse(
+            "https://user:pa55@s3.example/bucket/blob?X-Amz-Signature=abc&X-Amz-Credential=key#f",
+        )
+        .expect("url");
+        let r = redact_url(&u);
+        assert_eq!(r, "https://s3.example/bucket/blob");
+    }
+
+    #[tokio::test]
+    async fn names_outside_the_grammar_never_become_requests() {
+        let c = RegistryClient::new(
+            &EndpointConfig {
+                url: "http://127.0.0.1:9".into(),
+                insecure: true,
+                ..Default::default()
+            },
+            RetryConfig::default(),
+        )
+        .expect("client");
+        for (repo, reference) in [
+            ("../x", "v1"),
+            ("a", "../../x"),
+            ("a/../b", "v1"),
+            ("a", "v1?x"),
+        ] {
+            let e = c.head_manifest(repo, reference).await.expect_err("refused");
+            assert!(matches!(e, ClientError::InvalidName { .. }), "{e}");
+        }
+        assert!(matches!(
+            c.tags("a/../../b").await,
+            Err(ClientError::InvalidName { .. })
+        ));
+    }
 }

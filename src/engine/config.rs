@@ -26,6 +26,11 @@ pub enum ConfigError {
     NoDestinations,
 }
 
+/// Default of `max_deletions`.
+pub const DEFAULT_MAX_DELETIONS: usize = 50;
+/// Default of `deadline`: generous, a full sync of a large registry takes hours.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// A destination.
 #[derive(Clone, Debug, Default)]
 pub struct DestinationConfig {
@@ -71,6 +76,10 @@ pub struct SyncConfig {
     pub rewrite: Rewrite,
     /// Delete destination tags the source no longer has.
     pub deletion: bool,
+    /// The most tags one sync deletes: a sync that would delete more deletes none and says so.
+    pub max_deletions: usize,
+    /// The longest one run may take; then it is stopped.
+    pub deadline: std::time::Duration,
     /// Move destination tags that point elsewhere.
     pub overwrite: bool,
     /// Artifacts copied at once.
@@ -96,6 +105,8 @@ impl Default for SyncConfig {
             referrers: true,
             rewrite: Rewrite::default(),
             deletion: false,
+            max_deletions: DEFAULT_MAX_DELETIONS,
+            deadline: DEFAULT_DEADLINE,
             overwrite: true,
             concurrency: 4,
             bandwidth_limit: None,

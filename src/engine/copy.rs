@@ -26,6 +26,18 @@ pub enum CopyError {
         /// Cause.
         source: StoreError,
     },
+    /// A blob stream went on past the size its descriptor declared.
+    #[error(
+        "blob {digest} read from {from} is longer than the {size} bytes its descriptor declares; cut off, nothing was committed"
+    )]
+    Oversized {
+        /// Feeder.
+        from: String,
+        /// Blob.
+        digest: Digest,
+        /// Declared size.
+        size: u64,
+    },
     /// A blob upload failed.
     #[error("upload to {destination} failed: {source}")]
     Upload {

@@ -116,6 +116,15 @@ pub async fn fan_out(
                 pending.split().freeze()
             }
         };
+        if verifier.len() + chunk.len() as u64 > size {
+            // More than the descriptor declared: cut now, not at the end of an endless stream.
+            abort(&tasks);
+            return Err(CopyError::Oversized {
+                from: src.name(),
+                digest: digest.clone(),
+                size,
+            });
+        }
         if let Some(l) = limiter {
             l.take(chunk.len() as u64).await;
         }

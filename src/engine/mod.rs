@@ -23,6 +23,7 @@ pub mod layout;
 pub mod limit;
 pub mod link;
 pub mod manifest;
+pub mod names;
 pub mod plan;
 pub mod progress;
 pub mod report;

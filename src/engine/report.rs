@@ -73,6 +73,9 @@ pub struct Report {
     pub conflicts: u64,
     /// Tags deleted (deletion: true).
     pub deleted: u64,
+    /// Tags a deletion sync planned but withheld, all of them, because they were more than
+    /// `maxDeletions` (0: none withheld).
+    pub deletions_withheld: u64,
     /// Bytes read from the source (blobs and manifests).
     pub bytes_read_from_source: u64,
     /// Bytes read from destinations feeding others (hierarchical).

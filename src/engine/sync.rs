@@ -16,6 +16,8 @@ use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
 use super::limit::Limiter;
+use super::manifest;
+use super::names;
 use super::plan::{self, Action, Item};
 use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
 use super::store::Store;
@@ -29,6 +31,11 @@ pub enum SyncError {
     /// Invalid filter.
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// The run did not finish within its deadline (`activeDeadlineSeconds`).
+    #[error(
+        "the sync did not finish within its deadline of {0} s and was stopped (raise spec.activeDeadlineSeconds if the policy needs longer)"
+    )]
+    Deadline(u64),
     /// An endpoint is unusable (bad URL, unreachable, credentials rejected).
     #[error("{role}: {source}")]
     Endpoint {
@@ -91,8 +98,19 @@ pub async fn run(cfg: &SyncConfig) -> Result<Report, SyncError> {
     run_with_progress(cfg, &super::progress::Progress::default()).await
 }
 
-/// [`run`], keeping `progress` up to date (for a live display).
+/// [`run`], keeping `progress` up to date (for a live display). A run that takes longer than
+/// `cfg.deadline` is stopped (whatever it was waiting for) and reported as
+/// [`SyncError::Deadline`]: no registry can hold a sync slot for ever.
 pub async fn run_with_progress(
+    cfg: &SyncConfig,
+    progress: &super::progress::Progress,
+) -> Result<Report, SyncError> {
+    tokio::time::timeout(cfg.deadline, run_inner(cfg, progress))
+        .await
+        .unwrap_or(Err(SyncError::Deadline(cfg.deadline.as_secs())))
+}
+
+async fn run_inner(
     cfg: &SyncConfig,
     progress: &super::progress::Progress,
 ) -> Result<Report, SyncError> {
@@ -300,12 +318,15 @@ pub async fn run_with_progress(
         }
     }
 
-    // Delete.
+    // Delete: only in repositories whose source listing completed (`source_tags` holds no
+    // other), only what every listing planned, and nothing when that is more than the limit.
     if cfg.deletion {
         progress.phase(super::progress::Phase::Deleting);
+        let mut doomed = Vec::new();
         for (repo, all) in &source_tags {
-            run.delete_extra(repo, all, &mut report).await;
+            doomed.extend(run.plan_deletions(repo, all, &mut report).await);
         }
+        run.delete(doomed, &mut report).await;
     }
 
     for (i, d) in report.destinations.iter_mut().enumerate() {
@@ -336,7 +357,14 @@ impl Run<'_> {
         let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
         Ok(futures::stream::iter(in_scope)
             .map(|repo| async move {
-                let r = self.discover(&repo).await;
+                // A name outside the grammar never becomes a URL (the client refuses it too).
+                let r = match names::check_repository(&repo) {
+                    Ok(()) => self.discover(&repo).await,
+                    Err(source) => Err(ClientError::InvalidName {
+                        registry: self.source_client.name().to_string(),
+                        source,
+                    }),
+                };
                 (repo, r)
             })
             .buffer_unordered(concurrency)
@@ -347,7 +375,20 @@ impl Run<'_> {
     /// Items of one repository with what the destinations hold, and every tag the source has
     /// there.
     async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
-        let all = self.source_client.tags(repo).await?;
+        let listed = self.source_client.tags(repo).await?;
+        let (all, invalid): (Vec<String>, Vec<String>) =
+            listed.into_iter().partition(|t| names::is_tag(t));
+        if let Some(bad) = invalid.first() {
+            // Never a URL, never a deletion decision: the repository is refused whole, so
+            // that a broken listing cannot pass for a shorter one.
+            return Err(ClientError::InvalidName {
+                registry: self.source_client.name().to_string(),
+                source: names::NameError::Reference(format!(
+                    "{bad} (one of {} invalid tags of {repo})",
+                    invalid.len()
+                )),
+            });
+        }
         let selected: HashSet<String> = all
             .iter()
             .filter(|t| self.tags.matches(t))
@@ -595,49 +636,92 @@ impl Run<'_> {
             .collect()
     }
 
-    async fn delete_extra(&self, repo: &str, source_tags: &HashSet<String>, report: &mut Report) {
+    /// The tags in scope that each destination holds in `repo` and the source does not, from
+    /// complete listings of both (a destination's 404 means it holds none). A destination
+    /// whose listing failed gets no deletion, and the failure is reported.
+    async fn plan_deletions(
+        &self,
+        repo: &str,
+        source_tags: &HashSet<String>,
+        report: &mut Report,
+    ) -> Vec<Deletion> {
         let dest_repo = self.cfg.rewrite.apply(repo);
+        let mut out = Vec::new();
         for (i, (_, c)) in self.dests.iter().enumerate() {
-            let name = self.cfg.destinations[i].name.clone();
-            let dest_tags = match c.tags(&dest_repo).await {
-                Ok(t) => t,
-                Err(e) => {
-                    report.failures.push(Failure {
-                        artifact: dest_repo.clone(),
-                        destination: name,
-                        error: format!("listing tags for deletion failed: {e}"),
-                    });
-                    continue;
-                }
-            };
-            let doomed = plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t));
-            if self.cfg.dry_run {
-                for tag in doomed {
-                    report.deleted += 1;
-                    report.destinations[i].deleted += 1;
-                    report.planned.push(PlannedChange {
-                        artifact: format!("{dest_repo}:{tag}"),
-                        destination: name.clone(),
-                        change: "delete",
-                    });
-                }
-                continue;
-            }
-            for tag in doomed {
-                match delete_tag(c, &dest_repo, &tag, &dest_tags).await {
-                    Ok(()) => {
-                        report.deleted += 1;
-                        report.destinations[i].deleted += 1;
+            match c.tags_if_present(&dest_repo).await {
+                Ok(dest_tags) => {
+                    let dest_tags = Arc::new(dest_tags);
+                    for tag in plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t)) {
+                        out.push(Deletion {
+                            destination: i,
+                            repo: dest_repo.clone(),
+                            tag,
+                            all_tags: dest_tags.clone(),
+                        });
                     }
-                    Err(error) => report.failures.push(Failure {
-                        artifact: format!("{dest_repo}:{tag}"),
-                        destination: name.clone(),
-                        error,
-                    }),
                 }
+                Err(e) => report.failures.push(Failure {
+                    artifact: dest_repo.clone(),
+                    destination: self.cfg.destinations[i].name.clone(),
+                    error: format!("listing tags for deletion failed, nothing deleted: {e}"),
+                }),
+            }
+        }
+        out
+    }
+
+    /// Makes the planned deletions, or none when they are more than `max_deletions`.
+    async fn delete(&self, doomed: Vec<Deletion>, report: &mut Report) {
+        if doomed.len() > self.cfg.max_deletions {
+            report.deletions_withheld = doomed.len() as u64;
+            report.failures.push(Failure {
+                artifact: "deletion".into(),
+                destination: String::new(),
+                error: format!(
+                    "would delete {} tags, more than spec.maxDeletions ({}), so none is deleted; check the source (flotilla sync --dry-run lists them), then raise spec.maxDeletions if they are meant to go",
+                    doomed.len(),
+                    self.cfg.max_deletions
+                ),
+            });
+            if !self.cfg.dry_run {
+                return;
+            }
+        }
+        for d in doomed {
+            let name = self.cfg.destinations[d.destination].name.clone();
+            let result = if self.cfg.dry_run {
+                report.planned.push(PlannedChange {
+                    artifact: format!("{}:{}", d.repo, d.tag),
+                    destination: name.clone(),
+                    change: "delete",
+                });
+                Ok(())
+            } else {
+                let c = &self.dests[d.destination].1;
+                delete_tag(c, &d.repo, &d.tag, &d.all_tags).await
+            };
+            match result {
+                Ok(()) => {
+                    report.deleted += 1;
+                    report.destinations[d.destination].deleted += 1;
+                }
+                Err(error) => report.failures.push(Failure {
+                    artifact: format!("{}:{}", d.repo, d.tag),
+                    destination: name,
+                    error,
+                }),
             }
         }
     }
+}
+
+/// One tag a deletion sync removes at one destination.
+struct Deletion {
+    destination: usize,
+    repo: String,
+    tag: String,
+    /// Every tag of the repository there (shared by the repository's deletions).
+    all_tags: Arc<Vec<String>>,
 }
 
 /// Deletes a tag; where the registry only deletes by digest (Distribution 2.8), deletes the
@@ -656,13 +740,27 @@ async fn delete_tag(
         return Ok(());
     };
     for other in all_tags.iter().filter(|t| t.as_str() != tag) {
-        if let Some(h) = c.head_manifest(repo, other).await.map_err(err)?
-            && h.digest == head.digest
-        {
+        let Some(h) = c.head_manifest(repo, other).await.map_err(err)? else {
+            continue;
+        };
+        if h.digest == head.digest {
             return Err(format!(
                 "not deleted: this registry deletes by digest only and tag {other:?} shares digest {}",
                 head.digest
             ));
+        }
+        if manifest::is_index(&h.media_type) {
+            let (bytes, mt) = c.get_manifest(repo, h.digest.as_str()).await.map_err(err)?;
+            let children = match manifest::parse(&mt, &bytes) {
+                Ok(manifest::Parsed::Index { manifests }) => manifests,
+                _ => Vec::new(),
+            };
+            if children.iter().any(|m| m.digest == head.digest) {
+                return Err(format!(
+                    "not deleted: this registry deletes by digest only and the index that tag {other:?} points at holds {}",
+                    head.digest
+                ));
+            }
         }
     }
     if c.delete_manifest(repo, head.digest.as_str())

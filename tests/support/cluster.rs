@@ -251,6 +251,11 @@ impl Operator {
             .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
     }
 
+    /// Process id of the operator.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

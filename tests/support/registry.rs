@@ -318,9 +318,17 @@ impl Drop for Registry {
     }
 }
 
+/// A response a [`Proxy`] gives itself instead of forwarding the request (method, path
+/// with query); `None` forwards it.
+pub type Answer =
+    Arc<dyn Fn(&reqwest::Method, &str) -> Option<axum::response::Response> + Send + Sync>;
+
 /// Faults a [`Proxy`] injects.
 #[derive(Default)]
 pub struct Faults {
+    /// Answers some requests itself (a registry that misbehaves on purpose:
+    /// `support/hostile.rs`).
+    pub answer: Option<Answer>,
     /// Flip one byte in the middle of every GET of this blob digest.
     pub flip_blob: Option<String>,
     /// Answer every n-th request with 503 / 429 (alternating) instead of forwarding it.
@@ -346,6 +354,8 @@ pub struct ProxyStats {
     pub injected: AtomicU64,
     requests: AtomicU64,
     pub stopped: AtomicBool,
+    /// Method and path (with query) of every request, in order.
+    pub seen: std::sync::Mutex<Vec<String>>,
 }
 
 struct ProxyState {
@@ -411,6 +421,20 @@ async fn forward(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let n = st.stats.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let seen = format!(
+        "{} {}",
+        req.method(),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
+    );
+    if let Ok(mut s) = st.stats.seen.lock() {
+        s.push(seen);
+    }
+    if let Some(answer) = &st.faults.answer {
+        let path_q = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+        if let Some(resp) = answer(req.method(), path_q) {
+            return resp;
+        }
+    }
     if let Some(every) = st.faults.fail_every
         && n % every == 0
     {
@@ -586,6 +610,24 @@ impl Pusher {
             base: base.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
             blobs: Default::default(),
+        }
+    }
+
+    /// A pusher that sends `Authorization: Basic` with every request (htpasswd registries).
+    pub fn with_basic_auth(base: &str, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Basic {basic}").parse().expect("header"),
+        );
+        Pusher {
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
+            ..Self::new(base)
         }
     }
 
