@@ -573,3 +573,43 @@ proptest! {
         let _ = retry_at(&status);
     }
 }
+
+// ---- repository names, tags and references (src/engine/names.rs) ----
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn names_never_panic(s in "\\PC{0,80}") {
+        use flotilla::engine::names::{check_reference, check_repository, is_tag};
+        let _ = check_repository(&s);
+        let _ = check_reference(&s);
+        let _ = is_tag(&s);
+    }
+
+    /// The grammar's own strings are accepted; anything that could leave the repository's
+    /// URL path (`..`, `/` at either end, `?`, `#`, `%`, whitespace) is refused.
+    #[test]
+    fn the_grammar_is_accepted_and_path_escapes_are_not(
+        repo in "[a-z0-9]{1,6}([._-][a-z0-9]{1,4}){0,2}(/[a-z0-9]{1,6}([._-][a-z0-9]{1,3})?){0,3}",
+        tag in "[A-Za-z0-9_][A-Za-z0-9._-]{0,40}",
+        d in digest(),
+        escape in proptest::sample::select(&["..", "/", "?", "#", "%2e", " ", "\n", "\\"][..]),
+        at in any::<usize>(),
+    ) {
+        use flotilla::engine::names::{check_reference, check_repository, is_tag};
+        prop_assert!(check_repository(&repo).is_ok(), "{}", repo);
+        prop_assert!(is_tag(&tag) && check_reference(&tag).is_ok(), "{}", tag);
+        prop_assert!(check_reference(&d.to_string()).is_ok());
+        let cut = (at % (repo.len() + 1), at % (tag.len() + 1));
+        // Inside a component a `/` only splits it in two: put it at an end.
+        let repo_cut = if escape == "/" { if at % 2 == 0 { 0 } else { repo.len() } } else { cut.0 };
+        let bad_repo = format!("{}{escape}{}", &repo[..repo_cut], &repo[repo_cut..]);
+        prop_assert!(check_repository(&bad_repo).is_err(), "{:?}", bad_repo);
+        // `..` inside a tag is grammatical (`v1..2`) and harmless: a tag never starts with `.`.
+        if escape != "/" && escape != ".." {
+            let bad_tag = format!("{}{escape}{}", &tag[..cut.1], &tag[cut.1..]);
+            prop_assert!(check_reference(&bad_tag).is_err(), "{:?}", bad_tag);
+        }
+    }
+}
