@@ -23,12 +23,27 @@ use crate::field_path::FieldPath;
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// Credentials known besides Secrets.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Resolved {
     /// Secrets by name.
     pub secrets: SecretData,
     /// A docker config used for endpoints without `credentialsSecretRef`.
     pub docker_config: Option<DockerConfig>,
+}
+
+/// Names the Secrets and their keys, never a value.
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: BTreeMap<&String, Vec<&String>> = self
+            .secrets
+            .iter()
+            .map(|(name, data)| (name, data.keys().collect()))
+            .collect();
+        f.debug_struct("Resolved")
+            .field("secrets", &keys)
+            .field("docker_config", &self.docker_config)
+            .finish()
+    }
 }
 
 /// Why a spec cannot be run, and the field at fault: `spec.bandwidthLimit: "5Xi" is not …`.
@@ -361,6 +376,27 @@ fn credentials_from_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_resolved_credentials_names_keys_only() {
+        let mut secrets = SecretData::new();
+        secrets.insert(
+            "src".into(),
+            BTreeMap::from([("password".to_string(), b"hunter2-planted".to_vec())]),
+        );
+        let r = Resolved {
+            secrets,
+            docker_config: Some(
+                DockerConfig::parse(
+                    br#"{"auths":{"h":{"username":"u","password":"hunter3-planted"}}}"#,
+                )
+                .expect("config"),
+            ),
+        };
+        let text = format!("{r:?}");
+        assert!(!text.contains("planted"), "{text}");
+        assert!(text.contains("password"), "{text}");
+    }
 
     fn spec(yaml: &str) -> ReplicationPolicySpec {
         serde_yaml::from_str(yaml).expect("valid spec")
