@@ -2,23 +2,51 @@
 //!
 //! A registry POSTs an envelope `{"events":[...]}` (content type
 //! `application/vnd.docker.distribution.events.v1+json`) with the `Authorization: Bearer <token>`
-//! header Flotilla configured. The receiver checks the token in constant time (401 otherwise,
-//! nothing forwarded), parses the envelope (400 when malformed, nothing forwarded), reduces it to
-//! manifest pushes and deletes (blob events, pulls and mounts are dropped) and forwards those to
-//! the caller's channel, all of an envelope or none (503 when the channel is full or closed, so
-//! the registry retries the whole envelope; copies are idempotent, duplicates are harmless).
+//! header Flotilla configured. The receiver, in this order:
+//! - admits at most [`Limits::max_concurrent`] posts at once (503 beyond);
+//! - checks the token in constant time, from the headers alone: an unauthenticated body is
+//!   never read (401);
+//! - reads the body within [`Limits::read_timeout`] (408) and [`Limits::max_body_bytes`] (413);
+//! - parses the envelope (400 when it is not one, nothing forwarded), skipping (and counting in
+//!   the log) each event that is malformed or names a repository, tag or digest outside the
+//!   Distribution grammar, and reduces it to manifest pushes and deletes (blob events, pulls
+//!   and mounts are dropped);
+//! - forwards those to the caller's channel: an envelope that fits the channel all at once or
+//!   nothing, a larger one in channel-sized parts, waiting at most [`Limits::forward_timeout`]
+//!   for room (503 then, so the registry retries the envelope; copies are idempotent,
+//!   duplicates are harmless).
+//!
+//! What a token may trigger: a Registry's own token (identity `registry/NAMESPACE/NAME`) only
+//! policies whose source is that Registry by `registryRef`; the operator-wide token for
+//! external registries (identity `external`) only policies whose source is a `url` whose
+//! host and port the event names (`target.url` or `request.host`), never a `registryRef`
+//! source. The holder of the shared token can thus name any external source; what it gains is
+//! bounded, because an event is only a hint: the policy then copies what the *source* serves for
+//! that repository and tag, within the policy's own filters, with the policy's own credentials,
+//! exactly as its next scheduled sync would. An event carries no content, no credentials and no
+//! destination. See `replication::routing::from_source`.
 
-use std::sync::{Arc, RwLock};
+mod event;
+mod tokens;
+
+pub use event::{
+    ManifestAction, ManifestEvent, Parsed, WebhookError, is_manifest_media_type, parse_envelope,
+    valid_digest, valid_repository, valid_tag,
+};
+pub use tokens::{OwnerEvent, Revoker, Tokens};
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 
 /// Path the registries post to.
 pub const EVENTS_PATH: &str = "/v1/events";
@@ -27,212 +55,27 @@ pub const EVENTS_CONTENT_TYPE: &str = "application/vnd.docker.distribution.event
 /// Largest envelope accepted.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Errors parsing an envelope.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    /// The body is not a notification envelope.
-    #[error("malformed notification envelope: {0}")]
-    Malformed(#[from] serde_json::Error),
-}
-
-/// What happened to a manifest.
+/// Bounds of the receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManifestAction {
-    /// A manifest (or index) was pushed, with `tag` when pushed by tag.
-    Push,
-    /// A manifest was deleted by digest, or a tag was deleted (`tag` set).
-    Delete,
+pub struct Limits {
+    /// Largest body read (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time to receive the whole body (408 beyond): a slow drip ends.
+    pub read_timeout: Duration,
+    /// Time to wait for room in the event queue (503 beyond).
+    pub forward_timeout: Duration,
+    /// Posts handled at once (503 beyond).
+    pub max_concurrent: usize,
 }
 
-/// One manifest event, as forwarded to the replication layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestEvent {
-    /// Identity of the token that authenticated the post (which Registry sent it).
-    pub sender: String,
-    /// Push or delete.
-    pub action: ManifestAction,
-    /// Repository, e.g. `team/app`.
-    pub repository: String,
-    /// Tag, when the event concerns one.
-    pub tag: Option<String>,
-    /// Manifest digest, when known.
-    pub digest: Option<String>,
-    /// Manifest media type (pushes only; Distribution 2.8 sends none for deletes).
-    pub media_type: Option<String>,
-    /// URL of the manifest as the registry saw it.
-    pub url: Option<String>,
-    /// `request.host`: the host the client addressed.
-    pub request_host: Option<String>,
-    /// `source.addr`: the registry instance that emitted the event.
-    pub source_addr: Option<String>,
-    /// Event id (for logs and de-duplication).
-    pub id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    events: Vec<RawEvent>,
-}
-
-#[derive(Deserialize)]
-struct RawEvent {
-    #[serde(default)]
-    id: Option<String>,
-    action: String,
-    target: Target,
-    #[serde(default)]
-    request: Option<Request>,
-    #[serde(default)]
-    source: Option<Source>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Target {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    digest: Option<String>,
-    repository: String,
-    #[serde(default)]
-    url: Option<String>,
-    #[serde(default)]
-    tag: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Request {
-    #[serde(default)]
-    host: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Source {
-    #[serde(default)]
-    addr: Option<String>,
-}
-
-/// Whether a media type is a manifest or index (as opposed to a blob: layer, config, or the
-/// `application/octet-stream` Distribution 2.8 reports for every blob).
-pub fn is_manifest_media_type(media_type: &str) -> bool {
-    const MANIFESTS: [&str; 7] = [
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.artifact.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    ];
-    MANIFESTS.contains(&media_type)
-}
-
-/// Parses an envelope and keeps its manifest pushes and deletes. Blob pushes, pulls and mounts
-/// are dropped. Deletes are kept whatever their target (Distribution 2.8 does not tell a
-/// manifest delete from a blob delete; a blob digest deleted at a destination is a no-op).
-pub fn parse_envelope(body: &[u8], sender: &str) -> Result<Vec<ManifestEvent>, WebhookError> {
-    let envelope: Envelope = serde_json::from_slice(body)?;
-    Ok(envelope
-        .events
-        .into_iter()
-        .filter_map(|e| {
-            let action = match e.action.as_str() {
-                "push"
-                    if e.target
-                        .media_type
-                        .as_deref()
-                        .is_some_and(is_manifest_media_type) =>
-                {
-                    ManifestAction::Push
-                }
-                "delete" => ManifestAction::Delete,
-                _ => return None,
-            };
-            Some(ManifestEvent {
-                sender: sender.to_string(),
-                action,
-                repository: e.target.repository,
-                tag: e.target.tag.filter(|t| !t.is_empty()),
-                digest: e.target.digest.filter(|d| !d.is_empty()),
-                media_type: e.target.media_type,
-                url: e.target.url,
-                request_host: e.request.and_then(|r| r.host),
-                source_addr: e.source.and_then(|s| s.addr),
-                id: e.id,
-            })
-        })
-        .collect())
-}
-
-/// The valid bearer tokens, each with the identity of its holder (e.g. `namespace/registry`).
-/// Cheap to clone; the reconciler adds and removes tokens while the receiver runs. Only
-/// SHA-256 hashes of the tokens are kept.
-#[derive(Clone, Default)]
-pub struct Tokens {
-    inner: Arc<RwLock<Vec<TokenEntry>>>,
-}
-
-/// An identity and the SHA-256 of its token.
-type TokenEntry = (String, [u8; 32]);
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("count", &self.len())
-            .finish()
-    }
-}
-
-fn hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// Compares two digests in time independent of where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-impl Tokens {
-    /// Sets the token of `identity` (replacing its previous one).
-    pub fn insert(&self, identity: &str, token: &str) {
-        let mut v = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        v.retain(|(id, _)| id != identity);
-        v.push((identity.to_string(), hash(token)));
-    }
-
-    /// Forgets the token of `identity`.
-    pub fn remove(&self, identity: &str) {
-        let mut v = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        v.retain(|(id, _)| id != identity);
-    }
-
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .map_or_else(|e| e.into_inner().len(), |v| v.len())
-    }
-
-    /// Whether no token is configured (then every post is rejected).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The identity holding `presented`, comparing against every token in constant time.
-    pub fn verify(&self, presented: &str) -> Option<String> {
-        let presented = hash(presented);
-        let v = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let mut found = None;
-        for (identity, expected) in v.iter() {
-            if constant_time_eq(expected, &presented) && found.is_none() {
-                found = Some(identity.clone());
-            }
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: MAX_BODY_BYTES,
+            read_timeout: Duration::from_secs(10),
+            forward_timeout: Duration::from_secs(5),
+            max_concurrent: 32,
         }
-        found
     }
 }
 
@@ -267,15 +110,32 @@ pub struct Receiver {
     pub events: mpsc::Sender<ManifestEvent>,
 }
 
-/// The receiver's router: `POST /v1/events`.
+/// The receiver's router: `POST /v1/events`, with the default [`Limits`].
 pub fn router(receiver: Receiver) -> Router {
-    Router::new()
-        .route(EVENTS_PATH, post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(receiver)
+    router_with(receiver, Limits::default())
 }
 
-fn reject(status: StatusCode, message: &'static str) -> Response {
+/// The receiver's router with the given limits.
+pub fn router_with(receiver: Receiver, limits: Limits) -> Router {
+    let served = Served {
+        in_flight: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+        receiver,
+        limits,
+    };
+    Router::new()
+        .route(EVENTS_PATH, post(receive))
+        .with_state(Arc::new(served))
+}
+
+/// The receiver with its limits and the posts being handled.
+struct Served {
+    receiver: Receiver,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+}
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
     if status == StatusCode::UNAUTHORIZED {
         return (
             status,
@@ -287,146 +147,160 @@ fn reject(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
 
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(sender) = bearer(&headers).and_then(|t| r.tokens.verify(t)) else {
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken,
+}
+
+/// Reads at most `max` bytes of `body` by `deadline`.
+async fn read_body(body: Body, max: usize, deadline: Instant) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| BodyError::TimedOut)?;
+        let Some(chunk) = next else {
+            return Ok(Bytes::from(buf));
+        };
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if buf.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+/// Forwards `events` to `tx`: all at once when they fit the channel, else in channel-sized
+/// parts, each waiting for room until `deadline`. Returns how many were forwarded when not all.
+async fn forward(
+    tx: &mpsc::Sender<ManifestEvent>,
+    events: Vec<ManifestEvent>,
+    deadline: Instant,
+) -> Result<(), usize> {
+    let part = tx.max_capacity().max(1);
+    let mut sent = 0;
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<ManifestEvent> = events.by_ref().take(part).collect();
+        let permits = match tokio::time::timeout_at(deadline, tx.reserve_many(chunk.len())).await {
+            Ok(Ok(permits)) => permits,
+            Ok(Err(_)) | Err(_) => return Err(sent),
+        };
+        sent += chunk.len();
+        for (permit, event) in permits.zip(chunk) {
+            permit.send(event);
+        }
+    }
+    Ok(())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn receive(State(served): State<Arc<Served>>, request: Request) -> Response {
+    let Ok(_permit) = served.in_flight.clone().try_acquire_owned() else {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many notification posts at once; retry\n",
+        );
+    };
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // Authenticate from the headers alone: an unauthenticated body is never read.
+    let Some(sender) = bearer(headers).and_then(|t| served.receiver.tokens.verify(t)) else {
         tracing::warn!("rejected notification post: missing or invalid bearer token");
         return reject(
             StatusCode::UNAUTHORIZED,
             "missing or invalid bearer token\n",
         );
     };
-    if !content_type_ok(&headers) {
+    if !content_type_ok(headers) {
         return reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected application/vnd.docker.distribution.events.v1+json\n",
         );
     }
-    let events = match parse_envelope(&body, &sender) {
-        Ok(events) => events,
+    let limits = served.limits;
+    let too_large = || {
+        reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "notification envelope larger than {} bytes\n",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    if declared_length(headers).is_some_and(|n| n > limits.max_body_bytes) {
+        return too_large();
+    }
+    let started = Instant::now();
+    let body = match read_body(body, limits.max_body_bytes, started + limits.read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::TimedOut) => {
+            tracing::warn!(%sender, "notification post timed out while reading its body");
+            return reject(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "notification body not received within {:?}\n",
+                    limits.read_timeout
+                ),
+            );
+        }
+        Err(BodyError::Broken) => {
+            return reject(StatusCode::BAD_REQUEST, "notification body broken off\n");
+        }
+    };
+    let parsed = match parse_envelope(&body, &sender) {
+        Ok(parsed) => parsed,
         Err(e) => {
             tracing::warn!(%sender, error = %e, "rejected notification post");
             return reject(StatusCode::BAD_REQUEST, "malformed notification envelope\n");
         }
     };
-    if events.is_empty() {
+    if parsed.malformed > 0 {
+        tracing::warn!(
+            %sender,
+            skipped = parsed.malformed,
+            "skipped malformed notification events (bad shape, or repository, tag or digest outside the Distribution grammar)"
+        );
+    }
+    let count = parsed.events.len();
+    if count == 0 {
         return StatusCode::OK.into_response();
     }
-    let permits = match r.events.try_reserve_many(events.len()) {
-        Ok(permits) => permits,
-        Err(_) => {
-            return reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "event queue full or closed; retry\n",
-            );
+    match forward(
+        &served.receiver.events,
+        parsed.events,
+        Instant::now() + limits.forward_timeout,
+    )
+    .await
+    {
+        Ok(()) => {
+            tracing::debug!(%sender, count, "accepted notification events");
+            StatusCode::OK.into_response()
         }
-    };
-    let count = events.len();
-    for (permit, event) in permits.zip(events) {
-        permit.send(event);
+        Err(sent) => reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("event queue full or closed: forwarded {sent} of {count} events; retry\n"),
+        ),
     }
-    tracing::debug!(%sender, count, "accepted notification events");
-    StatusCode::OK.into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-    /// An envelope shaped like what Distribution 2.8.2 posts for a pushed 2-platform index.
-    fn envelope() -> String {
-        let event = |action: &str, media: &str, digest: &str, tag: Option<&str>| {
-            let mut target = serde_json::json!({
-                "mediaType": media, "size": 10, "digest": digest, "length": 10,
-                "repository": "team/app",
-                "url": format!("http://r:5000/v2/team/app/manifests/{digest}"),
-            });
-            if let Some(tag) = tag {
-                target["tag"] = tag.into();
-            }
-            serde_json::json!({
-                "id": format!("id-{digest}"), "timestamp": "2026-11-22T00:00:00Z",
-                "action": action, "target": target,
-                "request": {"id": "r", "addr": "10.0.0.1:1234", "host": "reg.example:5000",
-                            "method": "PUT", "useragent": "skopeo"},
-                "actor": {}, "source": {"addr": "pod-1:5000", "instanceID": "i"}
-            })
-        };
-        serde_json::json!({"events": [
-            event("push", "application/octet-stream", "sha256:blob", None),
-            event("push", MANIFEST, "sha256:child1", None),
-            event("push", MANIFEST, "sha256:child2", None),
-            event("push", INDEX, "sha256:index", Some("v1")),
-            event("pull", INDEX, "sha256:index", Some("v1")),
-            event("mount", "application/octet-stream", "sha256:blob", None),
-            {"action": "delete", "target": {"repository": "team/app", "digest": "sha256:gone"}},
-            {"action": "delete", "target": {"repository": "team/app", "tag": "old"}},
-        ]})
-        .to_string()
-    }
-
-    #[test]
-    fn reduces_to_manifest_pushes_and_deletes() {
-        let events = parse_envelope(envelope().as_bytes(), "fleet/hq").expect("parses");
-        let summary: Vec<(ManifestAction, Option<&str>, Option<&str>)> = events
-            .iter()
-            .map(|e| (e.action, e.digest.as_deref(), e.tag.as_deref()))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (ManifestAction::Push, Some("sha256:child1"), None),
-                (ManifestAction::Push, Some("sha256:child2"), None),
-                (ManifestAction::Push, Some("sha256:index"), Some("v1")),
-                (ManifestAction::Delete, Some("sha256:gone"), None),
-                (ManifestAction::Delete, None, Some("old")),
-            ]
-        );
-        let index = &events[2];
-        assert_eq!(index.sender, "fleet/hq");
-        assert_eq!(index.repository, "team/app");
-        assert_eq!(index.media_type.as_deref(), Some(INDEX));
-        assert_eq!(index.request_host.as_deref(), Some("reg.example:5000"));
-        assert_eq!(index.source_addr.as_deref(), Some("pod-1:5000"));
-        assert_eq!(
-            index.url.as_deref(),
-            Some("http://r:5000/v2/team/app/manifests/sha256:index")
-        );
-    }
-
-    #[test]
-    fn malformed_envelopes_are_errors() {
-        for body in [
-            &b""[..],
-            b"{",
-            b"[]",
-            b"{\"events\": {}}",
-            b"{\"events\": [{\"action\": \"push\"}]}",
-        ] {
-            assert!(parse_envelope(body, "x").is_err(), "{body:?}");
-        }
-        assert_eq!(parse_envelope(b"{\"events\": []}", "x").expect("ok"), []);
-    }
-
-    #[test]
-    fn tokens_verify_identity() {
-        let tokens = Tokens::default();
-        assert_eq!(tokens.verify("a"), None);
-        tokens.insert("fleet/hq", "secret-a");
-        tokens.insert("fleet/east", "secret-b");
-        assert_eq!(tokens.verify("secret-a").as_deref(), Some("fleet/hq"));
-        assert_eq!(tokens.verify("secret-b").as_deref(), Some("fleet/east"));
-        assert_eq!(tokens.verify("secret-"), None);
-        assert_eq!(tokens.verify(""), None);
-        tokens.insert("fleet/hq", "rotated");
-        assert_eq!(tokens.verify("secret-a"), None);
-        assert_eq!(tokens.len(), 2);
-        tokens.remove("fleet/east");
-        assert_eq!(tokens.verify("secret-b"), None);
-        assert!(!format!("{tokens:?}").contains("rotated"));
-    }
+    use event::tests::envelope;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn bearer_header_parsing() {
@@ -442,15 +316,32 @@ mod tests {
 
     struct Running {
         url: String,
+        addr: std::net::SocketAddr,
         rx: mpsc::Receiver<ManifestEvent>,
+        tx: mpsc::Sender<ManifestEvent>,
         server: tokio::task::JoinHandle<()>,
     }
 
-    async fn serve(capacity: usize) -> Running {
+    fn quick() -> Limits {
+        Limits {
+            max_body_bytes: 4096,
+            read_timeout: Duration::from_millis(300),
+            forward_timeout: Duration::from_millis(300),
+            max_concurrent: 2,
+        }
+    }
+
+    async fn serve_with(capacity: usize, limits: Limits) -> Running {
         let tokens = Tokens::default();
         tokens.insert("fleet/hq", "good-token");
         let (tx, rx) = mpsc::channel(capacity);
-        let app = router(Receiver { tokens, events: tx });
+        let app = router_with(
+            Receiver {
+                tokens,
+                events: tx.clone(),
+            },
+            limits,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -460,9 +351,15 @@ mod tests {
         });
         Running {
             url: format!("http://{addr}{EVENTS_PATH}"),
+            addr,
             rx,
+            tx,
             server,
         }
+    }
+
+    async fn serve(capacity: usize) -> Running {
+        serve_with(capacity, Limits::default()).await
     }
 
     fn client() -> reqwest::Client {
@@ -481,6 +378,42 @@ mod tests {
         req.send().await.expect("post").status()
     }
 
+    fn drain(rx: &mut mpsc::Receiver<ManifestEvent>) -> Vec<ManifestEvent> {
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push(e);
+        }
+        got
+    }
+
+    /// Opens a connection and sends the head of a post declaring `length` body bytes, then
+    /// only `sent` of them; the connection is returned open.
+    async fn partial_post(
+        addr: std::net::SocketAddr,
+        token: &str,
+        length: usize,
+        sent: &[u8],
+    ) -> tokio::net::TcpStream {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST {EVENTS_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: {EVENTS_CONTENT_TYPE}\r\nContent-Length: {length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        s.write_all(sent).await.expect("write body");
+        s
+    }
+
+    /// The status code of the response on `s`, waiting at most `within`.
+    async fn status_within(s: &mut tokio::net::TcpStream, within: Duration) -> Option<u16> {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(within, s.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let head = std::str::from_utf8(&buf[..n]).ok()?;
+        head.split(' ').nth(1)?.parse().ok()
+    }
+
     #[tokio::test]
     async fn router_checks_token_and_body_then_forwards() {
         let mut r = serve(16).await;
@@ -492,10 +425,7 @@ mod tests {
         );
         assert!(r.rx.try_recv().is_err(), "rejected posts forward nothing");
         assert_eq!(post(&r.url, Some("good-token"), envelope()).await, 200);
-        let mut got = Vec::new();
-        while let Ok(e) = r.rx.try_recv() {
-            got.push(e);
-        }
+        let got = drain(&mut r.rx);
         assert_eq!(got.len(), 5);
         assert!(got.iter().all(|e| e.sender == "fleet/hq"));
         let wrong_type = client()
@@ -512,10 +442,138 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_queue_answers_503_and_forwards_nothing() {
-        let mut r = serve(2).await;
+    async fn a_bad_token_is_refused_before_the_body_is_read() {
+        let r = serve(16).await;
+        // A megabyte announced, ten bytes sent: the answer comes from the headers alone.
+        let mut s = partial_post(r.addr, "bad-token", MAX_BODY_BYTES, b"{\"events\":").await;
+        assert_eq!(
+            status_within(&mut s, Duration::from_secs(5)).await,
+            Some(401)
+        );
+        r.server.abort();
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused() {
+        let r = serve_with(16, quick()).await;
+        let big = format!("{{\"events\": [], \"pad\": \"{}\"}}", "x".repeat(5000));
+        let mut s = partial_post(r.addr, "good-token", big.len(), big.as_bytes()).await;
+        assert_eq!(
+            status_within(&mut s, Duration::from_secs(5)).await,
+            Some(413)
+        );
+        // Without a Content-Length (chunked), the limit holds while reading.
+        let chunks = futures::stream::iter(
+            big.into_bytes()
+                .chunks(1000)
+                .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                .collect::<Vec<_>>(),
+        );
+        let status = client()
+            .post(&r.url)
+            .bearer_auth("good-token")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status, 413);
+        r.server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_slow_drip_ends_with_408_and_frees_its_slot() {
+        let limits = Limits {
+            max_concurrent: 1,
+            ..quick()
+        };
+        let mut r = serve_with(16, limits).await;
+        let mut slow = partial_post(r.addr, "good-token", 100, b"{\"ev").await;
+        // While the slow post holds the only slot, others are turned away at once (before the
+        // slow one is admitted, an empty post is answered 400).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut other = partial_post(r.addr, "good-token", 0, b"").await;
+            let status = status_within(&mut other, Duration::from_secs(5)).await;
+            if status == Some(503) {
+                break;
+            }
+            assert_eq!(status, Some(400));
+            assert!(
+                Instant::now() < deadline,
+                "the slow post never held the slot"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            status_within(&mut slow, Duration::from_secs(5)).await,
+            Some(408)
+        );
+        assert_eq!(post(&r.url, Some("good-token"), envelope()).await, 200);
+        assert_eq!(drain(&mut r.rx).len(), 5);
+        r.server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_envelope_larger_than_the_queue_is_forwarded_in_parts() {
+        let mut r = serve_with(2, quick()).await;
+        let consumer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                match r.rx.recv().await {
+                    Some(e) => got.push(e),
+                    None => break,
+                }
+            }
+            got
+        });
+        assert_eq!(post(&r.url, Some("good-token"), envelope()).await, 200);
+        let got = tokio::time::timeout(Duration::from_secs(5), consumer)
+            .await
+            .expect("consumer done")
+            .expect("consumer");
+        let tags: Vec<_> = got.iter().filter_map(|e| e.tag.as_deref()).collect();
+        assert_eq!((got.len(), tags), (5, vec!["v1", "old"]));
+        r.server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_503_after_the_deadline_and_forwards_nothing() {
+        let mut r = serve_with(8, quick()).await;
+        let filler = parse_envelope(envelope().as_bytes(), "filler").expect("parses");
+        for e in filler.events.iter().take(4) {
+            r.tx.try_send(e.clone()).expect("room");
+        }
+        // 5 events, room for 4: all or nothing.
+        let started = Instant::now();
         assert_eq!(post(&r.url, Some("good-token"), envelope()).await, 503);
-        assert!(r.rx.try_recv().is_err());
+        assert!(started.elapsed() >= quick().forward_timeout);
+        let got = drain(&mut r.rx);
+        assert!(
+            got.iter().all(|e| e.sender == "filler"),
+            "nothing of the refused post"
+        );
+        assert_eq!(post(&r.url, Some("good-token"), envelope()).await, 200);
+        r.server.abort();
+    }
+
+    #[tokio::test]
+    async fn malformed_events_do_not_break_the_batch() {
+        let mut r = serve(16).await;
+        let body = serde_json::json!({"events": [
+            {"action": "push", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "repository": "../../v2/other", "tag": "v1", "digest": "sha256:ab"}},
+            {"action": "push", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "repository": "apps/web", "tag": "v1", "digest": "sha256:ab"}},
+            {"action": "push"},
+        ]});
+        assert_eq!(
+            post(&r.url, Some("good-token"), body.to_string()).await,
+            200
+        );
+        let got = drain(&mut r.rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].repository, "apps/web");
         r.server.abort();
     }
 }
