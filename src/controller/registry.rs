@@ -29,6 +29,7 @@ use crate::registry::names::{
 };
 use crate::registry::objects::{BuildContext, build};
 use crate::registry::operator_account;
+use crate::registry::ownership::{self, Claimant};
 use crate::registry::status::ObservedDeployment;
 use crate::registry::validate::{Issue, check_tls_secret, validate};
 
@@ -137,6 +138,28 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     }
     let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = obj
+        .uid()
+        .ok_or_else(|| Error::MissingMetadata(format!("Registry {name}"), "uid"))?;
+    let ours = Claimant::Registry {
+        name: &name,
+        uid: &uid,
+    };
+    if issues.is_empty() {
+        // Nothing of another owner is applied over, nor is a foreign Secret's data read.
+        issues.extend(ownership::check(
+            "Secret",
+            &names.generated_secret(),
+            generated_secret.as_ref().map(|s| &s.metadata),
+            ours,
+        ));
+        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+        issues.extend(foreign(&config_maps, "ConfigMap", &names.config_map(), ours).await?);
+        issues.extend(foreign(&services, "Service", &names.workload(), ours).await?);
+        issues.extend(foreign(&deployments, "Deployment", &names.workload(), ours).await?);
+    }
+    let identity = crate::replication::routing::registry_identity(&ns, &name);
 
     if issues.is_empty() {
         let receiver_url = ctx.receiver_url.clone();
@@ -160,44 +183,50 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
                 _ => None,
             },
         };
-        if let Some(token) = &generated.notification_token {
-            ctx.tokens.insert(
-                &crate::replication::routing::registry_identity(&ns, &name),
-                token,
-            );
-        }
         let children = build(obj, &BuildContext { receiver_url }, &generated)
             .map_err(|e| Error::Build(e.to_string()))?;
-        apply(&secrets, &children.generated_secret).await?;
-        apply(
-            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
-            &children.config_map,
-        )
-        .await?;
-        if let Some(claim) = &children.claim {
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        if children.pod_disruption_budget.is_some() {
+            issues.extend(foreign(&pdbs, "PodDisruptionBudget", &names.workload(), ours).await?);
+        }
+        if children.claim.is_some() {
+            let claimant = Claimant::FieldManager { name: &name };
+            issues
+                .extend(foreign(&claims, "PersistentVolumeClaim", &names.claim(), claimant).await?);
+        }
+        if issues.is_empty() {
+            // The receiver accepts exactly the token the fleet is configured with, if any.
+            match &generated.notification_token {
+                Some(token) => ctx.tokens.insert_owned(&identity, &uid, token),
+                None => ctx.tokens.remove(&identity),
+            }
+            apply(&secrets, &children.generated_secret).await?;
             apply(
-                &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns),
-                claim,
+                &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+                &children.config_map,
             )
             .await?;
-        }
-        apply(
-            &Api::<Service>::namespaced(ctx.client.clone(), &ns),
-            &children.service,
-        )
-        .await?;
-        apply(&deployments, &children.deployment).await?;
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-        match &children.pod_disruption_budget {
-            Some(pdb) => apply(&pdbs, pdb).await?,
-            None => {
-                if pdbs
-                    .get_opt(&names.workload())
-                    .await?
-                    .is_some_and(|p| owned_by(&p, obj))
-                {
-                    pdbs.delete(&names.workload(), &DeleteParams::default())
-                        .await?;
+            if let Some(claim) = &children.claim {
+                apply(&claims, claim).await?;
+            }
+            apply(
+                &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+                &children.service,
+            )
+            .await?;
+            apply(&deployments, &children.deployment).await?;
+            match &children.pod_disruption_budget {
+                Some(pdb) => apply(&pdbs, pdb).await?,
+                None => {
+                    if pdbs
+                        .get_metadata_opt(&names.workload())
+                        .await?
+                        .is_some_and(|p| owned_by(&p, obj))
+                    {
+                        pdbs.delete(&names.workload(), &DeleteParams::default())
+                            .await?;
+                    }
                 }
             }
         }
@@ -224,7 +253,38 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     {
         status::event(ctx, obj, s != "True", &reason, "Reconcile", message).await;
     }
-    Ok(Action::requeue(RESYNC_PERIOD))
+    // A foreign object is nobody's event of ours: look again soon for it to be gone.
+    let not_owned = issues
+        .iter()
+        .any(|i| i.reason == ownership::OBJECT_NOT_OWNED);
+    Ok(Action::requeue(if not_owned {
+        NOT_OWNED_RECHECK
+    } else {
+        RESYNC_PERIOD
+    }))
+}
+
+/// How soon a Registry blocked by a foreign object looks again (its removal sends no event:
+/// the controller watches only objects labelled as Flotilla's).
+const NOT_OWNED_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The problem with applying over `kind` `name` as it exists now, if any.
+async fn foreign<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    claimant: Claimant<'_>,
+) -> Result<Option<Issue>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let existing = api.get_metadata_opt(name).await?;
+    Ok(ownership::check(
+        kind,
+        name,
+        existing.as_ref().map(|m| &m.metadata),
+        claimant,
+    ))
 }
 
 fn owned_by<K: Resource>(child: &K, owner: &Registry) -> bool {
