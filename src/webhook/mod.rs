@@ -27,12 +27,14 @@
 //! destination. See `replication::routing::from_source`.
 
 mod event;
+mod listener;
 mod tokens;
 
 pub use event::{
     ManifestAction, ManifestEvent, Parsed, WebhookError, is_manifest_media_type, parse_envelope,
     valid_digest, valid_repository, valid_tag,
 };
+pub use listener::{BoundedIo, BoundedListener, ConnectionLimits};
 pub use tokens::{OwnerEvent, Revoker, Tokens};
 
 use std::sync::Arc;
@@ -125,6 +127,17 @@ pub fn router_with(receiver: Receiver, limits: Limits) -> Router {
     Router::new()
         .route(EVENTS_PATH, post(receive))
         .with_state(Arc::new(served))
+}
+
+/// Serves the receiver on `listener` with the default [`Limits`] and [`ConnectionLimits`]:
+/// what `flotilla run` should use instead of `axum::serve(listener, router(receiver))`, which
+/// bounds no connection (a client that never finishes its headers holds one for ever).
+pub async fn serve(listener: tokio::net::TcpListener, receiver: Receiver) -> std::io::Result<()> {
+    axum::serve(
+        BoundedListener::new(listener, ConnectionLimits::default()),
+        router(receiver),
+    )
+    .await
 }
 
 /// The receiver with its limits and the posts being handled.
