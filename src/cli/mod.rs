@@ -3,7 +3,9 @@
 
 pub mod copy;
 pub mod crd;
+pub mod kubectl_plugin;
 pub mod run;
+pub mod status;
 pub mod sync;
 
 use std::future::Future;
