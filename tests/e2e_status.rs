@@ -237,6 +237,15 @@ async fn status_draws_the_relay_tree_with_the_failing_city() {
         assert!(line.starts_with("  "), "{line:?}");
     }
 
+    // ---- -o wide: the same lines, city-2's error in full
+    let wide = stdout_ok(&status(&c, &["-o", "wide"]));
+    let city2 = wide
+        .lines()
+        .find(|l| l.contains("└─ city-2"))
+        .expect("city-2 line");
+    let full = city2_error.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(city2.ends_with(&format!("  {full}")), "{city2:?}");
+
     // ---- JSON: parses and says the same
     let json: serde_json::Value =
         serde_json::from_str(&stdout_ok(&status(&c, &["-o", "json"]))).expect("JSON output");

@@ -18,9 +18,11 @@ use crate::api::{Registry, ReplicationPolicy};
 /// Output format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Output {
-    /// Tables and trees for humans (colours on a terminal).
+    /// Tables and trees for humans (colours on a terminal), last errors cut to 80 characters.
     #[default]
     Text,
+    /// As `text`, with last errors in full.
+    Wide,
     /// One JSON document, stable for scripts (`formatVersion`), never coloured.
     Json,
 }
@@ -30,8 +32,8 @@ pub enum Output {
 #[command(after_help = "\
 Each Registry with its ready/desired pods and Ready condition; then each ReplicationPolicy with \
 its source and, under it, the destinations as the policy feeds them (a destination with `from` \
-under the one feeding it), each with in-sync, last sync and last error (cut to one line; \
-`-o json` has it in full).
+under the one feeding it), each with in-sync, last sync and last error (on one line, cut at 80 \
+characters; `-o wide` and `-o json` have it in full).
 
 Colours only when stdout is a terminal and NO_COLOR is not set. Kubeconfig is found the \
 standard way (KUBECONFIG, ~/.kube/config, in-cluster service account). As a kubectl plugin: \
@@ -185,7 +187,7 @@ pub async fn fetch(args: &StatusArgs) -> Result<Objects, StatusError> {
 /// Whether text output is coloured: only on a terminal, and never with `NO_COLOR` set to
 /// anything but the empty string (<https://no-color.org>).
 pub fn use_color(output: Output, stdout_is_terminal: bool, no_color: Option<OsString>) -> bool {
-    output == Output::Text && stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
+    output != Output::Json && stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The JSON document of a fleet, ending in a newline.
@@ -211,13 +213,16 @@ pub async fn run(args: StatusArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Output::Text => {
-            let color = use_color(
-                args.output,
-                std::io::stdout().is_terminal(),
-                std::env::var_os("NO_COLOR"),
-            );
-            let text = text::render(&fleet, text::Style { color });
+        Output::Text | Output::Wide => {
+            let style = text::Style {
+                color: use_color(
+                    args.output,
+                    std::io::stdout().is_terminal(),
+                    std::env::var_os("NO_COLOR"),
+                ),
+                wide: args.output == Output::Wide,
+            };
+            let text = text::render(&fleet, style);
             if text.is_empty() {
                 eprintln!(
                     "No Registries or ReplicationPolicies found {}.",
@@ -250,6 +255,7 @@ mod tests {
     #[test]
     fn colour_only_on_a_terminal_only_for_text_and_never_with_no_color() {
         assert!(use_color(Output::Text, true, None));
+        assert!(use_color(Output::Wide, true, None));
         assert!(!use_color(Output::Text, false, None), "not a terminal");
         assert!(!use_color(Output::Json, true, None), "json");
         assert!(!use_color(Output::Text, true, Some("1".into())), "NO_COLOR");

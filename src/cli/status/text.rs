@@ -5,7 +5,7 @@ use super::fleet::{
     ConditionStatus, DestinationNode, FeedProblem, Fleet, Phase, PolicyView, RegistryView,
 };
 
-/// Longest last error shown, in characters (the JSON output has it in full).
+/// Longest last error shown, in characters (`-o wide` and `-o json` have it in full).
 pub const ERROR_WIDTH: usize = 80;
 
 /// How to draw.
@@ -13,6 +13,8 @@ pub const ERROR_WIDTH: usize = 80;
 pub struct Style {
     /// Wrap states in ANSI colours.
     pub color: bool,
+    /// Last errors in full (still on one line) instead of cut at [`ERROR_WIDTH`].
+    pub wide: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +221,8 @@ fn policy(p: &PolicyView, style: Style) -> Vec<String> {
             .map(|h| cell(h, Paint::Bold))
             .collect(),
     ];
-    tree_rows(&p.destinations, "", &mut rows);
+    let error_width = if style.wide { usize::MAX } else { ERROR_WIDTH };
+    tree_rows(&p.destinations, "", error_width, &mut rows);
     let mut lines = vec![header];
     let mut table_lines = table(&rows, "  ", style).into_iter();
     lines.extend(table_lines.next());
@@ -228,7 +231,12 @@ fn policy(p: &PolicyView, style: Style) -> Vec<String> {
     lines
 }
 
-fn tree_rows(nodes: &[DestinationNode], prefix: &str, rows: &mut Vec<Vec<Cell>>) {
+fn tree_rows(
+    nodes: &[DestinationNode],
+    prefix: &str,
+    error_width: usize,
+    rows: &mut Vec<Vec<Cell>>,
+) {
     for (i, n) in nodes.iter().enumerate() {
         let last = i + 1 == nodes.len();
         let (branch, below) = if last {
@@ -263,9 +271,9 @@ fn tree_rows(nodes: &[DestinationNode], prefix: &str, rows: &mut Vec<Vec<Cell>>)
             plain(format!("{prefix}{branch}{}", n.name)),
             cell(mark, mark_paint),
             plain(when),
-            cell(one_line(&error, ERROR_WIDTH), Paint::Red),
+            cell(one_line(&error, error_width), Paint::Red),
         ]);
-        tree_rows(&n.children, &format!("{prefix}{below}"), rows);
+        tree_rows(&n.children, &format!("{prefix}{below}"), error_width, rows);
     }
 }
 
@@ -307,9 +315,15 @@ POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ag
     #[test]
     fn no_escape_codes_without_colour_and_colour_only_around_the_words() {
         let fleet = build(&[registry("default", "hq", 1, 1)], &[tiers()], now());
-        let plain = render(&fleet, Style { color: false });
+        let plain = render(&fleet, Style::default());
         assert!(!plain.contains('\x1b'), "{plain}");
-        let colored = render(&fleet, Style { color: true });
+        let colored = render(
+            &fleet,
+            Style {
+                color: true,
+                ..Style::default()
+            },
+        );
         assert!(colored.contains("\x1b[32myes\x1b[0m"));
         assert!(colored.contains("\x1b[31mno\x1b[0m"));
         assert!(colored.contains("\x1b[31mDegraded (DestinationFailed)\x1b[0m"));
@@ -333,7 +347,7 @@ POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ag
         if let Some(s) = p.status.as_mut() {
             s.destinations[4].last_error = Some(format!("first line\n{}", "x".repeat(200)));
         }
-        let text = render(&build(&[], &[p], now()), Style::default());
+        let text = render(&build(&[], &[p.clone()], now()), Style::default());
         let line = text
             .lines()
             .find(|l| l.contains("city-2"))
@@ -344,6 +358,18 @@ POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ag
         );
         let error = &line[line.find("first line").expect("error")..];
         assert_eq!(error.chars().count(), ERROR_WIDTH);
+        let wide = render(
+            &build(&[], &[p], now()),
+            Style {
+                wide: true,
+                ..Style::default()
+            },
+        );
+        let line = wide.lines().find(|l| l.contains("city-2")).expect("city-2");
+        assert!(
+            line.ends_with(&format!("first line {}", "x".repeat(200))),
+            "{line}"
+        );
     }
 
     #[test]
