@@ -3,8 +3,10 @@
 
 pub mod copy;
 pub mod crd;
+pub mod kubectl_plugin;
 pub mod policy_file;
 pub mod run;
+pub mod status;
 pub mod strict;
 pub mod sync;
 
