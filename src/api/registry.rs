@@ -92,7 +92,7 @@ pub struct RegistrySpec {
         skip_serializing_if = "Option::is_none",
         rename = "externalURL"
     )]
-    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"), length(max = 2048))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/.*)?$"), length(max = 2048))]
     pub external_url: Option<String>,
 
     /// Client authentication. Without it the registry accepts anonymous pushes and pulls.
@@ -167,9 +167,9 @@ pub struct S3Storage {
     #[schemars(length(min = 1, max = 64))]
     pub region: String,
     /// Endpoint of an S3-compatible server, e.g. `https://minio.storage.svc:9000`.
-    /// Empty means AWS S3.
+    /// Empty means AWS S3. No `user:password@`: the keys belong in `credentialsSecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub endpoint: Option<String>,
     /// Address the bucket as `endpoint/bucket` instead of `bucket.endpoint` (MinIO needs it).
     #[serde(default)]
@@ -282,9 +282,10 @@ pub struct TlsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
-    /// URL of the upstream registry, e.g. `https://registry-1.docker.io`.
+    /// URL of the upstream registry, e.g. `https://registry-1.docker.io`. No
+    /// `user:password@`: credentials belong in `credentialsSecretRef`.
     #[serde(rename = "remoteURL")]
-    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub remote_url: String,
     /// Credentials for the upstream (dockerconfigjson or basic-auth Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]

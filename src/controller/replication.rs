@@ -605,6 +605,15 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         note,
     )
     .await;
+    if let Ok(report) = &result
+        && report.deletions_withheld > 0
+    {
+        let msg = format!(
+            "deletion sync would delete {} tags, more than spec.maxDeletions ({}), so none was deleted; check the source, then raise spec.maxDeletions if they are meant to go",
+            report.deletions_withheld, obj.spec.max_deletions
+        );
+        status::event(ctx, obj, true, "DeletionsWithheld", "Sync", msg).await;
+    }
     for d in &st.destinations {
         for conflict in &d.conflicts {
             let msg = format!(
