@@ -127,14 +127,24 @@ proptest! {
     fn envelopes_keep_exactly_manifest_pushes_and_deletes(events in vec(raw_event(), 0..12)) {
         let body = serde_json::to_vec(&json!({ "events": events })).expect("json");
         let parsed = parse_envelope(&body, "ns/reg").expect("a well-formed envelope parses");
-        let wanted = events.iter().filter(|e| {
+        let manifest_events: Vec<&Value> = events.iter().filter(|e| {
             let action = e["action"].as_str().unwrap_or_default();
             action == "delete"
                 || (action == "push"
                     && is_manifest_media_type(e["target"]["mediaType"].as_str().unwrap_or_default()))
-        });
-        prop_assert_eq!(parsed.len(), wanted.clone().count());
-        for (p, e) in parsed.iter().zip(wanted) {
+        }).collect();
+        let well_formed = |e: &&&Value| {
+            let t = &e["target"];
+            let tag = t["tag"].as_str().unwrap_or_default();
+            let digest = t["digest"].as_str().unwrap_or_default();
+            flotilla::engine::names::check_repository(t["repository"].as_str().unwrap_or_default()).is_ok()
+                && (tag.is_empty() || flotilla::engine::names::is_tag(tag))
+                && (digest.is_empty() || flotilla::engine::names::is_digest(digest))
+        };
+        let wanted = manifest_events.iter().filter(well_formed);
+        prop_assert_eq!(parsed.events.len(), wanted.clone().count());
+        prop_assert_eq!(parsed.malformed, manifest_events.len() - parsed.events.len());
+        for (p, e) in parsed.events.iter().zip(wanted) {
             prop_assert_eq!(p.sender.as_str(), "ns/reg");
             prop_assert_eq!(p.repository.as_str(), e["target"]["repository"].as_str().unwrap_or_default());
             prop_assert_eq!(

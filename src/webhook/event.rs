@@ -4,9 +4,6 @@
 //! malformed event (wrong shape, or a repository, tag or digest outside the Distribution
 //! grammar) is skipped and counted, never a reason to refuse the others.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
 use serde::Deserialize;
 
 /// Errors parsing an envelope.
@@ -118,41 +115,20 @@ pub fn is_manifest_media_type(media_type: &str) -> bool {
     MANIFESTS.contains(&media_type)
 }
 
-/// The Distribution grammar of repository names, tags and digests.
-struct Grammar {
-    repository: Regex,
-    tag: Regex,
-    digest: Regex,
-}
-
-static GRAMMAR: LazyLock<Option<Grammar>> = LazyLock::new(|| {
-    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-    Some(Grammar {
-        repository: Regex::new(&format!(r"^{component}(?:/{component})*$")).ok()?,
-        tag: Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$").ok()?,
-        digest: Regex::new(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").ok()?,
-    })
-});
-
-/// Longest repository name Distribution accepts.
-const MAX_REPOSITORY_LEN: usize = 255;
-
-/// Whether `repository` is a repository name by the Distribution grammar.
+/// Whether `repository` is a repository name by the Distribution grammar (the engine's check,
+/// the one place that grammar lives).
 pub fn valid_repository(repository: &str) -> bool {
-    repository.len() <= MAX_REPOSITORY_LEN
-        && GRAMMAR
-            .as_ref()
-            .is_some_and(|g| g.repository.is_match(repository))
+    crate::engine::names::check_repository(repository).is_ok()
 }
 
 /// Whether `tag` is a tag by the Distribution grammar.
 pub fn valid_tag(tag: &str) -> bool {
-    GRAMMAR.as_ref().is_some_and(|g| g.tag.is_match(tag))
+    crate::engine::names::is_tag(tag)
 }
 
 /// Whether `digest` is a digest (`algorithm:encoded`, at most 1 KiB).
 pub fn valid_digest(digest: &str) -> bool {
-    digest.len() <= 1024 && GRAMMAR.as_ref().is_some_and(|g| g.digest.is_match(digest))
+    crate::engine::names::is_digest(digest)
 }
 
 /// One event of an envelope: `Ok(None)` when it is not a manifest push or delete, `Err(())`
