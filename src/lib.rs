@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod engine;
+pub mod field_path;
 pub mod issue;
 pub mod leader;
 pub mod metrics;

@@ -2,21 +2,28 @@
 //! they live) into the engine's [`SyncConfig`]. No I/O: the CLI feeds it Secrets found in the
 //! policy file and a docker config file, the controller feeds it Secrets read from the API.
 
+mod docker_config;
+mod quantity;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use docker_config::{DockerConfigError, parse as parse_docker_config};
+pub use quantity::{SUFFIXES, parse_quantity};
+
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
-use crate::engine::auth::{AuthError, Credentials, DockerConfig, normalize_host};
+use crate::engine::auth::{Credentials, DockerConfig, normalize_host};
 use crate::engine::backoff::RetryConfig;
 use crate::engine::client::EndpointConfig;
 use crate::engine::config::{DestinationConfig, SyncConfig, TagRules};
 use crate::engine::rewrite::Rewrite;
+use crate::field_path::FieldPath;
 
 /// The `data` of Secrets (decoded bytes), by Secret name.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// Credentials known besides Secrets.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Resolved {
     /// Secrets by name.
     pub secrets: SecretData,
@@ -24,61 +31,128 @@ pub struct Resolved {
     pub docker_config: Option<DockerConfig>,
 }
 
-/// Why a spec cannot be run.
+/// Names the Secrets and their keys, never a value.
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: BTreeMap<&String, Vec<&String>> = self
+            .secrets
+            .iter()
+            .map(|(name, data)| (name, data.keys().collect()))
+            .collect();
+        f.debug_struct("Resolved")
+            .field("secrets", &keys)
+            .field("docker_config", &self.docker_config)
+            .finish()
+    }
+}
+
+/// Why a spec cannot be run, and the field at fault: `spec.bandwidthLimit: "5Xi" is not …`.
 #[derive(Debug, thiserror::Error)]
-pub enum SpecError {
+#[error("{field}: {problem}")]
+pub struct SpecError {
+    /// Where, e.g. `spec.destinations[east].credentialsSecretRef`.
+    pub field: FieldPath,
+    /// What.
+    pub problem: SpecProblem,
+}
+
+/// What is wrong with a field.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecProblem {
     /// A registryRef endpoint outside a cluster.
     #[error(
-        "{role} uses registryRef {name:?}; outside a cluster set url (e.g. https://host:port) instead"
+        "registryRef {name:?} only exists inside a cluster; outside one set url (e.g. https://host:port) instead"
     )]
     RegistryRef {
-        /// `source` or `destination <name>`.
-        role: String,
         /// The Registry name.
         name: String,
     },
     /// Neither url nor registryRef.
-    #[error("{role} has neither url nor registryRef")]
-    NoUrl {
-        /// Role.
-        role: String,
-    },
+    #[error("neither url nor registryRef is set")]
+    NoUrl,
     /// A referenced Secret is not known.
     #[error(
-        "{role} refers to Secret {name:?}, which was not provided (and no docker config entry for its host stands in)"
+        "Secret {name:?} was not provided (and no docker config entry for the endpoint's host stands in)"
     )]
     MissingSecret {
-        /// Role.
-        role: String,
         /// Secret name.
         name: String,
     },
     /// A Secret lacks the expected keys.
-    #[error("Secret {name:?} ({role}) has no {wanted}")]
+    #[error("Secret {name:?} has no {wanted}")]
     SecretKeys {
-        /// Role.
-        role: String,
         /// Secret name.
         name: String,
         /// What was expected.
-        wanted: String,
+        wanted: Wanted,
     },
     /// A docker config in a Secret is invalid.
-    #[error("Secret {name:?} ({role}): {source}")]
+    #[error("Secret {name:?} key .dockerconfigjson: {source}")]
     DockerConfig {
-        /// Role.
-        role: String,
         /// Secret name.
         name: String,
-        /// Cause.
-        source: AuthError,
+        /// Cause (never quotes the document).
+        source: DockerConfigError,
     },
     /// Bad bandwidth quantity.
-    #[error("bandwidthLimit {0:?} is not a quantity such as 50Mi or 10M")]
-    Bandwidth(String),
-    /// Out-of-range numbers.
-    #[error("{0}")]
-    Range(String),
+    #[error("{value:?} is not a byte quantity such as 50Mi or 10M")]
+    Bandwidth {
+        /// As written.
+        value: String,
+    },
+    /// A number below its minimum.
+    #[error("{value} is below the minimum of {min}")]
+    TooSmall {
+        /// As written.
+        value: i64,
+        /// The least allowed.
+        min: i64,
+    },
+}
+
+/// What a Secret was expected to hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// The key a `caSecretRef` names.
+    Key(String),
+    /// An `auths` entry for the endpoint's host.
+    DockerConfigEntry {
+        /// The host.
+        host: String,
+    },
+    /// `.dockerconfigjson`, or `username` and `password`.
+    CredentialKeys,
+}
+
+impl std::fmt::Display for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wanted::Key(k) => write!(f, "key {k:?}"),
+            Wanted::DockerConfigEntry { host } => {
+                write!(f, "entry for {host} in .dockerconfigjson")
+            }
+            Wanted::CredentialKeys => {
+                f.write_str("key .dockerconfigjson nor keys username and password")
+            }
+        }
+    }
+}
+
+fn at(field: FieldPath, problem: SpecProblem) -> SpecError {
+    SpecError { field, problem }
+}
+
+/// A number of `field` that must be at least `min`.
+fn at_least<T: TryFrom<i64>>(
+    field: FieldPath,
+    value: impl Into<i64>,
+    min: i64,
+) -> Result<T, SpecError> {
+    let value = value.into();
+    T::try_from(value)
+        .ok()
+        .filter(|_| value >= min)
+        .ok_or_else(|| at(field, SpecProblem::TooSmall { value, min }))
 }
 
 /// Converts a spec.
@@ -86,15 +160,16 @@ pub fn to_sync_config(
     spec: &ReplicationPolicySpec,
     resolved: &Resolved,
 ) -> Result<SyncConfig, SpecError> {
-    let source = endpoint("source", &spec.source, resolved)?;
+    let source = endpoint(FieldPath::spec().field("source"), &spec.source, resolved)?;
     let destinations = spec
         .destinations
         .iter()
         .map(|d| {
+            let field = FieldPath::spec().field("destinations").key(d.name.clone());
             Ok(DestinationConfig {
                 name: d.name.clone(),
                 from: d.from.clone(),
-                endpoint: endpoint(&format!("destination {}", d.name), &d.endpoint, resolved)?,
+                endpoint: endpoint(field, &d.endpoint, resolved)?,
             })
         })
         .collect::<Result<Vec<_>, SpecError>>()?;
@@ -113,21 +188,33 @@ pub fn to_sync_config(
             semver: t.semver.clone(),
         })
         .unwrap_or_default();
-    let concurrency = usize::try_from(spec.concurrency)
-        .ok()
-        .filter(|c| *c >= 1)
-        .ok_or_else(|| {
-            SpecError::Range(format!(
-                "concurrency {} must be at least 1",
-                spec.concurrency
-            ))
-        })?;
-    let max_attempts = u32::try_from(spec.retry.max_attempts)
-        .ok()
-        .filter(|c| *c >= 1)
-        .ok_or_else(|| SpecError::Range("retry.maxAttempts must be at least 1".into()))?;
-    let backoff_ms = u64::try_from(spec.retry.initial_backoff_millis)
-        .map_err(|_| SpecError::Range("retry.initialBackoffMillis must not be negative".into()))?;
+    let concurrency = at_least(FieldPath::spec().field("concurrency"), spec.concurrency, 1)?;
+    let retry = FieldPath::spec().field("retry");
+    let max_attempts = at_least(
+        retry.clone().field("maxAttempts"),
+        spec.retry.max_attempts,
+        1,
+    )?;
+    let backoff_ms: u64 = at_least(
+        retry.clone().field("initialBackoffMillis"),
+        spec.retry.initial_backoff_millis,
+        0,
+    )?;
+    let request_timeout: u64 = at_least(
+        retry.field("requestTimeoutSeconds"),
+        spec.retry.request_timeout_seconds,
+        1,
+    )?;
+    let max_deletions = at_least(
+        FieldPath::spec().field("maxDeletions"),
+        spec.max_deletions,
+        0,
+    )?;
+    let deadline: u64 = at_least(
+        FieldPath::spec().field("activeDeadlineSeconds"),
+        spec.active_deadline_seconds,
+        1,
+    )?;
     Ok(SyncConfig {
         source,
         destinations,
@@ -145,65 +232,72 @@ pub fn to_sync_config(
             })
             .unwrap_or_default(),
         deletion: spec.deletion,
-        max_deletions: usize::try_from(spec.max_deletions)
-            .map_err(|_| SpecError::Range("maxDeletions must not be negative".into()))?,
-        deadline: u64::try_from(spec.active_deadline_seconds)
-            .ok()
-            .filter(|s| *s >= 1)
-            .map(Duration::from_secs)
-            .ok_or_else(|| SpecError::Range("activeDeadlineSeconds must be at least 1".into()))?,
+        max_deletions,
+        deadline: Duration::from_secs(deadline),
         overwrite: spec.overwrite,
         concurrency,
         bandwidth_limit: spec
             .bandwidth_limit
             .as_ref()
-            .map(|q| parse_quantity(&q.0).ok_or_else(|| SpecError::Bandwidth(q.0.clone())))
+            .map(|q| {
+                parse_quantity(&q.0).ok_or_else(|| {
+                    at(
+                        FieldPath::spec().field("bandwidthLimit"),
+                        SpecProblem::Bandwidth { value: q.0.clone() },
+                    )
+                })
+            })
             .transpose()?,
         retry: RetryConfig {
             max_attempts,
             initial_backoff: Duration::from_millis(backoff_ms),
-            request_timeout: u64::try_from(spec.retry.request_timeout_seconds)
-                .ok()
-                .filter(|s| *s >= 1)
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    SpecError::Range("retry.requestTimeoutSeconds must be at least 1".into())
-                })?,
+            request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
     })
 }
 
-fn endpoint(role: &str, e: &Endpoint, resolved: &Resolved) -> Result<EndpointConfig, SpecError> {
+fn endpoint(
+    field: FieldPath,
+    e: &Endpoint,
+    resolved: &Resolved,
+) -> Result<EndpointConfig, SpecError> {
     if let Some(r) = &e.registry_ref {
-        return Err(SpecError::RegistryRef {
-            role: role.to_string(),
-            name: r.name.clone(),
-        });
+        return Err(at(
+            field.field("registryRef"),
+            SpecProblem::RegistryRef {
+                name: r.name.clone(),
+            },
+        ));
     }
     let Some(url) = &e.url else {
-        return Err(SpecError::NoUrl {
-            role: role.to_string(),
-        });
+        return Err(at(field, SpecProblem::NoUrl));
     };
     let host = normalize_host(url);
     let credentials = match &e.credentials_secret_ref {
-        Some(r) => match resolved.secrets.get(&r.name) {
-            Some(data) => Some(credentials_from_secret(role, &r.name, data, &host)?),
-            // Outside a cluster the Secret may be absent: a docker config entry for the host
-            // stands in for it.
-            None => Some(
-                resolved
-                    .docker_config
-                    .as_ref()
-                    .and_then(|c| c.lookup(&host))
-                    .cloned()
-                    .ok_or_else(|| SpecError::MissingSecret {
-                        role: role.to_string(),
-                        name: r.name.clone(),
-                    })?,
-            ),
-        },
+        Some(r) => {
+            let field = field.clone().field("credentialsSecretRef");
+            match resolved.secrets.get(&r.name) {
+                Some(data) => Some(credentials_from_secret(field, &r.name, data, &host)?),
+                // Outside a cluster the Secret may be absent: a docker config entry for the
+                // host stands in for it.
+                None => Some(
+                    resolved
+                        .docker_config
+                        .as_ref()
+                        .and_then(|c| c.lookup(&host))
+                        .cloned()
+                        .ok_or_else(|| {
+                            at(
+                                field,
+                                SpecProblem::MissingSecret {
+                                    name: r.name.clone(),
+                                },
+                            )
+                        })?,
+                ),
+            }
+        }
         None => resolved
             .docker_config
             .as_ref()
@@ -211,22 +305,26 @@ fn endpoint(role: &str, e: &Endpoint, resolved: &Resolved) -> Result<EndpointCon
             .cloned(),
     };
     let ca_pem = match &e.ca_secret_ref {
-        Some(sel) => Some(
-            resolved
-                .secrets
-                .get(&sel.name)
-                .ok_or_else(|| SpecError::MissingSecret {
-                    role: role.to_string(),
-                    name: sel.name.clone(),
-                })?
-                .get(&sel.key)
-                .cloned()
-                .ok_or_else(|| SpecError::SecretKeys {
-                    role: role.to_string(),
-                    name: sel.name.clone(),
-                    wanted: format!("key {:?}", sel.key),
-                })?,
-        ),
+        Some(sel) => {
+            let field = field.field("caSecretRef");
+            let data = resolved.secrets.get(&sel.name).ok_or_else(|| {
+                at(
+                    field.clone(),
+                    SpecProblem::MissingSecret {
+                        name: sel.name.clone(),
+                    },
+                )
+            })?;
+            Some(data.get(&sel.key).cloned().ok_or_else(|| {
+                at(
+                    field,
+                    SpecProblem::SecretKeys {
+                        name: sel.name.clone(),
+                        wanted: Wanted::Key(sel.key.clone()),
+                    },
+                )
+            })?)
+        }
         None => None,
     };
     Ok(EndpointConfig {
@@ -238,79 +336,70 @@ fn endpoint(role: &str, e: &Endpoint, resolved: &Resolved) -> Result<EndpointCon
 }
 
 fn credentials_from_secret(
-    role: &str,
+    field: FieldPath,
     name: &str,
     data: &BTreeMap<String, Vec<u8>>,
     host: &str,
 ) -> Result<Credentials, SpecError> {
+    let keys = |wanted| SpecProblem::SecretKeys {
+        name: name.to_string(),
+        wanted,
+    };
     if let Some(json) = data.get(".dockerconfigjson") {
-        let cfg = DockerConfig::parse(json).map_err(|source| SpecError::DockerConfig {
-            role: role.to_string(),
-            name: name.to_string(),
-            source,
+        let cfg = parse_docker_config(json).map_err(|source| {
+            at(
+                field.clone(),
+                SpecProblem::DockerConfig {
+                    name: name.to_string(),
+                    source,
+                },
+            )
         })?;
-        return cfg
-            .lookup(host)
-            .cloned()
-            .ok_or_else(|| SpecError::SecretKeys {
-                role: role.to_string(),
-                name: name.to_string(),
-                wanted: format!("entry for {host} in .dockerconfigjson"),
-            });
+        return cfg.lookup(host).cloned().ok_or_else(|| {
+            at(
+                field,
+                keys(Wanted::DockerConfigEntry {
+                    host: host.to_string(),
+                }),
+            )
+        });
     }
     match (data.get("username"), data.get("password")) {
         (Some(u), Some(p)) => Ok(Credentials {
             username: String::from_utf8_lossy(u).into_owned(),
             password: String::from_utf8_lossy(p).into_owned(),
         }),
-        _ => Err(SpecError::SecretKeys {
-            role: role.to_string(),
-            name: name.to_string(),
-            wanted: "key .dockerconfigjson nor keys username and password".into(),
-        }),
+        _ => Err(at(field, keys(Wanted::CredentialKeys))),
     }
-}
-
-/// A Kubernetes quantity (`50Mi`, `10M`, `1.5Gi`, `1000`) in bytes.
-pub fn parse_quantity(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    let v = n * mult;
-    (v >= 1.0 && v.is_finite()).then_some(v as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(yaml: &str) -> ReplicationPolicySpec {
-        serde_yaml::from_str(yaml).expect("valid spec")
+    #[test]
+    fn debug_of_resolved_credentials_names_keys_only() {
+        let mut secrets = SecretData::new();
+        secrets.insert(
+            "src".into(),
+            BTreeMap::from([("password".to_string(), b"hunter2-planted".to_vec())]),
+        );
+        let r = Resolved {
+            secrets,
+            docker_config: Some(
+                DockerConfig::parse(
+                    br#"{"auths":{"h":{"username":"u","password":"hunter3-planted"}}}"#,
+                )
+                .expect("config"),
+            ),
+        };
+        let text = format!("{r:?}");
+        assert!(!text.contains("planted"), "{text}");
+        assert!(text.contains("password"), "{text}");
     }
 
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("50Mi"), Some(50 * 1024 * 1024));
-        assert_eq!(parse_quantity("10M"), Some(10_000_000));
-        assert_eq!(parse_quantity("1.5Ki"), Some(1536));
-        assert_eq!(parse_quantity("1000"), Some(1000));
-        assert_eq!(parse_quantity("5Xi"), None);
-        assert_eq!(parse_quantity("0"), None);
+    fn spec(yaml: &str) -> ReplicationPolicySpec {
+        serde_yaml::from_str(yaml).expect("valid spec")
     }
 
     #[test]
@@ -398,11 +487,121 @@ bandwidthLimit: 10Mi
         let s =
             spec("source: {registryRef: {name: hq}}\ndestinations: [{name: a, url: 'https://a'}]");
         let e = to_sync_config(&s, &Resolved::default()).expect_err("registryRef");
-        assert!(e.to_string().contains("set url"), "{e}");
+        assert!(
+            e.to_string().starts_with("spec.source.registryRef: ")
+                && e.to_string().contains("set url"),
+            "{e}"
+        );
         let s = spec(
             "source: {url: 'https://s', credentialsSecretRef: {name: nope}}\ndestinations: [{name: a, url: 'https://a'}]",
         );
         let e = to_sync_config(&s, &Resolved::default()).expect_err("missing secret");
-        assert!(e.to_string().contains("\"nope\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("spec.source.credentialsSecretRef: Secret \"nope\""),
+            "{e}"
+        );
+    }
+
+    fn error(yaml: &str, secrets: SecretData) -> String {
+        let resolved = Resolved {
+            secrets,
+            docker_config: None,
+        };
+        to_sync_config(&spec(yaml), &resolved)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    const ONE_DEST: &str = "destinations: [{name: east, url: 'https://east'}]\n";
+
+    #[test]
+    fn every_error_names_its_field() {
+        let src = "source: {url: 'https://s'}\n";
+        let e = error(
+            &format!("{src}{ONE_DEST}bandwidthLimit: 5Xi"),
+            SecretData::new(),
+        );
+        assert!(
+            e.starts_with("spec.bandwidthLimit: \"5Xi\" is not a byte quantity"),
+            "{e}"
+        );
+        let e = error(&format!("{src}{ONE_DEST}concurrency: 0"), SecretData::new());
+        assert_eq!(e, "spec.concurrency: 0 is below the minimum of 1");
+        let e = error(
+            &format!("{src}{ONE_DEST}maxDeletions: -1"),
+            SecretData::new(),
+        );
+        assert_eq!(e, "spec.maxDeletions: -1 is below the minimum of 0");
+        let e = error(
+            &format!("{src}{ONE_DEST}activeDeadlineSeconds: 0"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.activeDeadlineSeconds: "), "{e}");
+        let e = error(
+            &format!("{src}{ONE_DEST}retry: {{requestTimeoutSeconds: 0}}"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.retry.requestTimeoutSeconds: "), "{e}");
+        let e = error(
+            &format!("{src}{ONE_DEST}retry: {{maxAttempts: 0}}"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.retry.maxAttempts: "), "{e}");
+        let e = error(
+            &format!("{src}{ONE_DEST}retry: {{initialBackoffMillis: -1}}"),
+            SecretData::new(),
+        );
+        assert!(e.starts_with("spec.retry.initialBackoffMillis: "), "{e}");
+        let e = error(
+            &format!("{src}destinations: [{{name: east, registryRef: {{name: hq}}}}]"),
+            SecretData::new(),
+        );
+        assert!(
+            e.starts_with("spec.destinations[east].registryRef: "),
+            "{e}"
+        );
+        let e = error(
+            &format!("{src}destinations: [{{name: east}}]"),
+            SecretData::new(),
+        );
+        assert_eq!(
+            e,
+            "spec.destinations[east]: neither url nor registryRef is set"
+        );
+        let mut secrets = SecretData::new();
+        secrets.insert("ca".into(), [("other".to_string(), b"x".to_vec())].into());
+        let e = error(
+            &format!(
+                "source: {{url: 'https://s', caSecretRef: {{name: ca, key: ca.crt}}}}\n{ONE_DEST}"
+            ),
+            secrets,
+        );
+        assert_eq!(
+            e,
+            "spec.source.caSecretRef: Secret \"ca\" has no key \"ca.crt\""
+        );
+    }
+
+    #[test]
+    fn a_malformed_dockerconfigjson_is_reported_without_its_content() {
+        let mut secrets = SecretData::new();
+        secrets.insert(
+            "creds".into(),
+            [(
+                ".dockerconfigjson".to_string(),
+                br#"{"auths": {"east": {"username": "u", "password": 4711123}}}"#.to_vec(),
+            )]
+            .into(),
+        );
+        let e = error(
+            "source: {url: 'https://s'}\ndestinations: [{name: east, url: 'https://east', credentialsSecretRef: {name: creds}}]",
+            secrets,
+        );
+        assert!(
+            e.starts_with("spec.destinations[east].credentialsSecretRef: Secret \"creds\" key .dockerconfigjson: auths[\"east\"].password must be a string"),
+            "{e}"
+        );
+        assert!(!e.contains("4711123"), "{e}");
     }
 }

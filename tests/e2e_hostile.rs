@@ -109,6 +109,46 @@ async fn a_hostile_source_degrades_the_policy_and_deletes_nothing() {
         held,
         "nothing deleted or added"
     );
+
+    // The destination holds two tags the source never had; a limit of one withholds both,
+    // with a Degraded condition and an Event.
+    let d = Pusher::new(&dest.url());
+    for t in ["old1", "old2"] {
+        d.image(
+            "app",
+            Some(t),
+            "amd64",
+            &[layer(&[("f", t.as_bytes())])],
+            false,
+        )
+        .await;
+    }
+    let before = list_tags(&dest.url(), "app").await;
+    c.apply(&format!(
+        "{}  maxDeletions: 1\n",
+        policy(&src.url(), &dest.url())
+    ));
+    wait_for("Degraded by the withheld deletions", WAIT, || {
+        condition(&c, "Degraded").contains("spec.maxDeletions (1)")
+    });
+    wait_for("the DeletionsWithheld Event", WAIT, || {
+        c.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=DeletionsWithheld",
+            "-o",
+            "name",
+        ])
+        .lines()
+        .count()
+            > 0
+    });
+    let after = list_tags(&dest.url(), "app").await;
+    assert!(
+        before.iter().all(|t| after.contains(t)),
+        "nothing deleted: {before:?} → {after:?}"
+    );
     let peak = peak_rss(&op);
     assert!(
         peak < HUGE as u64,

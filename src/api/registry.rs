@@ -92,7 +92,7 @@ pub struct RegistrySpec {
         skip_serializing_if = "Option::is_none",
         rename = "externalURL"
     )]
-    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"), length(max = 2048))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/.*)?$"), length(max = 2048))]
     pub external_url: Option<String>,
 
     /// Client authentication. Without it the registry accepts anonymous pushes and pulls.
@@ -129,6 +129,11 @@ pub struct RegistrySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
 
+    /// Who may replicate from and to this fleet. ReplicationPolicies in the Registry's own
+    /// namespace always may; policies in other namespaces only when listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationAccess>,
+
     /// Overrides applied on top of the pods Flotilla builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverrides>,
@@ -162,9 +167,9 @@ pub struct S3Storage {
     #[schemars(length(min = 1, max = 64))]
     pub region: String,
     /// Endpoint of an S3-compatible server, e.g. `https://minio.storage.svc:9000`.
-    /// Empty means AWS S3.
+    /// Empty means AWS S3. No `user:password@`: the keys belong in `credentialsSecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub endpoint: Option<String>,
     /// Address the bucket as `endpoint/bucket` instead of `bucket.endpoint` (MinIO needs it).
     #[serde(default)]
@@ -277,9 +282,10 @@ pub struct TlsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
-    /// URL of the upstream registry, e.g. `https://registry-1.docker.io`.
+    /// URL of the upstream registry, e.g. `https://registry-1.docker.io`. No
+    /// `user:password@`: credentials belong in `credentialsSecretRef`.
     #[serde(rename = "remoteURL")]
-    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(regex(pattern = r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub remote_url: String,
     /// Credentials for the upstream (dockerconfigjson or basic-auth Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,6 +330,31 @@ pub struct ServiceSpec {
     /// Annotations of the Service (load balancer settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Also expose the registry's debug port (5001: Prometheus metrics, health, pprof
+    /// profiles) on the Service, as port `metrics`. Off by default: the debug port has no
+    /// authentication. Prometheus can scrape the pods directly without it.
+    #[serde(default)]
+    pub expose_debug_port: bool,
+}
+
+/// Which ReplicationPolicies outside the Registry's namespace may name it by `registryRef`.
+/// Such a policy pulls, pushes and (with `deletion: true`) deletes here with Flotilla's own
+/// account, so only the Registry's owner grants it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationAccess {
+    /// Namespaces whose ReplicationPolicies may name this Registry by `registryRef`, as
+    /// source or destination; `"*"` allows every namespace. The Registry's own namespace is
+    /// always allowed. Default: none other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(
+            regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"),
+            length(max = 63)
+        )
+    )]
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// Kubernetes Service type.

@@ -278,7 +278,12 @@ pub async fn run(args: CopyArgs) -> ExitCode {
 }
 
 async fn prepare(args: &CopyArgs) -> Result<(Side, Side), String> {
-    let auth = args.authfile.as_deref().map(read_authfile).transpose()?;
+    let auth = args
+        .authfile
+        .as_deref()
+        .map(read_authfile)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let src_ref = parse_reference(&args.source, args.src_insecure)?;
     let dst_ref = parse_reference(&args.destination, args.dest_insecure)?;
     let src_ca = args

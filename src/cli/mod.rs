@@ -3,7 +3,11 @@
 
 pub mod copy;
 pub mod crd;
+pub mod kubectl_plugin;
+pub mod policy_file;
 pub mod run;
+pub mod status;
+pub mod strict;
 pub mod sync;
 
 use std::future::Future;

@@ -125,12 +125,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let receiver = crate::webhook::router(crate::webhook::Receiver {
+    let receiver = crate::webhook::Receiver {
         tokens: tokens.clone(),
         events: events_tx,
-    });
+    };
     tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
-    let receiver_task = tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
+    // Bounded connections: a client that never finishes its headers cannot hold one for ever.
+    let receiver_task =
+        tokio::spawn(async move { crate::webhook::serve(receiver_listener, receiver).await });
     let settings = Settings {
         receiver_url: args.receiver_url,
         max_concurrent_syncs: args.max_concurrent_syncs,

@@ -1,6 +1,5 @@
 //! `flotilla sync -f policy.yaml`: one sync of a ReplicationPolicy without a cluster.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,13 +7,12 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
-use crate::api::ReplicationPolicySpec;
+use super::policy_file::{PolicyFileError, parse_documents};
 use crate::engine::auth::DockerConfig;
 use crate::engine::progress::{Line, Progress, Rate};
 use crate::engine::report::Report;
-use crate::sync_config::{self, Resolved, SecretData};
+use crate::replication::validate::{Issue, validate};
+use crate::sync_config::{self, DockerConfigError, Resolved};
 
 /// How the summary is printed.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +51,11 @@ impl ProgressMode {
 #[command(after_help = "\
 Endpoints must use `url` (a `registryRef` only exists inside a cluster); `http://` URLs need \
 `insecure: true`.
+
+The file is checked as `kubectl apply --validate=strict` and the operator would check it: an unknown \
+field (a typo such as `bandwith`) is refused with its path and the nearest known field, and an \
+invalid rule (glob, regex, semver range, schedule, quantity) is refused naming its field, \
+before any registry is contacted.
 
 Credentials: a `credentialsSecretRef` (and a `caSecretRef`) is resolved from a `kind: Secret` \
 document in the same multi-document YAML file (`data` base64 or `stringData`; keys \
@@ -214,17 +217,96 @@ pub(crate) fn print_report(report: &Report, output: Output) -> ExitCode {
     }
 }
 
-/// Reads a docker config file.
-pub(crate) fn read_authfile(path: &Path) -> Result<DockerConfig, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read --authfile {}: {e}", path.display()))?;
-    DockerConfig::parse(&bytes).map_err(|e| format!("--authfile {}: {e}", path.display()))
+/// Why an `--authfile` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthfileError {
+    /// Unreadable.
+    #[error("cannot read --authfile {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a docker config (the error never quotes the file).
+    #[error("--authfile {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: DockerConfigError,
+    },
 }
 
-fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
-    let (spec, secrets) = parse_documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a docker config file.
+pub(crate) fn read_authfile(path: &Path) -> Result<DockerConfig, AuthfileError> {
+    let bytes = std::fs::read(path).map_err(|source| AuthfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    sync_config::parse_docker_config(&bytes).map_err(|source| AuthfileError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Why `flotilla sync` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Unreadable policy file.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Documents that cannot be read (unknown fields, wrong types, unusable Secrets).
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: PolicyFileError,
+    },
+    /// A policy the operator would refuse (its `Ready=False` conditions say the same).
+    #[error("{path}: {}", issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem.
+        issues: Vec<Issue>,
+    },
+    /// A policy that cannot run outside a cluster, or a Secret that does not fit it.
+    #[error("{path}: {source}")]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: sync_config::SpecError,
+    },
+    /// The `--authfile`.
+    #[error(transparent)]
+    Authfile(#[from] AuthfileError),
+}
+
+/// Reads, checks and converts the policy file.
+pub fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (spec, secrets) = parse_documents(&text).map_err(|source| LoadError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let issues = validate(&spec);
+    if !issues.is_empty() {
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            issues,
+        });
+    }
     let docker_config = authfile.map(read_authfile).transpose()?;
     sync_config::to_sync_config(
         &spec,
@@ -233,131 +315,8 @@ fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncConfi
             docker_config,
         },
     )
-    .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The one ReplicationPolicy of a multi-document YAML stream, and its Secrets.
-pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData), String> {
-    let mut specs = Vec::new();
-    let mut secrets = SecretData::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
-            .map_err(|e| format!("document {} is not valid YAML: {e}", i + 1))?;
-        if value.is_null() {
-            continue;
-        }
-        let kind = value
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default();
-        match kind {
-            "ReplicationPolicy" => {
-                let spec = value
-                    .get("spec")
-                    .cloned()
-                    .ok_or_else(|| format!("document {}: ReplicationPolicy without spec", i + 1))?;
-                let spec: ReplicationPolicySpec = serde_yaml::from_value(spec).map_err(|e| {
-                    format!("document {}: invalid ReplicationPolicy spec: {e}", i + 1)
-                })?;
-                specs.push(spec);
-            }
-            "Secret" => {
-                let (name, data) =
-                    secret(&value).map_err(|e| format!("document {}: {e}", i + 1))?;
-                secrets.insert(name, data);
-            }
-            "" => {
-                return Err(format!(
-                    "document {} has no kind (expected kind: ReplicationPolicy)",
-                    i + 1
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "document {} has kind {other:?}; only ReplicationPolicy and Secret are read",
-                    i + 1
-                ));
-            }
-        }
-    }
-    match specs.len() {
-        1 => Ok((specs.remove(0), secrets)),
-        0 => Err("no kind: ReplicationPolicy document found".into()),
-        n => Err(format!(
-            "{n} ReplicationPolicy documents found; put one per file"
-        )),
-    }
-}
-
-fn secret(value: &serde_yaml::Value) -> Result<(String, BTreeMap<String, Vec<u8>>), String> {
-    let name = value
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .ok_or("Secret without metadata.name")?
-        .to_string();
-    let mut data = BTreeMap::new();
-    if let Some(map) = value.get("data").and_then(|d| d.as_mapping()) {
-        for (k, v) in map {
-            let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                return Err(format!("Secret {name:?}: data values must be strings"));
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v.trim())
-                .map_err(|_| format!("Secret {name:?}: data.{k} is not base64"))?;
-            data.insert(k.to_string(), bytes);
-        }
-    }
-    if let Some(map) = value.get("stringData").and_then(|d| d.as_mapping()) {
-        for (k, v) in map {
-            let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                return Err(format!(
-                    "Secret {name:?}: stringData values must be strings"
-                ));
-            };
-            data.insert(k.to_string(), v.as_bytes().to_vec());
-        }
-    }
-    Ok((name, data))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_policy_and_secrets() {
-        let text = r#"
-apiVersion: v1
-kind: Secret
-metadata: {name: creds}
-stringData: {username: u, password: p}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: b64}
-data: {username: dQ==}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: ReplicationPolicy
-metadata: {name: p}
-spec:
-  source: {url: "https://src", credentialsSecretRef: {name: creds}}
-  destinations: [{name: a, url: "https://a"}]
-"#;
-        let (spec, secrets) = parse_documents(text).expect("parses");
-        assert_eq!(spec.destinations[0].name, "a");
-        assert_eq!(secrets["creds"]["password"], b"p".to_vec());
-        assert_eq!(secrets["b64"]["username"], b"u".to_vec());
-    }
-
-    #[test]
-    fn rejects_what_it_cannot_use() {
-        assert!(parse_documents("kind: Deployment\n").is_err());
-        assert!(parse_documents("a: [\n").is_err());
-        assert!(parse_documents("kind: Secret\nmetadata: {name: x}\n").is_err());
-        let e =
-            parse_documents("kind: ReplicationPolicy\nspec: {source: 3}\n").expect_err("bad spec");
-        assert!(e.contains("invalid ReplicationPolicy spec"), "{e}");
-    }
+    .map_err(|source| LoadError::Spec {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -5,6 +5,7 @@
 pub mod references;
 pub mod registry;
 pub mod replication;
+mod revocation;
 mod status;
 
 use std::collections::BTreeMap;
@@ -174,6 +175,10 @@ pub async fn run(
     });
     let secrets: Api<SecretMeta> = scope.api(&client);
 
+    let revoker = tokio::spawn(revocation::run(
+        scope.api::<PartialObjectMeta<crate::api::registry::Registry>>(&client),
+        settings.tokens.clone(),
+    ));
     let registries = registry::controller(&client, &scope, secrets.clone());
     let policies = replication::controller(&client, &scope, secrets);
     let (registry_store, policy_store) = (registries.store(), policies.store());
@@ -233,6 +238,7 @@ pub async fn run(
             }
         })
     );
+    revoker.abort();
     tracing::info!("controllers stopped");
 }
 

@@ -27,8 +27,9 @@ use crate::registry::generated::{
 use crate::registry::names::{
     HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY,
 };
-use crate::registry::objects::{BuildContext, build};
+use crate::registry::objects::{BuildContext, Children, build};
 use crate::registry::operator_account;
+use crate::registry::ownership::{self, Claimant};
 use crate::registry::status::ObservedDeployment;
 use crate::registry::validate::{Issue, check_tls_secret, validate};
 
@@ -137,69 +138,51 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     }
     let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = obj
+        .uid()
+        .ok_or_else(|| Error::MissingMetadata(format!("Registry {name}"), "uid"))?;
 
+    let owner = Claimant::Registry {
+        name: &name,
+        uid: &uid,
+    };
     if issues.is_empty() {
+        // Values are reused only from the Registry's own generated Secret, never a foreign one.
+        let reusable = generated_secret
+            .as_ref()
+            .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
         let receiver_url = ctx.receiver_url.clone();
         let generated = GeneratedSecrets {
-            http_secret: existing_value(generated_secret.as_ref(), HTTP_SECRET_KEY)
+            http_secret: existing_value(reusable, HTTP_SECRET_KEY)
                 .unwrap_or_else(generate_http_secret),
             notification_token: (obj.spec.notifications && receiver_url.is_some()).then(|| {
-                existing_value(generated_secret.as_ref(), NOTIFICATION_TOKEN_KEY)
-                    .unwrap_or_else(generate_token)
+                existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
             }),
             proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
             operator: match (&obj.spec.auth, &user_htpasswd) {
                 (Some(_), Some(file)) => Some(
                     operator_account::account(
                         file,
-                        existing_value(generated_secret.as_ref(), OPERATOR_PASSWORD_KEY),
-                        existing_value(generated_secret.as_ref(), HTPASSWD_KEY).as_deref(),
+                        existing_value(reusable, OPERATOR_PASSWORD_KEY),
+                        existing_value(reusable, HTPASSWD_KEY).as_deref(),
                     )
                     .map_err(|e| Error::Build(format!("hashing the operator password: {e}")))?,
                 ),
                 _ => None,
             },
         };
-        if let Some(token) = &generated.notification_token {
-            ctx.tokens.insert(
-                &crate::replication::routing::registry_identity(&ns, &name),
-                token,
-            );
-        }
         let children = build(obj, &BuildContext { receiver_url }, &generated)
             .map_err(|e| Error::Build(e.to_string()))?;
-        apply(&secrets, &children.generated_secret).await?;
-        apply(
-            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
-            &children.config_map,
-        )
-        .await?;
-        if let Some(claim) = &children.claim {
-            apply(
-                &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns),
-                claim,
-            )
-            .await?;
-        }
-        apply(
-            &Api::<Service>::namespaced(ctx.client.clone(), &ns),
-            &children.service,
-        )
-        .await?;
-        apply(&deployments, &children.deployment).await?;
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-        match &children.pod_disruption_budget {
-            Some(pdb) => apply(&pdbs, pdb).await?,
-            None => {
-                if pdbs
-                    .get_opt(&names.workload())
-                    .await?
-                    .is_some_and(|p| owned_by(&p, obj))
-                {
-                    pdbs.delete(&names.workload(), &DeleteParams::default())
-                        .await?;
-                }
+        // Nothing is applied over an object of another owner.
+        issues.extend(not_owned(ctx, &names, owner, generated_secret.as_ref(), &children).await?);
+        if issues.is_empty() {
+            // The receiver accepts exactly the token the fleet is configured with, if any.
+            let identity = crate::replication::routing::registry_identity(&ns, &name);
+            match &generated.notification_token {
+                Some(token) => ctx.tokens.insert_owned(&identity, &uid, token),
+                None => ctx.tokens.remove(&identity),
             }
+            apply_children(ctx, obj, &ns, &names, &children).await?;
         }
     }
 
@@ -225,7 +208,129 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     {
         status::event(ctx, obj, s != "True", &reason, "Reconcile", message).await;
     }
-    Ok(Action::requeue(RESYNC_PERIOD))
+    // A foreign object is nobody's event of ours: look again soon for it to be gone.
+    let not_owned = issues
+        .iter()
+        .any(|i| i.reason == ownership::OBJECT_NOT_OWNED);
+    Ok(Action::requeue(if not_owned {
+        NOT_OWNED_RECHECK
+    } else {
+        RESYNC_PERIOD
+    }))
+}
+
+/// How soon a Registry blocked by a foreign object looks again (its removal sends no event:
+/// the controller watches only objects labelled as Flotilla's).
+const NOT_OWNED_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The objects among `children` that exist and are not this Registry's, as issues.
+async fn not_owned(
+    ctx: &Context,
+    names: &Names,
+    owner: Claimant<'_>,
+    generated_secret: Option<&Secret>,
+    children: &Children,
+) -> Result<Vec<Issue>, Error> {
+    let (client, ns) = (&ctx.client, names.namespace.as_str());
+    let mut issues: Vec<Issue> = ownership::check(
+        "Secret",
+        &names.generated_secret(),
+        generated_secret.map(|s| &s.metadata),
+        owner,
+    )
+    .into_iter()
+    .collect();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    issues.extend(foreign(&config_maps, "ConfigMap", &names.config_map(), owner).await?);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    issues.extend(foreign(&services, "Service", &names.workload(), owner).await?);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    issues.extend(foreign(&deployments, "Deployment", &names.workload(), owner).await?);
+    if children.pod_disruption_budget.is_some() {
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+        issues.extend(foreign(&pdbs, "PodDisruptionBudget", &names.workload(), owner).await?);
+    }
+    if children.claim.is_some() {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let claimant = Claimant::FieldManager {
+            name: &names.instance,
+        };
+        issues.extend(foreign(&claims, "PersistentVolumeClaim", &names.claim(), claimant).await?);
+    }
+    Ok(issues)
+}
+
+/// Applies every child (server-side, field manager `flotilla`); deletes the PDB of a fleet
+/// scaled to one.
+async fn apply_children(
+    ctx: &Context,
+    obj: &Registry,
+    ns: &str,
+    names: &Names,
+    children: &Children,
+) -> Result<(), Error> {
+    let client = &ctx.client;
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        &children.generated_secret,
+    )
+    .await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &children.config_map,
+    )
+    .await?;
+    if let Some(claim) = &children.claim {
+        apply(
+            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+            claim,
+        )
+        .await?;
+    }
+    apply(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &children.service,
+    )
+    .await?;
+    apply(
+        &Api::<Deployment>::namespaced(client.clone(), ns),
+        &children.deployment,
+    )
+    .await?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    match &children.pod_disruption_budget {
+        Some(pdb) => apply(&pdbs, pdb).await?,
+        None => {
+            if pdbs
+                .get_metadata_opt(&names.workload())
+                .await?
+                .is_some_and(|p| owned_by(&p, obj))
+            {
+                pdbs.delete(&names.workload(), &DeleteParams::default())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The problem with applying over `kind` `name` as it exists now, if any.
+async fn foreign<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    claimant: Claimant<'_>,
+) -> Result<Option<Issue>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let existing = api.get_metadata_opt(name).await?;
+    Ok(ownership::check(
+        kind,
+        name,
+        existing.as_ref().map(|m| &m.metadata),
+        claimant,
+    ))
 }
 
 fn owned_by<K: Resource>(child: &K, owner: &Registry) -> bool {

@@ -30,6 +30,7 @@ use crate::metrics::{DestinationLabels, PolicyLabels, SyncLabels};
 use crate::registry::names::{Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing::Work;
+use crate::replication::tenancy;
 use crate::replication::trigger::{self, Trigger};
 use crate::replication::validate::{self, Issue};
 use crate::sync_config::{Resolved, SecretData, to_sync_config};
@@ -144,6 +145,17 @@ async fn registry_problems(
         let key = format!("{}/{}", req.namespace, req.name);
         match api.get_opt(&req.name).await? {
             Some(r) => {
+                // Refused: its Secrets (Flotilla's account there) are not even read.
+                let reference = tenancy::Reference {
+                    field: &req.field,
+                    policy_namespace: namespace,
+                    registry_namespace: &req.namespace,
+                    registry_name: &req.name,
+                };
+                if let Some(issue) = tenancy::check(&reference, r.spec.replication.as_ref()) {
+                    problems.push(issue);
+                    continue;
+                }
                 let secrets: Api<Secret> = Api::namespaced(client.clone(), &req.namespace);
                 if let Some(tls) = &r.spec.tls
                     && let Some(pem) = secrets.get_opt(&tls.secret_name).await?.and_then(trust_anchor)
@@ -202,8 +214,21 @@ fn resolve_registry_refs(
         let Some(r) = e.registry_ref.take() else {
             continue;
         };
-        let key = format!("{}/{}", r.namespace.as_deref().unwrap_or(namespace), r.name);
+        let registry_namespace = r.namespace.as_deref().unwrap_or(namespace);
+        let key = format!("{registry_namespace}/{}", r.name);
         let registry = referenced.registries.get(&key);
+        if let Some(reg) = registry {
+            let field = format!("{field}.registryRef");
+            let reference = tenancy::Reference {
+                field: &field,
+                policy_namespace: namespace,
+                registry_namespace,
+                registry_name: &r.name,
+            };
+            if let Some(issue) = tenancy::check(&reference, reg.spec.replication.as_ref()) {
+                return Err(issue);
+            }
+        }
         let in_cluster = registry
             .and_then(|reg| reg.status.as_ref())
             .and_then(|s| s.url.clone());
@@ -580,6 +605,15 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         note,
     )
     .await;
+    if let Ok(report) = &result
+        && report.deletions_withheld > 0
+    {
+        let msg = format!(
+            "deletion sync would delete {} tags, more than spec.maxDeletions ({}), so none was deleted; check the source, then raise spec.maxDeletions if they are meant to go",
+            report.deletions_withheld, obj.spec.max_deletions
+        );
+        status::event(ctx, obj, true, "DeletionsWithheld", "Sync", msg).await;
+    }
     for d in &st.destinations {
         for conflict in &d.conflicts {
             let msg = format!(
@@ -770,9 +804,15 @@ mod tests {
             "source": {"url": "https://src.example.com"},
             "destinations": [{"name": "local", "registryRef": {"name": "hq", "namespace": "fleet"}}],
         }));
-        let mut referenced = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}},
-            "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}}}));
+        let auth = serde_json::json!({"storage": {"emptyDir": {}},
+            "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}}});
         let none = BTreeMap::new();
+        let refused = resolve_registry_refs(&spec, "apps", &referencing_hq(auth), &none)
+            .expect_err("fleet/hq does not allow namespace apps");
+        assert_eq!(refused.reason, tenancy::REFERENCE_NOT_ALLOWED);
+        let mut referenced = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}},
+            "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}},
+            "replication": {"allowedNamespaces": ["apps"]}}));
         let e = resolve_registry_refs(&spec, "apps", &referenced, &none).expect_err("no account");
         assert_eq!(e.reason, "RegistryNotReady");
         assert_eq!(e.field, "spec.destinations[local].registryRef");

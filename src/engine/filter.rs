@@ -1,25 +1,10 @@
 //! Which repositories, tags and platforms are in scope.
 
+mod error;
+
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-/// Errors compiling filters.
-#[derive(Debug, thiserror::Error)]
-pub enum FilterError {
-    /// Bad glob.
-    #[error("invalid glob {glob:?}: {reason}")]
-    Glob {
-        /// The pattern.
-        glob: String,
-        /// Why.
-        reason: String,
-    },
-    /// Bad regular expression.
-    #[error("invalid tag regex {0:?}: {1}")]
-    Regex(String, String),
-    /// Bad semver range.
-    #[error("invalid semver range {0:?}: {1}")]
-    Semver(String, String),
-}
+pub use error::{FilterError, FilterField, FilterProblem, GlobList};
 
 /// Include/exclude glob lists.
 #[derive(Clone, Debug, Default)]
@@ -28,33 +13,88 @@ pub struct GlobFilter {
     exclude: Option<GlobSet>,
 }
 
-fn build_set(globs: &[String]) -> Result<Option<GlobSet>, FilterError> {
+/// Compiles one glob (`*` stays within a path segment, `**` crosses them) of `list` at
+/// `index`.
+pub fn glob(list: GlobList, index: usize, pattern: &str) -> Result<Glob, FilterError> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| FilterError {
+            field: FilterField::Glob(list, index),
+            problem: FilterProblem::Glob {
+                glob: pattern.to_string(),
+                reason: e.kind().clone(),
+            },
+        })
+}
+
+/// Compiles a tag regex, anchored at both ends. The expression must be complete by itself,
+/// so that a pattern such as `a)|(.*` cannot break out of the anchoring group.
+pub fn tag_regex(pattern: &str) -> Result<regex::Regex, FilterError> {
+    let invalid = |e: regex::Error| FilterError {
+        field: FilterField::TagsRegex,
+        problem: FilterProblem::Regex {
+            regex: pattern.to_string(),
+            reason: error::regex_reason(&e),
+        },
+    };
+    regex::Regex::new(pattern).map_err(invalid)?;
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
+}
+
+/// Compiles a semantic-version range.
+pub fn semver_range(range: &str) -> Result<semver::VersionReq, FilterError> {
+    semver::VersionReq::parse(range).map_err(|reason| FilterError {
+        field: FilterField::TagsSemver,
+        problem: FilterProblem::Semver {
+            range: range.to_string(),
+            reason,
+        },
+    })
+}
+
+fn build_set(list: GlobList, globs: &[String]) -> Result<Option<GlobSet>, FilterError> {
     if globs.is_empty() {
         return Ok(None);
     }
     let mut b = GlobSetBuilder::new();
-    for g in globs {
-        let glob: Glob = GlobBuilder::new(g)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| FilterError::Glob {
-                glob: g.clone(),
-                reason: e.kind().to_string(),
-            })?;
-        b.add(glob);
+    for (i, g) in globs.iter().enumerate() {
+        b.add(glob(list, i, g)?);
     }
-    b.build().map(Some).map_err(|e| FilterError::Glob {
-        glob: globs.join(","),
-        reason: e.to_string(),
+    b.build().map(Some).map_err(|e| FilterError {
+        field: FilterField::Globs(list),
+        problem: FilterProblem::Glob {
+            glob: globs.join(","),
+            reason: e.kind().clone(),
+        },
     })
 }
 
 impl GlobFilter {
-    /// Compiles include/exclude globs (`*` stays within a path segment, `**` crosses them).
+    /// Compiles repository include/exclude globs (`spec.repositories`, the fields errors
+    /// name); [`GlobFilter::tags`] for tag globs.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, FilterError> {
+        Self::of(
+            (GlobList::RepositoriesInclude, include),
+            (GlobList::RepositoriesExclude, exclude),
+        )
+    }
+
+    /// Compiles tag include/exclude globs (`spec.tags`).
+    pub fn tags(include: &[String], exclude: &[String]) -> Result<Self, FilterError> {
+        Self::of(
+            (GlobList::TagsInclude, include),
+            (GlobList::TagsExclude, exclude),
+        )
+    }
+
+    fn of(
+        include: (GlobList, &[String]),
+        exclude: (GlobList, &[String]),
+    ) -> Result<Self, FilterError> {
         Ok(Self {
-            include: build_set(include)?,
-            exclude: build_set(exclude)?,
+            include: build_set(include.0, include.1)?,
+            exclude: build_set(exclude.0, exclude.1)?,
         })
     }
 
@@ -74,7 +114,7 @@ pub struct TagFilter {
 }
 
 impl TagFilter {
-    /// Compiles the rules.
+    /// Compiles the rules; an error names the field of `spec.tags` at fault.
     pub fn new(
         include: &[String],
         exclude: &[String],
@@ -82,19 +122,9 @@ impl TagFilter {
         semver: Option<&str>,
     ) -> Result<Self, FilterError> {
         Ok(Self {
-            globs: GlobFilter::new(include, exclude)?,
-            regex: regex
-                .map(|r| {
-                    regex::Regex::new(&format!("^(?:{r})$"))
-                        .map_err(|e| FilterError::Regex(r.to_string(), e.to_string()))
-                })
-                .transpose()?,
-            semver: semver
-                .map(|s| {
-                    semver::VersionReq::parse(s)
-                        .map_err(|e| FilterError::Semver(s.to_string(), e.to_string()))
-                })
-                .transpose()?,
+            globs: GlobFilter::tags(include, exclude)?,
+            regex: regex.map(tag_regex).transpose()?,
+            semver: semver.map(semver_range).transpose()?,
         })
     }
 
@@ -175,6 +205,48 @@ mod tests {
         assert!(!re.matches("1.2.3"), "anchored");
         assert!(TagFilter::new(&[], &[], Some("("), None).is_err());
         assert!(TagFilter::new(&[], &[], None, Some("nope")).is_err());
+    }
+
+    fn error(r: Result<impl std::fmt::Debug, FilterError>) -> String {
+        r.expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let e = error(GlobFilter::new(&s(&["ok/*", "a[b"]), &[]));
+        assert!(
+            e.starts_with("spec.repositories.include[1]: invalid glob \"a[b\": "),
+            "{e}"
+        );
+        let e = error(GlobFilter::new(&[], &s(&["{x"])));
+        assert!(
+            e.starts_with("spec.repositories.exclude[0]: invalid glob"),
+            "{e}"
+        );
+        let e = error(TagFilter::new(&[], &s(&["v*", "v["]), None, None));
+        assert!(
+            e.starts_with("spec.tags.exclude[1]: invalid glob \"v[\""),
+            "{e}"
+        );
+        let e = error(TagFilter::new(&s(&["{"]), &[], None, None));
+        assert!(e.starts_with("spec.tags.include[0]: "), "{e}");
+        let e = error(TagFilter::new(&[], &[], None, Some(">>1")));
+        assert!(
+            e.starts_with("spec.tags.semver: invalid semver range \">>1\": "),
+            "{e}"
+        );
+        let e = error(TagFilter::new(&[], &[], Some("(unclosed"), None));
+        assert_eq!(
+            e, "spec.tags.regex: invalid regex \"(unclosed\": unclosed group",
+            "one line"
+        );
+    }
+
+    #[test]
+    fn a_regex_cannot_escape_its_anchors() {
+        // `^(?:a)|(.*)$` would match every tag.
+        let e = error(TagFilter::new(&[], &[], Some("a)|(.*"), None));
+        assert!(e.starts_with("spec.tags.regex: "), "{e}");
     }
 
     #[test]

@@ -74,6 +74,26 @@ pub fn is_tag(tag: &str) -> bool {
             .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
+/// Whether `digest` has the form of a digest of any algorithm (`algorithm:encoded`, at most
+/// 1 KiB): `[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`. The engine itself copies only sha256
+/// ([`Digest`]).
+pub fn is_digest(digest: &str) -> bool {
+    let Some((alg, enc)) = digest.split_once(':') else {
+        return false;
+    };
+    let alg_ok = alg.split(['+', '.', '_', '-']).all(|p| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    digest.len() <= 1024
+        && alg_ok
+        && !enc.is_empty()
+        && enc
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+}
+
 /// Checks a manifest reference: a tag or a sha256 digest.
 pub fn check_reference(reference: &str) -> Result<(), NameError> {
     if is_tag(reference) || reference.parse::<Digest>().is_ok() {
@@ -154,6 +174,24 @@ mod tests {
             assert!(check_reference(bad).is_err(), "{bad:?} accepted");
         }
         assert!(is_tag(&"t".repeat(128)));
+    }
+
+    #[test]
+    fn digests_of_any_algorithm() {
+        assert!(is_digest(&format!("sha256:{}", "a".repeat(64))));
+        assert!(is_digest("sha512+b64:AbC="));
+        for bad in [
+            "",
+            "sha256",
+            ":abc",
+            "sha256:",
+            "SHA256:ab",
+            "a..b:c",
+            "a:b/c",
+            "a:b c",
+        ] {
+            assert!(!is_digest(bad), "{bad:?} accepted");
+        }
     }
 
     #[test]

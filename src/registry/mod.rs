@@ -7,6 +7,7 @@ pub mod generated;
 pub mod names;
 pub mod objects;
 pub mod operator_account;
+pub mod ownership;
 pub mod pod;
 pub mod status;
 pub mod validate;

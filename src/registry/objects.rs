@@ -220,6 +220,7 @@ fn service(
     mut metadata: ObjectMeta,
 ) -> Service {
     let (type_, port) = spec.map_or((ServiceType::ClusterIP, 5000), |s| (s.type_, s.port));
+    let expose_debug = spec.is_some_and(|s| s.expose_debug_port);
     if let Some(s) = spec.filter(|s| !s.annotations.is_empty()) {
         metadata.annotations = Some(s.annotations.clone());
     }
@@ -240,10 +241,12 @@ fn service(
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             selector: Some(names.selector_labels()),
-            ports: Some(vec![
-                service_port("http", port, "http"),
-                service_port("metrics", DEBUG_PORT, "debug"),
-            ]),
+            // The debug port (metrics, pprof) has no authentication: only when asked for.
+            ports: Some(
+                std::iter::once(service_port("http", port, "http"))
+                    .chain(expose_debug.then(|| service_port("metrics", DEBUG_PORT, "debug")))
+                    .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()

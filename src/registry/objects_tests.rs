@@ -420,3 +420,32 @@ fn htpasswd_is_mounted_from_the_generated_secret_with_the_operator_account() {
         "a changed htpasswd must roll the pods"
     );
 }
+
+fn service_ports(spec: serde_json::Value) -> Vec<(String, i32)> {
+    let c = build(&registry(spec), &ctx(), &generated()).expect("builds");
+    c.service
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect()
+}
+
+#[test]
+fn the_debug_port_is_on_the_service_only_when_asked_for() {
+    let http = || ("http".to_string(), 5000);
+    assert_eq!(
+        service_ports(serde_json::json!({"storage": {"emptyDir": {}}})),
+        [http()]
+    );
+    assert_eq!(
+        service_ports(serde_json::json!({"storage": {"emptyDir": {}}, "service": {"port": 5000}})),
+        [http()]
+    );
+    assert_eq!(
+        service_ports(serde_json::json!({"storage": {"emptyDir": {}},
+            "service": {"exposeDebugPort": true}})),
+        [http(), ("metrics".to_string(), DEBUG_PORT)]
+    );
+}

@@ -3,5 +3,6 @@
 
 pub mod report_status;
 pub mod routing;
+pub mod tenancy;
 pub mod trigger;
 pub mod validate;

@@ -30,6 +30,15 @@ fn host_port(host: &str, default_port: u16) -> String {
 }
 
 /// Whether `event` was sent by the source of a policy in `namespace`.
+///
+/// What a token can trigger (the trust boundary of the receiver): a Registry's own token only
+/// policies whose source is that Registry by `registryRef`, whatever URL or host the event
+/// claims; the shared token for external registries (sender [`EXTERNAL_IDENTITY`]) only
+/// policies whose source is a `url` with the host and port the event names, never a
+/// `registryRef` source. So one external registry holding the shared token can speak for
+/// another external one; that is accepted because an event is only a hint: the policy copies
+/// what its source serves for the named repository and tag, within its filters, as its next
+/// scheduled sync would.
 pub fn from_source(source: &Endpoint, namespace: &str, event: &ManifestEvent) -> bool {
     if let Some(r) = &source.registry_ref {
         return event.sender
@@ -155,6 +164,40 @@ mod tests {
             "ns",
             &event("registry/ns/hq", ManifestAction::Push, Some("v1"), url)
         ));
+    }
+
+    #[test]
+    fn what_one_token_can_trigger() {
+        let by_ref = spec(serde_json::json!({"registryRef": {"name": "hq"}}), true);
+        let by_url = spec(serde_json::json!({"url": "https://hq.example.com"}), true);
+        let hq_url = Some("https://hq.example.com/v2/apps/web/manifests/sha256:00");
+        let mut claims_hq = event(EXTERNAL_IDENTITY, ManifestAction::Push, Some("v1"), hq_url);
+        claims_hq.request_host = Some("hq.fleet.svc:5000".into());
+        // The shared token: only url sources whose authority the event names.
+        assert!(from_source(&by_url.source, "fleet", &claims_hq));
+        assert!(!from_source(&by_ref.source, "fleet", &claims_hq));
+        let elsewhere = event(
+            EXTERNAL_IDENTITY,
+            ManifestAction::Push,
+            Some("v1"),
+            Some("https://other.example.com/v2/apps/web/manifests/sha256:00"),
+        );
+        assert!(!from_source(&by_url.source, "fleet", &elsewhere));
+        // A Registry's token: only its own registryRef, whatever URL or host it claims.
+        for sender in [
+            "registry/fleet/hq",
+            "registry/fleet/east",
+            "registry/other/hq",
+        ] {
+            let mut e = claims_hq.clone();
+            e.sender = sender.into();
+            assert!(!from_source(&by_url.source, "fleet", &e), "{sender}");
+            assert_eq!(
+                from_source(&by_ref.source, "fleet", &e),
+                sender == "registry/fleet/hq",
+                "{sender}"
+            );
+        }
     }
 
     #[test]

@@ -4,64 +4,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::replication_policy::{Destination, ReplicationPolicySpec};
+use crate::engine::filter::{self, FilterError, FilterProblem, GlobList};
+use crate::field_path::FieldPath;
 pub use crate::issue::Issue;
 
 /// Every problem of the spec, in a stable order (empty when valid).
 pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
-    let mut problems = Vec::new();
+    let mut problems = destination_names(&spec.destinations);
     problems.extend(from_links(&spec.destinations));
     if let Some(schedule) = &spec.trigger.schedule
         && let Err(e) = parse_schedule(schedule)
     {
         problems.push(Issue {
             reason: "InvalidSchedule",
-            field: "spec.trigger.schedule".into(),
+            field: FieldPath::spec()
+                .field("trigger")
+                .field("schedule")
+                .to_string(),
             message: format!("{e}; use 5 cron fields (minute hour day-of-month month day-of-week), e.g. \"*/30 * * * *\""),
         });
     }
-    if let Some(tags) = &spec.tags {
-        if let Some(re) = &tags.regex
-            && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
-        {
-            problems.push(Issue {
-                reason: "InvalidTagFilter",
-                field: "spec.tags.regex".into(),
-                message: format!(
-                    "not a valid regular expression: {}",
-                    first_line(&e.to_string())
-                ),
-            });
-        }
-        if let Some(range) = &tags.semver
-            && let Err(e) = semver::VersionReq::parse(range)
-        {
-            problems.push(Issue {
-                reason: "InvalidTagFilter",
-                field: "spec.tags.semver".into(),
-                message: format!("not a semantic-version range ({e}); write e.g. \">=1.2, <2\""),
-            });
-        }
-        for (field, globs) in [
-            ("spec.tags.include", &tags.include),
-            ("spec.tags.exclude", &tags.exclude),
-        ] {
-            problems.extend(bad_globs(field, globs));
-        }
-    }
-    if let Some(repos) = &spec.repositories {
-        for (field, globs) in [
-            ("spec.repositories.include", &repos.include),
-            ("spec.repositories.exclude", &repos.exclude),
-        ] {
-            problems.extend(bad_globs(field, globs));
-        }
-    }
+    problems.extend(filter_problems(spec).into_iter().map(filter_issue));
     if let Some(limit) = &spec.bandwidth_limit
         && crate::sync_config::parse_quantity(&limit.0).is_none()
     {
         problems.push(Issue {
             reason: "InvalidBandwidthLimit",
-            field: "spec.bandwidthLimit".into(),
+            field: FieldPath::spec().field("bandwidthLimit").to_string(),
             message: format!(
                 "{:?} is not a positive byte quantity; write e.g. \"50Mi\" or \"10000000\"",
                 limit.0
@@ -71,21 +40,86 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
     problems
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_string()
+/// Every repository and tag rule that does not compile, compiled as the engine compiles
+/// them, in the order of the spec's fields.
+fn filter_problems(spec: &ReplicationPolicySpec) -> Vec<FilterError> {
+    let mut problems = Vec::new();
+    let mut globs = |list: GlobList, patterns: &[String]| {
+        for (i, g) in patterns.iter().enumerate() {
+            problems.extend(filter::glob(list, i, g).err());
+        }
+    };
+    if let Some(repos) = &spec.repositories {
+        globs(GlobList::RepositoriesInclude, &repos.include);
+        globs(GlobList::RepositoriesExclude, &repos.exclude);
+    }
+    if let Some(tags) = &spec.tags {
+        globs(GlobList::TagsInclude, &tags.include);
+        globs(GlobList::TagsExclude, &tags.exclude);
+        problems.extend(
+            tags.regex
+                .as_deref()
+                .and_then(|r| filter::tag_regex(r).err()),
+        );
+        problems.extend(
+            tags.semver
+                .as_deref()
+                .and_then(|r| filter::semver_range(r).err()),
+        );
+    }
+    problems
 }
 
-fn bad_globs(field: &str, globs: &[String]) -> Vec<Issue> {
-    globs
+/// The condition text of a rule that does not compile: the engine's error, which names the
+/// field, and a hint.
+fn filter_issue(e: FilterError) -> Issue {
+    let (reason, hint) = match e.problem {
+        FilterProblem::Glob { .. } => (
+            "InvalidFilter",
+            "`*` matches within a path segment, `**` across, `{a,b}` either",
+        ),
+        FilterProblem::Regex { .. } => ("InvalidTagFilter", "RE2 syntax, anchored at both ends"),
+        FilterProblem::Semver { .. } => ("InvalidTagFilter", "write e.g. \">=1.2, <2\""),
+    };
+    Issue {
+        reason,
+        field: e.field.to_string(),
+        message: format!("{}; {hint}", e.problem),
+    }
+}
+
+/// At least one destination, each name once. The API server enforces both through the
+/// schema (`minItems`, list-map keys); files given to `flotilla sync` have no such check.
+fn destination_names(destinations: &[Destination]) -> Vec<Issue> {
+    let list = FieldPath::spec().field("destinations");
+    if destinations.is_empty() {
+        return vec![Issue {
+            reason: "NoDestinations",
+            field: list.to_string(),
+            message: "lists no destination; add at least one".into(),
+        }];
+    }
+    destinations
         .iter()
-        .filter_map(|g| {
-            globset::Glob::new(g).err().map(|e| Issue {
-                reason: "InvalidFilter",
-                field: field.to_string(),
-                message: format!("{g:?} is not a valid glob: {e}"),
-            })
+        .enumerate()
+        .filter(|(i, d)| destinations[..*i].iter().any(|o| o.name == d.name))
+        .map(|(i, d)| Issue {
+            reason: "DuplicateDestination",
+            field: list.clone().index(i).field("name").to_string(),
+            message: format!(
+                "{:?} is the name of an earlier destination; names are unique within a policy",
+                d.name
+            ),
         })
         .collect()
+}
+
+fn from_field(destination: &str) -> String {
+    FieldPath::spec()
+        .field("destinations")
+        .key(destination)
+        .field("from")
+        .to_string()
 }
 
 /// Problems of the `from` links: unknown names, self-references and cycles. Each cycle is
@@ -101,7 +135,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
         if !names.contains(from) {
             problems.push(Issue {
                 reason: "UnknownDestination",
-                field: format!("spec.destinations[{child}].from"),
+                field: from_field(child),
                 message: format!("names {from:?}, which is not a destination of this policy; name one of {names:?} or remove `from`"),
             });
         }
@@ -119,7 +153,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
                     shown.push(cycle[0]);
                     problems.push(Issue {
                         reason: "CyclicDestinations",
-                        field: format!("spec.destinations[{}].from", cycle[0]),
+                        field: from_field(cycle[0]),
                         message: format!(
                             "`from` links form a cycle ({}), so no destination in it is ever fed; let one of them be fed by the source (remove its `from`)",
                             shown.join(" <- ")
@@ -135,15 +169,50 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
     problems
 }
 
+/// A schedule that is not a 5-field cron expression.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// Not 5 fields.
+    #[error("{expr:?} has {fields} fields, not 5")]
+    FieldCount {
+        /// As written.
+        expr: String,
+        /// How many it has.
+        fields: usize,
+    },
+    /// 5 fields the cron grammar refuses.
+    #[error("{expr:?} is not a valid cron expression: {reason}")]
+    Cron {
+        /// As written.
+        expr: String,
+        /// Why, on one line (the cron crate's message also repeats the expression, with
+        /// the seconds field this parser adds, and a caret under the error).
+        reason: String,
+    },
+}
+
 /// Parses a 5-field cron expression (UTC) into a schedule.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, ScheduleError> {
     let fields = expr.split_whitespace().count();
     if fields != 5 {
-        return Err(format!("{expr:?} has {fields} fields, not 5"));
+        return Err(ScheduleError::FieldCount {
+            expr: expr.to_string(),
+            fields,
+        });
     }
     format!("0 {expr}")
         .parse::<cron::Schedule>()
-        .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+        .map_err(|e| ScheduleError::Cron {
+            expr: expr.to_string(),
+            reason: e
+                .to_string()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -218,6 +287,23 @@ mod tests {
     }
 
     #[test]
+    fn destinations_are_required_and_named_once() {
+        let p = validate(&spec(vec![]));
+        assert_eq!(
+            p.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["spec.destinations: lists no destination; add at least one"]
+        );
+        let p = validate(&spec(vec![
+            dest("a", None),
+            dest("b", None),
+            dest("a", None),
+        ]));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].reason, "DuplicateDestination");
+        assert_eq!(p[0].field, "spec.destinations[2].name");
+    }
+
+    #[test]
     fn unknown_from_is_reported() {
         let p = from_links(&[dest("a", Some("nowhere"))]);
         assert_eq!(p[0].reason, "UnknownDestination");
@@ -248,7 +334,61 @@ mod tests {
         let fields: Vec<String> = validate(&s).into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
-            vec!["spec.tags.regex", "spec.tags.semver", "spec.tags.include"]
+            vec![
+                "spec.tags.include[0]",
+                "spec.tags.regex",
+                "spec.tags.semver"
+            ]
         );
+    }
+
+    /// The condition messages (`field: message`, as `readiness` joins them).
+    fn messages(s: &ReplicationPolicySpec) -> Vec<String> {
+        validate(s).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn condition_messages_name_the_field_and_the_value() {
+        let mut s = spec(vec![dest("a", None)]);
+        s.tags = Some(TagFilter {
+            semver: Some(">>1".into()),
+            regex: Some("(unclosed".into()),
+            ..Default::default()
+        });
+        s.repositories = Some(crate::api::replication_policy::RepositoryFilter {
+            include: vec!["team-a/**".into(), "a[b".into()],
+            exclude: vec![],
+        });
+        s.bandwidth_limit = Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+            "5Xi".into(),
+        ));
+        s.trigger.schedule = Some("61 * * * *".into());
+        let m = messages(&s);
+        assert_eq!(m.len(), 5, "{m:#?}");
+        assert!(
+            m[0].starts_with("spec.trigger.schedule: \"61 * * * *\" is not a valid cron expression: Minutes must be less than 59"),
+            "{}",
+            m[0]
+        );
+        assert!(
+            m[1].starts_with("spec.repositories.include[1]: invalid glob \"a[b\": "),
+            "{}",
+            m[1]
+        );
+        assert_eq!(
+            m[2],
+            "spec.tags.regex: invalid regex \"(unclosed\": unclosed group; RE2 syntax, anchored at both ends"
+        );
+        assert!(
+            m[3].starts_with("spec.tags.semver: invalid semver range \">>1\": "),
+            "{}",
+            m[3]
+        );
+        assert!(
+            m[4].starts_with("spec.bandwidthLimit: \"5Xi\" is not"),
+            "{}",
+            m[4]
+        );
+        assert!(m.iter().all(|l| !l.contains('\n')), "one line each: {m:#?}");
     }
 }

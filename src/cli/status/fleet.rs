@@ -1,0 +1,693 @@
+//! The view model of `flotilla status`: Registries and ReplicationPolicies reduced to what one
+//! picture of the fleet shows. Built without I/O from the listed objects and the current time;
+//! `-o json` is this model serialized, so its field names are a stable interface for scripts
+//! (add fields, never rename or remove them without raising [`FORMAT_VERSION`]).
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use serde::Serialize;
+
+use crate::api::common::Condition;
+use crate::api::registry::Registry;
+use crate::api::replication_policy::{
+    Destination, DestinationStatus, Endpoint, ReplicationPolicy, ReplicationPolicyStatus,
+};
+
+/// Version of the JSON document's shape.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything `flotilla status` shows.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fleet {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// When the picture was taken (RFC 3339); every `secondsSince…` counts from it.
+    pub now: String,
+    /// Registries, by namespace then name.
+    pub registries: Vec<RegistryView>,
+    /// ReplicationPolicies, by namespace then name.
+    pub policies: Vec<PolicyView>,
+}
+
+/// The status of a condition, as Kubernetes spells it; `Unknown` also when it is absent.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    /// `status: "True"`.
+    True,
+    /// `status: "False"`.
+    False,
+    /// `status: "Unknown"`, or no such condition.
+    Unknown,
+}
+
+/// One condition, reduced.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionView {
+    /// True, False or Unknown.
+    pub status: ConditionStatus,
+    /// Machine-readable reason; `None` when the condition is absent.
+    pub reason: Option<String>,
+    /// Human-readable message; `None` when absent or empty.
+    pub message: Option<String>,
+}
+
+/// One Registry.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `spec.replicas`.
+    pub desired_replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready_replicas: i32,
+    /// The `Ready` condition.
+    pub ready: ConditionView,
+    /// `status.url`.
+    pub url: Option<String>,
+}
+
+/// What a policy is doing, in one word (the most pressing first).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `spec.suspend`: no sync runs.
+    Suspended,
+    /// The last sync failed somewhere (`Degraded=True`).
+    Degraded,
+    /// A sync is running (`Syncing=True`).
+    Syncing,
+    /// Every destination is in sync (`Ready=True`).
+    Ready,
+    /// Some destination is not in sync (`Ready=False`).
+    NotReady,
+    /// No status yet: the operator has not seen the policy.
+    Pending,
+}
+
+/// The last completed sync of a policy.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSync {
+    /// `Push`, `Schedule`, `Request`, `SpecChange`, `Retry`.
+    pub trigger: String,
+    /// `Succeeded`, `PartiallyFailed` or `Failed`.
+    pub result: String,
+    /// End of the sync (RFC 3339).
+    pub completion_time: Option<String>,
+    /// Seconds from `completionTime` to `now`.
+    pub seconds_since: Option<i64>,
+}
+
+/// A Registry of this cluster, by namespace and name.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Where a policy reads from.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceView {
+    /// The endpoint in short form: its URL, or `registry NAMESPACE/NAME`.
+    pub endpoint: String,
+    /// The Registry it names (`registryRef`), if any.
+    pub registry: Option<RegistryKey>,
+    /// `ready/desired` of that Registry when it was listed too.
+    pub registry_ready: Option<String>,
+}
+
+/// Why a destination is not where its `from` says.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedProblem {
+    /// `from` names no destination of the policy: shown at the top level.
+    UnknownFeeder,
+    /// The destination is fed through a `from` cycle, so nothing ever reaches it.
+    Cycle,
+}
+
+/// One destination with the destinations it feeds.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationNode {
+    /// Name, unique in the policy.
+    pub name: String,
+    /// The destination feeding it (`spec.destinations[].from`); `None`: the source.
+    pub from: Option<String>,
+    /// The endpoint in short form: its URL, or `registry NAMESPACE/NAME`.
+    pub endpoint: String,
+    /// Whether the last sync left it holding every artifact in scope.
+    pub in_sync: bool,
+    /// End of the last sync that reached it (RFC 3339); `None`: never synced.
+    pub last_sync_time: Option<String>,
+    /// Seconds from `lastSyncTime` to `now`.
+    pub seconds_since_sync: Option<i64>,
+    /// Last error, in full.
+    pub last_error: Option<String>,
+    /// Set when the feed tree could not place it under its `from`.
+    pub problem: Option<FeedProblem>,
+    /// The destinations with `from` naming this one, in spec order.
+    pub children: Vec<DestinationNode>,
+}
+
+/// One ReplicationPolicy.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The source, root of the feed tree.
+    pub source: SourceView,
+    /// One word for the policy's state.
+    pub phase: Phase,
+    /// Reason of the condition behind `phase` (e.g. `DestinationFailed`).
+    pub reason: Option<String>,
+    /// Destinations in sync.
+    pub in_sync: usize,
+    /// Destinations in the spec.
+    pub destination_count: usize,
+    /// The last completed sync.
+    pub last_sync: Option<LastSync>,
+    /// Destinations fed by the source, each with the ones it feeds.
+    pub destinations: Vec<DestinationNode>,
+}
+
+/// Builds the picture from listed objects; `now` is the time relative ages count from.
+pub fn build(registries: &[Registry], policies: &[ReplicationPolicy], now: Timestamp) -> Fleet {
+    let mut registries: Vec<RegistryView> = registries.iter().map(registry_view).collect();
+    registries.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut policies: Vec<PolicyView> = policies
+        .iter()
+        .map(|p| policy_view(p, &registries, now))
+        .collect();
+    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Fleet {
+        format_version: FORMAT_VERSION,
+        now: now.to_string(),
+        registries,
+        policies,
+    }
+}
+
+fn registry_view(r: &Registry) -> RegistryView {
+    let status = r.status.clone().unwrap_or_default();
+    RegistryView {
+        namespace: r.namespace().unwrap_or_default(),
+        name: r.name_any(),
+        desired_replicas: r.spec.replicas,
+        ready_replicas: status.ready_replicas,
+        ready: condition_view(&status.conditions, "Ready"),
+        url: status.url,
+    }
+}
+
+fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+fn condition_view(conditions: &[Condition], type_: &str) -> ConditionView {
+    match find(conditions, type_) {
+        None => ConditionView {
+            status: ConditionStatus::Unknown,
+            reason: None,
+            message: None,
+        },
+        Some(c) => ConditionView {
+            status: match c.status.as_str() {
+                "True" => ConditionStatus::True,
+                "False" => ConditionStatus::False,
+                _ => ConditionStatus::Unknown,
+            },
+            reason: non_empty(&c.reason),
+            message: non_empty(&c.message),
+        },
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Seconds from an RFC 3339 time to `now`; `None` when it does not parse.
+fn seconds_since(time: &str, now: Timestamp) -> Option<i64> {
+    let t: Timestamp = time.parse().ok()?;
+    Some(now.as_second() - t.as_second())
+}
+
+fn endpoint_label(e: &Endpoint, policy_namespace: &str) -> (String, Option<RegistryKey>) {
+    match (&e.registry_ref, &e.url) {
+        (Some(r), _) => {
+            let key = RegistryKey {
+                namespace: r
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| policy_namespace.to_string()),
+                name: r.name.clone(),
+            };
+            (
+                format!("registry {}/{}", key.namespace, key.name),
+                Some(key),
+            )
+        }
+        (None, Some(url)) => (url.clone(), None),
+        (None, None) => ("(no endpoint)".to_string(), None),
+    }
+}
+
+fn phase(p: &ReplicationPolicy) -> (Phase, Option<String>) {
+    let reason = |type_: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, type_))
+            .and_then(|c| non_empty(&c.reason))
+    };
+    if p.spec.suspend {
+        return (Phase::Suspended, None);
+    }
+    let Some(status) = &p.status else {
+        return (Phase::Pending, None);
+    };
+    if is_true(&status.conditions, "Degraded") {
+        (Phase::Degraded, reason("Degraded"))
+    } else if is_true(&status.conditions, "Syncing") {
+        (Phase::Syncing, reason("Syncing"))
+    } else if is_true(&status.conditions, "Ready") {
+        (Phase::Ready, reason("Ready"))
+    } else if find(&status.conditions, "Ready").is_some() {
+        (Phase::NotReady, reason("Ready"))
+    } else {
+        (Phase::Pending, None)
+    }
+}
+
+fn policy_view(p: &ReplicationPolicy, registries: &[RegistryView], now: Timestamp) -> PolicyView {
+    let namespace = p.namespace().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
+    let (endpoint, registry) = endpoint_label(&p.spec.source, &namespace);
+    let registry_ready = registry.as_ref().and_then(|k| {
+        registries
+            .iter()
+            .find(|r| r.namespace == k.namespace && r.name == k.name)
+            .map(|r| format!("{}/{}", r.ready_replicas, r.desired_replicas))
+    });
+    let (phase, reason) = phase(p);
+    let destinations = feed_tree(&p.spec.destinations, &status, &namespace, now);
+    let in_sync = p
+        .spec
+        .destinations
+        .iter()
+        .filter(|d| destination_status(&status, &d.name).is_some_and(|s| s.in_sync))
+        .count();
+    PolicyView {
+        name: p.name_any(),
+        source: SourceView {
+            endpoint,
+            registry,
+            registry_ready,
+        },
+        phase,
+        reason,
+        in_sync,
+        destination_count: p.spec.destinations.len(),
+        last_sync: status.last_sync.as_ref().map(|l| LastSync {
+            trigger: l.trigger.clone(),
+            result: l.result.clone(),
+            completion_time: l.completion_time.clone(),
+            seconds_since: l
+                .completion_time
+                .as_deref()
+                .and_then(|t| seconds_since(t, now)),
+        }),
+        destinations,
+        namespace,
+    }
+}
+
+fn destination_status<'a>(
+    status: &'a ReplicationPolicyStatus,
+    name: &str,
+) -> Option<&'a DestinationStatus> {
+    status.destinations.iter().find(|d| d.name == name)
+}
+
+/// Nests the destinations as the policy feeds them: a destination with `from` under the one
+/// it names, in spec order at every level. One whose `from` names nothing, or that is only
+/// reachable through a `from` cycle, goes to the top level with a [`FeedProblem`].
+fn feed_tree(
+    dests: &[Destination],
+    status: &ReplicationPolicyStatus,
+    namespace: &str,
+    now: Timestamp,
+) -> Vec<DestinationNode> {
+    let names: HashSet<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+    let mut children: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, d) in dests.iter().enumerate() {
+        if let Some(from) = d.from.as_deref().filter(|f| names.contains(f)) {
+            children.entry(from).or_default().push(i);
+        }
+    }
+    let ctx = TreeContext {
+        dests,
+        status,
+        namespace,
+        now,
+        children,
+    };
+    let mut placed = vec![false; dests.len()];
+    let mut roots = Vec::new();
+    for (i, d) in dests.iter().enumerate() {
+        let problem = match d.from.as_deref() {
+            None => None,
+            Some(f) if !names.contains(f) => Some(FeedProblem::UnknownFeeder),
+            Some(_) => continue,
+        };
+        roots.push(ctx.node(i, problem, &mut placed));
+    }
+    for i in 0..dests.len() {
+        if !placed[i] {
+            roots.push(ctx.node(i, Some(FeedProblem::Cycle), &mut placed));
+        }
+    }
+    roots
+}
+
+struct TreeContext<'a> {
+    dests: &'a [Destination],
+    status: &'a ReplicationPolicyStatus,
+    namespace: &'a str,
+    now: Timestamp,
+    children: BTreeMap<&'a str, Vec<usize>>,
+}
+
+impl TreeContext<'_> {
+    /// The node of destination `i` with every not yet placed descendant (`placed` stops a
+    /// cycle from recursing for ever).
+    fn node(&self, i: usize, problem: Option<FeedProblem>, placed: &mut [bool]) -> DestinationNode {
+        placed[i] = true;
+        let d = &self.dests[i];
+        let s = destination_status(self.status, &d.name);
+        let last_sync_time = s.and_then(|s| s.last_sync_time.clone());
+        let mut children = Vec::new();
+        for &c in self.children.get(d.name.as_str()).into_iter().flatten() {
+            if !placed[c] {
+                let child_problem = problem.filter(|p| *p == FeedProblem::Cycle);
+                children.push(self.node(c, child_problem, placed));
+            }
+        }
+        DestinationNode {
+            name: d.name.clone(),
+            from: d.from.clone(),
+            endpoint: endpoint_label(&d.endpoint, self.namespace).0,
+            in_sync: s.is_some_and(|s| s.in_sync),
+            seconds_since_sync: last_sync_time
+                .as_deref()
+                .and_then(|t| seconds_since(t, self.now)),
+            last_sync_time,
+            last_error: s.and_then(|s| s.last_error.clone()),
+            problem,
+            children,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::api::registry::{RegistrySpec, RegistryStatus};
+    use crate::api::replication_policy::{RegistryReference, ReplicationPolicySpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    pub(crate) fn now() -> Timestamp {
+        "2026-12-01T12:00:00Z".parse().expect("timestamp")
+    }
+
+    pub(crate) fn cond(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Time(now()),
+            observed_generation: None,
+        }
+    }
+
+    pub(crate) fn dest(name: &str, from: Option<&str>) -> Destination {
+        Destination {
+            name: name.into(),
+            from: from.map(Into::into),
+            endpoint: Endpoint {
+                url: Some(format!("http://{name}.example:5000")),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(crate) fn dest_status(name: &str, in_sync: bool, error: Option<&str>) -> DestinationStatus {
+        DestinationStatus {
+            name: name.into(),
+            in_sync,
+            last_sync_time: Some("2026-12-01T11:57:00Z".into()),
+            last_error: error.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn policy(
+        ns: &str,
+        name: &str,
+        dests: Vec<Destination>,
+        status: Option<ReplicationPolicyStatus>,
+    ) -> ReplicationPolicy {
+        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": "http://hq.example:5000"},
+            "destinations": [],
+        }))
+        .expect("spec");
+        let mut p = ReplicationPolicy::new(
+            name,
+            ReplicationPolicySpec {
+                destinations: dests,
+                ..spec
+            },
+        );
+        p.metadata.namespace = Some(ns.into());
+        p.status = status;
+        p
+    }
+
+    pub(crate) fn registry(ns: &str, name: &str, ready: i32, desired: i32) -> Registry {
+        let spec: RegistrySpec = serde_json::from_value(serde_json::json!({
+            "replicas": desired,
+            "storage": {"emptyDir": {}},
+        }))
+        .expect("spec");
+        let mut r = Registry::new(name, spec);
+        r.metadata.namespace = Some(ns.into());
+        let ok = ready == desired;
+        r.status = Some(RegistryStatus {
+            ready_replicas: ready,
+            replicas: desired,
+            url: Some(format!("http://{name}.{ns}.svc:5000")),
+            conditions: vec![cond(
+                "Ready",
+                if ok { "True" } else { "False" },
+                if ok { "Ready" } else { "Progressing" },
+            )],
+            ..Default::default()
+        });
+        r
+    }
+
+    /// HQ → 2 regions → 4 cities, listed children first to prove nesting does not depend on
+    /// order; city-2 failing.
+    pub(crate) fn tiers() -> ReplicationPolicy {
+        let dests = vec![
+            dest("city-1", Some("region-1")),
+            dest("region-1", None),
+            dest("city-2", Some("region-1")),
+            dest("region-2", None),
+            dest("city-3", Some("region-2")),
+            dest("city-4", Some("region-2")),
+        ];
+        let mut statuses: Vec<DestinationStatus> = ["region-1", "region-2", "city-1", "city-3"]
+            .iter()
+            .map(|n| dest_status(n, true, None))
+            .collect();
+        statuses.push(dest_status(
+            "city-2",
+            false,
+            Some("tiers/app:v1: connection refused"),
+        ));
+        // city-4 has no status entry yet (added to the spec after the last sync).
+        let status = ReplicationPolicyStatus {
+            conditions: vec![
+                cond("Ready", "False", "OutOfSync"),
+                cond("Syncing", "False", "Idle"),
+                cond("Degraded", "True", "DestinationFailed"),
+            ],
+            destinations: statuses,
+            last_sync: Some(crate::api::replication_policy::SyncRecord {
+                trigger: "Schedule".into(),
+                completion_time: Some("2026-12-01T11:57:00Z".into()),
+                result: "PartiallyFailed".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        policy("default", "tiers", dests, Some(status))
+    }
+
+    fn names(nodes: &[DestinationNode]) -> Vec<String> {
+        nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    #[test]
+    fn relays_nest_under_their_feeder_in_spec_order() {
+        let f = build(&[], &[tiers()], now());
+        let p = &f.policies[0];
+        assert_eq!(names(&p.destinations), ["region-1", "region-2"]);
+        assert_eq!(names(&p.destinations[0].children), ["city-1", "city-2"]);
+        assert_eq!(names(&p.destinations[1].children), ["city-3", "city-4"]);
+        let city2 = &p.destinations[0].children[1];
+        assert!(!city2.in_sync);
+        assert_eq!(city2.from.as_deref(), Some("region-1"));
+        assert_eq!(
+            city2.last_error.as_deref(),
+            Some("tiers/app:v1: connection refused")
+        );
+        assert_eq!(city2.seconds_since_sync, Some(180));
+        let city4 = &p.destinations[1].children[1];
+        assert!(!city4.in_sync && city4.last_sync_time.is_none());
+        assert_eq!((p.in_sync, p.destination_count), (4, 6));
+        assert_eq!(
+            (p.phase, p.reason.as_deref()),
+            (Phase::Degraded, Some("DestinationFailed"))
+        );
+        assert_eq!(
+            p.last_sync.as_ref().and_then(|l| l.seconds_since),
+            Some(180)
+        );
+    }
+
+    #[test]
+    fn a_deep_relay_chain_nests_all_the_way() {
+        let dests = vec![
+            dest("d", Some("c")),
+            dest("c", Some("b")),
+            dest("b", Some("a")),
+            dest("a", None),
+        ];
+        let f = build(&[], &[policy("ns", "chain", dests, None)], now());
+        let mut n = &f.policies[0].destinations;
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(names(n), [name]);
+            assert_eq!(n[0].problem, None);
+            n = &n[0].children;
+        }
+        assert!(n.is_empty());
+        assert_eq!(f.policies[0].phase, Phase::Pending);
+    }
+
+    #[test]
+    fn unknown_feeders_and_cycles_surface_at_the_top_instead_of_vanishing() {
+        let dests = vec![
+            dest("a", None),
+            dest("lost", Some("nowhere")),
+            dest("x", Some("y")),
+            dest("y", Some("x")),
+            dest("z", Some("y")),
+        ];
+        let f = build(&[], &[policy("ns", "odd", dests, None)], now());
+        let top = &f.policies[0].destinations;
+        assert_eq!(names(top), ["a", "lost", "x"]);
+        assert_eq!(top[1].problem, Some(FeedProblem::UnknownFeeder));
+        assert_eq!(top[2].problem, Some(FeedProblem::Cycle));
+        assert_eq!(names(&top[2].children), ["y"]);
+        assert_eq!(names(&top[2].children[0].children), ["z"]);
+        assert_eq!(top[2].children[0].problem, Some(FeedProblem::Cycle));
+        // Every destination appears exactly once.
+        fn count(n: &[DestinationNode]) -> usize {
+            n.iter().map(|d| 1 + count(&d.children)).sum()
+        }
+        assert_eq!(count(top), 5);
+    }
+
+    #[test]
+    fn registries_and_policies_are_sorted_by_namespace_then_name() {
+        let f = build(
+            &[
+                registry("zeta", "a", 1, 1),
+                registry("alpha", "b", 0, 2),
+                registry("alpha", "a", 1, 1),
+            ],
+            &[
+                policy("b", "one", vec![], None),
+                policy("a", "two", vec![], None),
+                policy("a", "one", vec![], None),
+            ],
+            now(),
+        );
+        let regs: Vec<_> = f
+            .registries
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace, r.name))
+            .collect();
+        assert_eq!(regs, ["alpha/a", "alpha/b", "zeta/a"]);
+        let pols: Vec<_> = f
+            .policies
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        assert_eq!(pols, ["a/one", "a/two", "b/one"]);
+        let b = &f.registries[1];
+        assert_eq!((b.ready_replicas, b.desired_replicas), (0, 2));
+        assert_eq!(b.ready.status, ConditionStatus::False);
+        assert_eq!(b.ready.reason.as_deref(), Some("Progressing"));
+    }
+
+    #[test]
+    fn a_registry_ref_source_shows_that_registrys_readiness() {
+        let mut p = policy("fleet", "p", vec![dest("a", None)], None);
+        p.spec.source = Endpoint {
+            registry_ref: Some(RegistryReference {
+                name: "hq".into(),
+                namespace: None,
+            }),
+            ..Default::default()
+        };
+        let f = build(&[registry("fleet", "hq", 1, 2)], &[p], now());
+        let s = &f.policies[0].source;
+        assert_eq!(s.endpoint, "registry fleet/hq");
+        assert_eq!(s.registry_ready.as_deref(), Some("1/2"));
+    }
+
+    #[test]
+    fn suspend_wins_over_every_condition_and_times_that_do_not_parse_have_no_age() {
+        let mut p = tiers();
+        p.spec.suspend = true;
+        if let Some(s) = p.status.as_mut() {
+            s.destinations[0].last_sync_time = Some("yesterday".into());
+        }
+        let f = build(&[], &[p], now());
+        assert_eq!(f.policies[0].phase, Phase::Suspended);
+        let region1 = &f.policies[0].destinations[0];
+        assert_eq!(region1.last_sync_time.as_deref(), Some("yesterday"));
+        assert_eq!(region1.seconds_since_sync, None);
+    }
+}
