@@ -229,6 +229,19 @@ impl Metrics {
         out
     }
 
+    /// Creates the failure counters of every kind and reason at zero, so that they are
+    /// exported (and `rate()` reads 0) before the first failure.
+    pub fn initialize_failures(&self, kinds: &[&str], reasons: &[&str]) {
+        for kind in kinds {
+            for reason in reasons {
+                self.failures.get_or_create(&FailureLabels {
+                    kind: (*kind).into(),
+                    reason: (*reason).into(),
+                });
+            }
+        }
+    }
+
     /// Counts a failed reconciliation of `kind`.
     pub fn reconcile_failed(&self, kind: &str, reason: &str) {
         let labels = FailureLabels {

@@ -2,7 +2,11 @@
 //! e2e/tools/lua-health), on the live Registry and ReplicationPolicy objects of a real control
 //! plane and operator in each state: Progressing (no status yet), Healthy (in sync, fleet
 //! ready), Degraded (a destination down, a Registry missing its S3 Secret) and Suspended.
+//! The same running operator's `/metrics` must export every metric family (and every label
+//! they group by) that the chart's alerts and dashboard use.
 
+#[path = "support/chart_metrics.rs"]
+mod chart_metrics;
 #[path = "support/cluster.rs"]
 mod cluster;
 #[path = "support/packaging.rs"]
@@ -92,7 +96,7 @@ async fn the_health_script_reads_live_objects_in_every_state() {
 
     let logs = std::env::temp_dir().join(format!("flotilla-e2e-argocd-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("log dir");
-    let _op = Operator::start(&c, &logs);
+    let op = Operator::start(&c, &logs);
     let closed = format!("http://127.0.0.1:{}", free_port());
     c.apply(&policy("degraded", &src.url(), &closed, ""));
     c.apply(&policy(
@@ -114,4 +118,41 @@ async fn the_health_script_reads_live_objects_in_every_state() {
     assert!(m.contains("missing"), "names the Secret: {m}");
     let m = wait_health(&c, "rp/suspended", "Suspended");
     assert!(m.contains("suspend"), "{m}");
+
+    // No alert or panel on a metric the operator does not export.
+    let exposition = op.get("/metrics").expect("/metrics");
+    let exported = chart_metrics::exported_families(&exposition);
+    let mut used: Vec<String> = chart_metrics::alerts()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    used.extend(chart_metrics::dashboard_queries());
+    for expr in &used {
+        for family in chart_metrics::families(expr) {
+            assert!(
+                exported.contains(&family),
+                "{family} (used by `{expr}`) is not exported by the operator"
+            );
+        }
+        // Every label an expression groups by appears on a sample of its families.
+        if let Some(by) = expr.split("by (").nth(1).and_then(|r| r.split(')').next()) {
+            for label in by.split(',').map(str::trim).filter(|l| *l != "le") {
+                let on_sample = chart_metrics::families(expr).iter().any(|f| {
+                    exposition
+                        .lines()
+                        .filter(|l| l.starts_with(f.as_str()) && !l.starts_with('#'))
+                        .any(|l| l.contains(&format!("{label}=\"")))
+                });
+                let has_samples = chart_metrics::families(expr).iter().any(|f| {
+                    exposition
+                        .lines()
+                        .any(|l| l.starts_with(f.as_str()) && !l.starts_with('#'))
+                });
+                assert!(
+                    on_sample || !has_samples,
+                    "label {label} of `{expr}` is on no exported sample"
+                );
+            }
+        }
+    }
 }

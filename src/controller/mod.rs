@@ -105,6 +105,9 @@ impl Error {
     }
 }
 
+/// Every [`Error::metric_reason`].
+pub const METRIC_REASONS: [&str; 4] = ["KubeApi", "MissingMetadata", "Serialize", "Build"];
+
 /// Delay before retrying a failed reconciliation.
 pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// Periodic re-reconciliation of a healthy resource (catches drift nobody told us about).
@@ -159,6 +162,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) {
+    metrics.initialize_failures(&["Registry", "ReplicationPolicy"], &METRIC_REASONS);
     let reporter = Reporter {
         controller: "flotilla".into(),
         instance: std::env::var("POD_NAME").ok(),
