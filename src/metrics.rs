@@ -234,10 +234,12 @@ impl Metrics {
     pub fn initialize_failures(&self, kinds: &[&str], reasons: &[&str]) {
         for kind in kinds {
             for reason in reasons {
-                self.failures.get_or_create(&FailureLabels {
-                    kind: (*kind).into(),
-                    reason: (*reason).into(),
-                });
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        kind: (*kind).into(),
+                        reason: (*reason).into(),
+                    })
+                    .inc_by(0);
             }
         }
     }

@@ -669,7 +669,7 @@ fn record_metrics(
         .inc();
     m.sync_duration.get_or_create(&policy).observe(elapsed);
     // The lag histogram exists (at zero) from the first run on, pushes or not.
-    m.replication_lag.get_or_create(&policy);
+    drop(m.replication_lag.get_or_create(&policy));
     m.record_destinations(key, &st.destinations);
     if let Some(r) = report {
         m.bytes_read
