@@ -133,7 +133,7 @@ async fn no_secret_reaches_status_events_configmaps_or_logs() {
     }
     // Each failure is the one this policy was set up for.
     for (p, expected) in [
-        ("bad-json", "docker config is not valid JSON"),
+        ("bad-json", "key .dockerconfigjson"),
         ("wrong", "rejected the credentials"),
         ("tls", "cannot reach registry"),
         ("redirect", "app:v1: reading blob"),
