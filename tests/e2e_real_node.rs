@@ -47,7 +47,11 @@ fn pods(c: &Cluster) -> Vec<(String, String, bool)> {
         .lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            Some((f.next()?.to_string(), f.next()?.to_string(), f.next() == Some("True")))
+            Some((
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+                f.next() == Some("True"),
+            ))
         })
         .collect()
 }
@@ -159,7 +163,11 @@ spec:
     let service_ip = c.jsonpath(&format!("service/{NAME}"), "{.spec.clusterIP}");
     assert!(!service_ip.is_empty(), "service/{NAME} has no ClusterIP");
     // Containment: every pod and Service address is routed onto the node link.
-    for ip in pods.iter().map(|(_, ip, _)| ip.as_str()).chain([service_ip.as_str()]) {
+    for ip in pods
+        .iter()
+        .map(|(_, ip, _)| ip.as_str())
+        .chain([service_ip.as_str()])
+    {
         let r = route(ip);
         assert!(
             r.contains(&format!("dev {link} ")) && !r.contains("eth"),
@@ -169,10 +177,9 @@ spec:
 
     // Push the Distribution image's own layout through the Service (kube-proxy picks a pod).
     let layout = c.dir().join("images/distribution");
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(layout.join("index.json")).expect("index.json"),
-    )
-    .expect("index.json is JSON");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
     let manifest_desc = &index["manifests"][0];
     let tag = manifest_desc["annotations"]["org.opencontainers.image.ref.name"]
         .as_str()
@@ -199,7 +206,12 @@ spec:
     // Every pod serves the same bytes from the shared storage, on its own address.
     let manifest_bytes = std::fs::read(blob_path(&layout, manifest_digest)).expect("manifest");
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).expect("manifest");
-    let mut blobs = vec![manifest["config"]["digest"].as_str().expect("config").to_string()];
+    let mut blobs = vec![
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .to_string(),
+    ];
     for l in manifest["layers"].as_array().expect("layers") {
         blobs.push(l["digest"].as_str().expect("layer digest").to_string());
     }
@@ -214,9 +226,16 @@ spec:
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET manifest from pod {pod} ({ip}): {e}"));
-        assert!(r.status().is_success(), "manifest from pod {pod} ({ip}): {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "manifest from pod {pod} ({ip}): {}",
+            r.status()
+        );
         let got = r.bytes().await.expect("manifest body");
-        assert!(got[..] == manifest_bytes[..], "pod {pod} ({ip}) serves another manifest");
+        assert!(
+            got[..] == manifest_bytes[..],
+            "pod {pod} ({ip}) serves another manifest"
+        );
         for digest in &blobs {
             let want = std::fs::read(blob_path(&layout, digest)).expect("blob in layout");
             let r = http
@@ -224,7 +243,11 @@ spec:
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("GET {digest} from pod {pod} ({ip}): {e}"));
-            assert!(r.status().is_success(), "{digest} from pod {pod} ({ip}): {}", r.status());
+            assert!(
+                r.status().is_success(),
+                "{digest} from pod {pod} ({ip}): {}",
+                r.status()
+            );
             let got = r.bytes().await.expect("blob body");
             assert_eq!(
                 format!("sha256:{}", hex::encode(Sha256::digest(&got))),
@@ -237,7 +260,11 @@ spec:
     }
     let bytes: u64 = blobs
         .iter()
-        .map(|d| std::fs::metadata(blob_path(&layout, d)).expect("blob").len())
+        .map(|d| {
+            std::fs::metadata(blob_path(&layout, d))
+                .expect("blob")
+                .len()
+        })
         .sum();
     eprintln!(
         "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {bytes} bytes through {service_ip} {:.1}s, \
