@@ -251,21 +251,16 @@ node_untainted() { # dir, kubectl
   [ -z "$("$2" --kubeconfig="$1/kubeconfig" get "node/$NODE_NAME" -o 'jsonpath={.spec.taints}')" ]
 }
 
-node_stop_workloads() { # dir: kills every container of the node (kubelet first, so none restarts)
-  local d=$1 ctr sock ids
+node_stop_workloads() { # dir: stops the kubelet (so nothing restarts), kills every container
+  local d=$1 pid
   # shellcheck disable=SC1091
   . "$d/node.env"
   stop "$d" kubelet
-  sock=$d/containerd/containerd.sock
-  ctr=$(node_bin ctr containerd 2>/dev/null) || return 0
-  if [ -S "$sock" ] && [ -f "$d/containerd.pid" ] && kill -0 "$(cat "$d/containerd.pid")" 2>/dev/null; then
-    ids=$("$ctr" --address "$sock" -n k8s.io tasks ls -q 2>/dev/null || true)
-    for id in $ids; do "$ctr" --address "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-    for id in $ids; do
-      for _ in $(seq 1 50); do
-        "$ctr" --address "$sock" -n k8s.io tasks delete "$id" >/dev/null 2>&1 && break
-        sleep 0.1
-      done
+  # Every container process sits in the node's cgroups; the shims, in the harness's, go in
+  # node_down once containerd is stopped.
+  if [ -d "/sys/fs/cgroup/memory$NODE_CGROUP" ]; then
+    for pid in $(find "/sys/fs/cgroup/memory$NODE_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+      kill -KILL "$pid" 2>/dev/null || true
     done
   fi
 }

@@ -1,7 +1,8 @@
 //! Real pods: a Registry of 3 replicas on MinIO, run by a real kubelet (containerd, runc) on the
 //! `e2e/cluster.sh up DIR --real-node` control plane, with the operator as a local process.
 //! The pods become Ready by their own readiness probes; an image pushed through the Service
-//! (kube-proxy, iptables mode) is pulled byte-identical from each pod's own address.
+//! (kube-proxy, iptables mode) is pulled byte-identical from each pod's own address;
+//! `kubectl scale registry/NAME --replicas=5` gives 5 pods serving it.
 //!
 //! Needs root and what `.ci/run` installs (containernetworking-plugins, busybox-static,
 //! docker-registry, libseccomp-dev) plus the binaries of `e2e/build-tools.sh`; a missing piece
@@ -34,7 +35,7 @@ fn node_env(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// (pod name, pod IP, Ready) of the Registry's pods.
-fn pods(c: &Cluster) -> Vec<(String, String, bool)> {
+fn pods_of(c: &Cluster) -> Vec<(String, String, bool)> {
     let out = c.kubectl(&[
         "get",
         "pods",
@@ -84,7 +85,8 @@ fn route(ip: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_registry_pods_on_minio_serve_an_image_pushed_through_the_service_from_each_pod() {
+async fn three_registry_pods_on_minio_serve_an_image_pushed_through_the_service_from_each_pod_then_five()
+ {
     let t0 = Instant::now();
     let c = Cluster::start_real_node();
     let up = t0.elapsed();
@@ -134,7 +136,7 @@ spec:
     let t_pods = Instant::now();
     let deadline = Instant::now() + PODS_READY;
     loop {
-        let p = pods(&c);
+        let p = pods_of(&c);
         if p.len() == REPLICAS && p.iter().all(|(_, ip, ready)| *ready && !ip.is_empty()) {
             break;
         }
@@ -159,7 +161,7 @@ spec:
         ) == "True"
     });
 
-    let pods = pods(&c);
+    let pods = pods_of(&c);
     let service_ip = c.jsonpath(&format!("service/{NAME}"), "{.spec.clusterIP}");
     assert!(!service_ip.is_empty(), "service/{NAME} has no ClusterIP");
     // Containment: every pod and Service address is routed onto the node link.
@@ -258,6 +260,47 @@ spec:
             pulled += got.len();
         }
     }
+    // Scaled like a Deployment: 5 pods, each serving the same image from the shared storage.
+    let t_scale = Instant::now();
+    c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=5"]);
+    let deadline = Instant::now() + PODS_READY;
+    let scaled = loop {
+        let p = pods_of(&c);
+        if p.len() == 5 && p.iter().all(|(_, ip, ready)| *ready && !ip.is_empty()) {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "5 registry pods not Ready in {PODS_READY:?} after kubectl scale: {p:?}\n{}",
+            diagnostics(&c)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (pod, ip, _) in &scaled {
+        let r = http
+            .get(format!(
+                "http://{ip}:5000/v2/e2e/distribution/manifests/{tag}"
+            ))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET manifest from pod {pod} ({ip}) after scaling: {e}"));
+        assert!(
+            r.status().is_success(),
+            "manifest from pod {pod} ({ip}) after scaling: {}",
+            r.status()
+        );
+        let got = r.bytes().await.expect("manifest body");
+        assert!(
+            got[..] == manifest_bytes[..],
+            "pod {pod} ({ip}) serves another manifest"
+        );
+    }
+    let scale_time = t_scale.elapsed();
+    wait_for("status.readyReplicas 5", Duration::from_secs(60), || {
+        c.jsonpath(&format!("registry/{NAME}"), "{.status.readyReplicas}") == "5"
+    });
+
     let bytes: u64 = blobs
         .iter()
         .map(|d| {
@@ -268,11 +311,12 @@ spec:
         .sum();
     eprintln!(
         "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {bytes} bytes through {service_ip} {:.1}s, \
-         {pulled} bytes pulled byte-identical from {} pod IPs, total {:.1}s",
+         {pulled} bytes pulled byte-identical from {} pod IPs, scaled to 5 serving pods {:.1}s, total {:.1}s",
         up.as_secs_f64(),
         pods_ready.as_secs_f64(),
         push_time.as_secs_f64(),
         pods.len(),
+        scale_time.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
     drop(op);
