@@ -177,6 +177,26 @@ spec:
         );
     }
 
+    // kube-proxy writes a Service's rules shortly after its endpoints are ready: await them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("HTTP client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http
+        .get(format!("http://{service_ip}:5000/v2/"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "service/{NAME} ({service_ip}:5000) does not answer in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Push the Distribution image's own layout through the Service (kube-proxy picks a pod).
     let layout = c.dir().join("images/distribution");
     let index: serde_json::Value =
@@ -217,8 +237,6 @@ spec:
     for l in manifest["layers"].as_array().expect("layers") {
         blobs.push(l["digest"].as_str().expect("layer digest").to_string());
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
     let mut pulled = 0usize;
     for (pod, ip, _) in &pods {
         let base = format!("http://{ip}:5000/v2/e2e/distribution");
