@@ -21,7 +21,10 @@
 node_bin() { # name -> path in the cache (containerd-*, runc-*) or $NAME_BIN
   local name=$1 dir=$2 var
   var=$(echo "$name" | tr 'a-z-' 'A-Z_')_BIN
-  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  if [ -n "${!var:-}" ]; then
+    [ -x "${!var}" ] || die "$var=${!var} is not an executable"
+    echo "${!var}"; return
+  fi
   local cached
   cached=$(ls -d "${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/bin/$dir"-v* 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -n "$cached" ] && [ -x "$cached/$name" ]; then echo "$cached/$name"; return; fi

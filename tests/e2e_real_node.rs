@@ -84,6 +84,20 @@ fn route(ip: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The host's default gateway (where a leaked packet would go), or a documentation address.
+fn default_gateway() -> String {
+    let out = Command::new("ip")
+        .args(["route", "show", "default"])
+        .output()
+        .expect("ip route show default");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or("192.0.2.1")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_registry_pods_on_minio_serve_an_image_pushed_through_the_service_from_each_pod_then_five()
  {
@@ -176,6 +190,36 @@ spec:
             "{ip} is not routed onto the node link {link}: {r}"
         );
     }
+
+    // From inside a pod: the API server answers through the `kubernetes` Service (what the
+    // operator in a pod needs); the host's default gateway is unreachable (no route out).
+    let gateway = default_gateway();
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: net-check}}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+  - name: nc
+    image: flotilla.local/pause:1
+    command: ["/bin/busybox", "sh", "-c", "/bin/busybox nc -w 3 {api} 443 </dev/null && echo api-reached; /bin/busybox nc -w 3 {gateway} 53 </dev/null && echo gateway-reached; true"]
+"#,
+        api = env["NODE_SERVICE_IP"],
+    ));
+    wait_for("pod net-check Succeeded", Duration::from_secs(60), || {
+        c.jsonpath("pod/net-check", "{.status.phase}") == "Succeeded"
+    });
+    let net = c.kubectl_ok(&["logs", "net-check"]);
+    assert!(
+        net.contains("api-reached"),
+        "a pod does not reach the API server through the kubernetes Service: {net}"
+    );
+    assert!(
+        !net.contains("gateway-reached"),
+        "a pod reached the host's default gateway {gateway}: {net}"
+    );
 
     // kube-proxy writes a Service's rules shortly after its endpoints are ready: await them.
     let _ = rustls::crypto::ring::default_provider().install_default();
