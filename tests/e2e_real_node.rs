@@ -1,7 +1,8 @@
 //! Real pods: a Registry of 3 replicas on MinIO, run by a real kubelet (containerd, runc) on the
 //! `e2e/cluster.sh up DIR --real-node` control plane, with the operator as a local process.
 //! The pods become Ready by their own readiness probes; an image pushed through the Service
-//! (kube-proxy, iptables mode) is pulled byte-identical from each pod's own address;
+//! (kube-proxy, iptables mode) is pulled byte-identical from each pod's own address; a blob
+//! upload started on one pod is finished on another;
 //! `kubectl scale registry/NAME --replicas=5` gives 5 pods serving it.
 //!
 //! Needs root and what `.ci/run` installs (containernetworking-plugins, busybox-static,
@@ -322,6 +323,55 @@ spec:
             pulled += got.len();
         }
     }
+    // An upload started on one pod is finished on another: the upload state is signed with
+    // the shared http.secret, the data sits in the shared bucket.
+    let (first, second) = (&pods[0].1, &pods[1].1);
+    let start = http
+        .post(format!("http://{first}:5000/v2/e2e/upload/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start an upload");
+    assert_eq!(start.status().as_u16(), 202, "upload start on {first}");
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("upload Location")
+        .to_string();
+    let path = location
+        .split_once("/v2/")
+        .map(|(_, p)| format!("/v2/{p}"))
+        .expect("Location has a /v2/ path");
+    let body = b"an upload started on one pod and finished on another".to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let finish = http
+        .put(format!("http://{second}:5000{path}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("finish the upload");
+    assert_eq!(
+        finish.status().as_u16(),
+        201,
+        "upload started on {first}, finished on {second}: {}",
+        finish.text().await.unwrap_or_default()
+    );
+    let third = &pods[2].1;
+    let got = http
+        .get(format!("http://{third}:5000/v2/e2e/upload/blobs/{digest}"))
+        .send()
+        .await
+        .expect("GET the uploaded blob")
+        .bytes()
+        .await
+        .expect("blob body");
+    assert!(
+        got[..] == body[..],
+        "pod {third} serves other bytes for {digest}"
+    );
+
     // Scaled like a Deployment: 5 pods, each serving the same image from the shared storage.
     let t_scale = Instant::now();
     c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=5"]);
