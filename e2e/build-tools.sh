@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real programs Flotilla's tests run (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kwok) from their Go modules at the versions pinned under e2e/tools/, into a cache
+# kubectl, kwok; for a real node kubelet, kube-proxy, containerd, its runc shim, ctr and runc) from their Go modules at the versions pinned under e2e/tools/, into a cache
 # outside the repository keyed by version. A binary already in the cache is reused.
 # Prints the cache directory (use it as KUBEBUILDER_ASSETS) on its last line.
 set -euo pipefail
@@ -26,6 +26,21 @@ build kube-apiserver "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager "$here/tools/kube" k8s.io/kubernetes/cmd/kube-controller-manager
 build kube-scheduler "$here/tools/kube" k8s.io/kubernetes/cmd/kube-scheduler
 build kubectl "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl
+# The node's kubelet and kube-proxy: same module and version as the control plane, with the
+# version stamped (else they report v0.0.0-master and the API server shows that for the node).
+k8s_version_x="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+  -X k8s.io/component-base/version.gitMajor=$(echo "$K8S_VERSION" | cut -d. -f1 | tr -d v) \
+  -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) \
+  -X k8s.io/component-base/version.gitTreeState=clean"
+build_node() { # name, package
+  local name=$1 pkg=$2
+  if [ -x "$out/$name" ]; then return; fi
+  echo "building $name ($pkg)" >&2
+  (cd "$here/tools/kube" && go build -ldflags="-s -w $k8s_version_x" -o "$out/$name.tmp" "$pkg")
+  mv "$out/$name.tmp" "$out/$name"
+}
+build_node kubelet k8s.io/kubernetes/cmd/kubelet
+build_node kube-proxy k8s.io/kubernetes/cmd/kube-proxy
 if [ ! -x "$out/kwok" ]; then
   echo "building kwok (sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION)" >&2
   GOBIN="$out/.kwok" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
@@ -77,6 +92,34 @@ if [ ! -x "$lua_dir/lua-health" ]; then
   mkdir -p "$lua_dir"
   (cd "$lua_src" && go build -ldflags="-s -w" -o "$lua_dir/lua-health.tmp" .)
   mv "$lua_dir/lua-health.tmp" "$lua_dir/lua-health"
+fi
+# ----------------------------------------------------------------------------------------------
+# --- container runtime for a real node (e2e/cluster.sh up DIR --real-node) --------------------
+# containerd v2 (Kubernetes 1.36+ needs 2.x; Debian's 1.6 is too old) builds without cgo.
+# runc needs cgo and libseccomp (apt-get install libseccomp-dev pkg-config); Debian's runc 1.1.5
+# fails every sandbox on these machines. CNI plugins come from Debian (containernetworking-plugins).
+CONTAINERD_VERSION=v2.3.7
+RUNC_VERSION=v1.5.3
+ctrd_dir="$cache/bin/containerd-$CONTAINERD_VERSION"
+ctrd_x=github.com/containerd/containerd/v2/version
+for name in containerd containerd-shim-runc-v2 ctr; do
+  [ -x "$ctrd_dir/$name" ] && continue
+  echo "building $name (github.com/containerd/containerd/v2/cmd/$name@$CONTAINERD_VERSION)" >&2
+  mkdir -p "$ctrd_dir"
+  CGO_ENABLED=0 GOBIN="$ctrd_dir/.tmp" go install -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags="-s -w -X $ctrd_x.Version=$CONTAINERD_VERSION -X $ctrd_x.Package=github.com/containerd/containerd/v2" \
+    "github.com/containerd/containerd/v2/cmd/$name@$CONTAINERD_VERSION"
+  mv "$ctrd_dir/.tmp/$name" "$ctrd_dir/$name" && rmdir "$ctrd_dir/.tmp"
+done
+runc_dir="$cache/bin/runc-$RUNC_VERSION"
+if [ ! -x "$runc_dir/runc" ]; then
+  pkg-config --exists libseccomp 2>/dev/null \
+    || { echo "build-tools.sh: runc needs libseccomp: apt-get install libseccomp-dev pkg-config" >&2; exit 1; }
+  echo "building runc (github.com/opencontainers/runc@$RUNC_VERSION, cgo + seccomp)" >&2
+  mkdir -p "$runc_dir"
+  CGO_ENABLED=1 GOBIN="$runc_dir/.tmp" go install -tags seccomp \
+    -ldflags="-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"
+  mv "$runc_dir/.tmp/runc" "$runc_dir/runc" && rmdir "$runc_dir/.tmp"
 fi
 # ----------------------------------------------------------------------------------------------
 echo "$out"

@@ -4,6 +4,9 @@
 #
 #   e2e/cluster.sh up DIR            start one in DIR (certificates, free ports, admin kubeconfig
 #                                    at DIR/kubeconfig); several DIRs side by side = several clusters
+#   e2e/cluster.sh up DIR --real-node  instead of kwok's fake nodes, one real node (containerd, runc,
+#                                    kubelet, kube-proxy in iptables mode, bridge CNI) that runs
+#                                    real pods; also FLOTILLA_REAL_NODE=1. See e2e/node.sh.
 #   e2e/cluster.sh down DIR          stop everything started in DIR, leaving nothing running
 #   e2e/cluster.sh stop DIR NAME     stop one component (e.g. kube-apiserver)
 #   e2e/cluster.sh start DIR NAME    start it again, same flags and ports
@@ -16,6 +19,7 @@ set -euo pipefail
 CLUSTER_DIR=
 here=$(cd "$(dirname "$0")" && pwd)
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+API_HOST=127.0.0.1 # the API server's address (a real node's link address with --real-node)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
@@ -58,7 +62,8 @@ certs() { # dir
     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$d/apiserver.key" \
     -out "$d/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >"$d/apiserver.ext"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc%s\nextendedKeyUsage=serverAuth\n' \
+    "${EXTRA_SANS:-}" >"$d/apiserver.ext"
   openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
     -days 30 -out "$d/apiserver.crt" -extfile "$d/apiserver.ext" 2>/dev/null
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
@@ -72,7 +77,7 @@ kind: Config
 clusters:
 - name: flotilla-e2e
   cluster:
-    server: https://127.0.0.1:$2
+    server: https://$API_HOST:$2
     certificate-authority-data: $(base64 -w0 <"$1/ca.crt")
 users:
 - name: $4
@@ -87,7 +92,7 @@ KC
 
 dead_components() { # names of started components whose process is gone
   local name
-  for name in "${components[@]}"; do
+  for name in $(cat "$CLUSTER_DIR/components" 2>/dev/null || echo "${components[@]}"); do
     [ -f "$CLUSTER_DIR/$name.pid" ] || continue
     kill -0 "$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null || { echo "$name"; return; }
   done
@@ -115,11 +120,11 @@ stop() { # dir, component
 
 apiserver_ready() { # dir
   curl -sf --cacert "$1/ca.crt" -H "Authorization: Bearer $(cat "$1/admin.token")" \
-    "https://127.0.0.1:$(cat "$1/apiserver.port")/readyz" | grep -q ok
+    "https://$(cat "$1/apiserver.host" 2>/dev/null || echo 127.0.0.1):$(cat "$1/apiserver.port")/readyz" | grep -q ok
 }
 
 up() {
-  local d=$1
+  local d=$1 real=${2:-}
   mkdir -p "$d" && d=$(cd "$d" && pwd)
   CLUSTER_DIR=$d
   [ ! -f "$d/kube-apiserver.pid" ] || die "$d already holds a control plane: run down first"
@@ -127,7 +132,30 @@ up() {
   local etcd apiserver kcm sched kwok
   etcd=$(bin etcd); apiserver=$(bin kube-apiserver); kcm=$(bin kube-controller-manager)
   sched=$(bin kube-scheduler); kwok=$(bin kwok)
+  # kwok sends no heartbeats: without the node lifecycle controller nobody marks its nodes
+  # NotReady; a real kubelet does, and that controller lifts the node's not-ready taint.
+  local controllers='*,-nodeipam,-nodelifecycle'
+  [ -z "$real" ] || controllers='*,-nodeipam'
+  local service_cidr=10.96.0.0/16 apiserver_node_flags="--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none"
+  if [ -n "$real" ]; then
+    # The node's network first (link, bridge, routes for the pod and service CIDRs, filter
+    # rules), so that nothing started later can send a pod or Service address anywhere else.
+    node_check
+    node_net_up "$d"
+    # shellcheck disable=SC1091
+    . "$d/node.env"
+    API_HOST=$NODE_HOST_IP service_cidr=$NODE_SERVICE_CIDR
+    EXTRA_SANS=",IP:$NODE_HOST_IP,IP:$NODE_SERVICE_IP"
+    apiserver_node_flags="--bind-address=$NODE_HOST_IP --advertise-address=$NODE_HOST_IP \
+      --kubelet-client-certificate=$d/kubelet-client.crt --kubelet-client-key=$d/kubelet-client.key \
+      --kubelet-preferred-address-types=InternalIP"
+    echo "etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy" >"$d/components"
+  else
+    echo "${components[*]}" >"$d/components"
+  fi
+  echo "$API_HOST" >"$d/apiserver.host"
   certs "$d"
+  [ -z "$real" ] || node_certs "$d"
   local ports; mapfile -t ports < <(free_ports 6)
   local p_etcd=${ports[0]} p_peer=${ports[1]} p_api=${ports[2]} p_kcm=${ports[3]} p_sched=${ports[4]} p_kwok=${ports[5]}
   echo "$p_api" >"$d/apiserver.port"
@@ -136,6 +164,7 @@ up() {
   {
     echo "$(cat "$d/admin.token"),admin,admin-uid,system:masters"
     echo "$(cat "$d/system.token"),system:kube-controller-manager,kcm-uid,system:masters"
+    [ -z "$real" ] || node_tokens "$d"
   } >"$d/tokens.csv"
   kubeconfig "$d" "$p_api" "$(cat "$d/admin.token")" admin >"$d/kubeconfig"
   kubeconfig "$d" "$p_api" "$(cat "$d/system.token")" system >"$d/system.kubeconfig"
@@ -144,16 +173,15 @@ up() {
     --listen-client-urls=http://127.0.0.1:$p_etcd --advertise-client-urls=http://127.0.0.1:$p_etcd \
     --listen-peer-urls=http://127.0.0.1:$p_peer --initial-advertise-peer-urls=http://127.0.0.1:$p_peer \
     --initial-cluster=default=http://127.0.0.1:$p_peer --log-level=warn" >"$d/etcd.cmd"
-  echo "$apiserver --etcd-servers=http://127.0.0.1:$p_etcd --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 --secure-port=$p_api --tls-cert-file=$d/apiserver.crt \
+  echo "$apiserver --etcd-servers=http://127.0.0.1:$p_etcd $apiserver_node_flags --secure-port=$p_api --tls-cert-file=$d/apiserver.crt \
     --tls-private-key-file=$d/apiserver.key --client-ca-file=$d/ca.crt --token-auth-file=$d/tokens.csv \
     --authorization-mode=RBAC --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file=$d/sa.pub --service-account-signing-key-file=$d/sa.key \
-    --service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none --allow-privileged=true --v=0" >"$d/kube-apiserver.cmd"
+    --service-cluster-ip-range=$service_cidr --allow-privileged=true --v=0" >"$d/kube-apiserver.cmd"
   echo "$kcm --kubeconfig=$d/system.kubeconfig --authentication-kubeconfig=$d/system.kubeconfig \
     --authorization-kubeconfig=$d/system.kubeconfig --bind-address=127.0.0.1 --secure-port=$p_kcm \
     --leader-elect=false --service-account-private-key-file=$d/sa.key --root-ca-file=$d/ca.crt \
-    --controllers=*,-nodeipam,-nodelifecycle --v=0" >"$d/kube-controller-manager.cmd"
+    --controllers=$controllers --v=0" >"$d/kube-controller-manager.cmd"
   echo "$sched --kubeconfig=$d/system.kubeconfig --authentication-kubeconfig=$d/system.kubeconfig \
     --authorization-kubeconfig=$d/system.kubeconfig --bind-address=127.0.0.1 --secure-port=$p_sched \
     --leader-elect=false --v=0" >"$d/kube-scheduler.cmd"
@@ -166,8 +194,15 @@ up() {
   wait_until 120 kube-apiserver apiserver_ready "$d"
   start "$d" kube-controller-manager
   start "$d" kube-scheduler
-  start "$d" kwok
   local kubectl; kubectl=$(bin kubectl)
+  if [ -n "$real" ]; then
+    node_up "$d" "$p_api"
+    wait_until 120 "the default ServiceAccount" \
+      "$kubectl" --kubeconfig="$d/kubeconfig" get serviceaccount default -n default
+    echo "export KUBECONFIG=$d/kubeconfig"
+    return
+  fi
+  start "$d" kwok
   for n in 1 2 3; do
     "$kubectl" --kubeconfig="$d/kubeconfig" apply -f - >/dev/null <<NODE
 apiVersion: v1
@@ -190,16 +225,26 @@ NODE
 }
 
 down() {
-  local d=$1 i
+  local d=$1 i names
   [ -d "$d" ] || return 0
-  for ((i=${#components[@]}-1; i>=0; i--)); do stop "$d" "${components[$i]}"; done
+  d=$(cd "$d" && pwd)
+  read -r -a names <"$d/components" 2>/dev/null || names=("${components[@]}")
+  [ ! -f "$d/node.env" ] || node_stop_workloads "$d"
+  for ((i=${#names[@]}-1; i>=0; i--)); do stop "$d" "${names[$i]}"; done
+  [ ! -f "$d/node.env" ] || node_down "$d"
 }
+
+# shellcheck source=e2e/node.sh
+. "$here/node.sh"
 
 cmd=${1:-}; dir=${2:-}
 if [ "$cmd" = bin ]; then bin "${2:?name}"; exit; fi
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 up|down DIR | stop|start DIR COMPONENT"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 up DIR [--real-node] | down DIR | stop|start DIR COMPONENT"
 case "$cmd" in
-  up) up "$dir" ;;
+  up) real=
+      if [ "${3:-}" = --real-node ] || [ "${FLOTILLA_REAL_NODE:-}" = 1 ]; then real=1
+      elif [ -n "${3:-}" ]; then die "unknown option ${3}"; fi
+      up "$dir" "$real" ;;
   down) down "$dir" ;;
   stop) stop "$(cd "$dir" && pwd)" "${3:?component}" ;;
   start) CLUSTER_DIR=$(cd "$dir" && pwd); start "$CLUSTER_DIR" "${3:?component}"

@@ -66,8 +66,21 @@ impl Cluster {
     /// Starts a fresh control plane; panics with the script's message (which says how to get
     /// missing binaries) when it cannot.
     pub fn start() -> Self {
+        Self::start_args(&[])
+    }
+
+    /// Starts a control plane with one real node instead of kwok's (`up DIR --real-node`:
+    /// containerd, kubelet, kube-proxy; see e2e/node.sh). Panics with the script's message,
+    /// which says what to install or build, when the machine lacks something it needs.
+    pub fn start_real_node() -> Self {
+        Self::start_args(&["--real-node"])
+    }
+
+    fn start_args(extra: &[&str]) -> Self {
         let dir = tempdir::TempDir::new("flotilla-cp");
-        let out = run_script(&["up", dir.0.to_str().expect("utf-8 path")]);
+        let mut args = vec!["up", dir.0.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let out = run_script(&args);
         if !out.status.success() {
             let _ = run_script(&["down", dir.0.to_str().expect("utf-8 path")]);
             panic!(
@@ -83,6 +96,11 @@ impl Cluster {
         );
         let kubectl = PathBuf::from(String::from_utf8_lossy(&bin.stdout).trim());
         Cluster { dir, kubectl }
+    }
+
+    /// The cluster's directory (state, logs, and with a real node `node.env`, `registry.image`).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
     }
 
     /// Path of the admin kubeconfig.

@@ -95,10 +95,16 @@ fn temp_dir(prefix: &str) -> PathBuf {
 impl Minio {
     /// Starts MinIO and waits until it reports ready.
     pub async fn start() -> Minio {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Like [`Minio::start`], listening on `ip` (an address of this host, e.g. a real node's
+    /// link address that its pods reach) instead of loopback.
+    pub async fn start_on(ip: &str) -> Minio {
         let bin = minio_binary();
         let dir = temp_dir("flotilla-minio");
         let (port, console) = (free_port(), free_port());
-        let host = format!("127.0.0.1:{port}");
+        let host = format!("{ip}:{port}");
         let log = std::fs::File::create(dir.join("minio.log")).expect("log file");
         let child = Command::new(&bin)
             .env_clear()

@@ -1,11 +1,13 @@
 //go:build tools
 
-// Package tools pins the control-plane commands built by e2e/build-tools.sh.
+// Package tools pins the control-plane and node commands built by e2e/build-tools.sh.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
