@@ -88,7 +88,7 @@ pub struct Metrics {
     /// Bytes read from the source.
     pub bytes_read: Family<PolicyLabels, Counter>,
     /// Seconds from a push event's arrival to the end of the run that replicated it.
-    pub replication_lag: Family<PolicyLabels, Histogram>,
+    pub replication_lag: Family<DestinationStateLabels, Histogram>,
     /// 1 while this process holds the leader Lease (or runs without leader election).
     pub leader: Gauge,
     /// 1 when the destination held everything in scope at the end of the last full sync.
@@ -130,7 +130,8 @@ impl Default for Metrics {
         let artifacts = Family::<DestinationLabels, Counter>::default();
         let bytes_written = Family::<DestinationLabels, Counter>::default();
         let bytes_read = Family::<PolicyLabels, Counter>::default();
-        let replication_lag = Family::<PolicyLabels, Histogram>::new_with_constructor(seconds);
+        let replication_lag =
+            Family::<DestinationStateLabels, Histogram>::new_with_constructor(seconds);
         registry.register(
             "sync_runs",
             "Sync runs by policy, trigger and result",
@@ -158,7 +159,7 @@ impl Default for Metrics {
         );
         registry.register(
             "replication_lag_seconds",
-            "Seconds from a push event's arrival to the end of the run that replicated it",
+            "Seconds from a push event's arrival to the end of the run that replicated it to the destination",
             replication_lag.clone(),
         );
         let leader = Gauge::default();

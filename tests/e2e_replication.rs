@@ -138,6 +138,36 @@ async fn master_to_three_slaves_on_push_and_scheduled_repair() {
         runs_after > runs_before,
         "no push-triggered run was counted (metrics: {runs_before} -> {runs_after})"
     );
+    // The push's lag is in each destination's status and in the per-destination histogram,
+    // and no longer than the test itself saw.
+    wait_for("the push lag in status", WAIT, || {
+        c.jsonpath(
+            "replicationpolicy/fanout",
+            "{.status.destinations[*].lastPushLagMillis}",
+        )
+        .split_whitespace()
+        .count()
+            == 3
+    });
+    for ms in c
+        .jsonpath(
+            "replicationpolicy/fanout",
+            "{.status.destinations[*].lastPushLagMillis}",
+        )
+        .split_whitespace()
+    {
+        let ms: u128 = ms.parse().expect("millis");
+        assert!(ms <= pushed.elapsed().as_millis(), "lag {ms} ms");
+    }
+    for (name, _) in &dests {
+        let count = metric(
+            &op,
+            &format!(
+                "flotilla_replication_lag_seconds_count{{policy=\"default/fanout\",destination=\"{name}\"}}"
+            ),
+        );
+        assert!(count >= 1.0, "no lag observed for {name}");
+    }
     for s in &slaves {
         assert!(
             registry::complete(&s.url(), "apps/web", "v1").await,

@@ -214,7 +214,7 @@ async fn status_draws_the_relay_tree_with_the_failing_city() {
     )
     .expect("regex");
     assert!(header.is_match(lines[4]), "{:?}", lines[4]);
-    let titles = ["DESTINATION", "IN SYNC", "LAST SYNC", "LAST ERROR"];
+    let titles = ["DESTINATION", "IN SYNC", "LAST SYNC", "LAG", "LAST ERROR"];
     assert_eq!(cells(lines[5], &titles, lines[5]), titles);
     assert!(lines[5].starts_with("  DESTINATION"));
     assert_eq!(lines[6], format!("  {} (source)", hq.url()));
@@ -229,9 +229,9 @@ async fn status_draws_the_relay_tree_with_the_failing_city() {
     for (line, (tree, in_sync, error)) in lines[7..].iter().zip(&expected) {
         let got = cells(lines[5], &titles, line);
         assert_eq!(
-            (got[0].as_str(), got[1].as_str(), &got[3]),
-            (*tree, *in_sync, error),
-            "{line:?}"
+            (got[0].as_str(), got[1].as_str(), got[3].as_str(), &got[4]),
+            (*tree, *in_sync, "-", error),
+            "{line:?} (no push ran: no lag)"
         );
         assert!(ago().is_match(&got[2]), "last sync of {line:?}");
         assert!(line.starts_with("  "), "{line:?}");

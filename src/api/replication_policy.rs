@@ -418,6 +418,10 @@ pub struct DestinationStatus {
     /// Bytes written here by the last sync.
     #[serde(default)]
     pub bytes_written: i64,
+    /// Push-to-destination lag of the last push-triggered run that reached this destination:
+    /// milliseconds from the arrival of the oldest push event it covered to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_push_lag_millis: Option<i64>,
 }
 
 fn default_true() -> bool {

@@ -568,6 +568,12 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         start,
         Timestamp::now(),
     );
+    if trigger == Trigger::Push
+        && result.is_ok()
+        && let Some(oldest) = pending.iter().map(|(_, arrived)| arrived.elapsed()).max()
+    {
+        report_status::record_push_lag(&mut st, oldest);
+    }
     if full.is_some() {
         st.synced_generation = generation;
         st.last_full_sync_time = Some(start.to_string());
@@ -668,8 +674,14 @@ fn record_metrics(
         })
         .inc();
     m.sync_duration.get_or_create(&policy).observe(elapsed);
-    // The lag histogram exists (at zero) from the first run on, pushes or not.
-    drop(m.replication_lag.get_or_create(&policy));
+    // The lag histograms exist (at zero) from the first run on, pushes or not.
+    let lag_labels = |destination: &str| crate::metrics::DestinationStateLabels {
+        policy: key.to_string(),
+        destination: destination.to_string(),
+    };
+    for d in &st.destinations {
+        drop(m.replication_lag.get_or_create(&lag_labels(&d.name)));
+    }
     m.record_destinations(key, &st.destinations);
     if let Some(r) = report {
         m.bytes_read
@@ -697,10 +709,11 @@ fn record_metrics(
                 .get_or_create(&labels)
                 .inc_by(d.bytes_written);
         }
-        if r.success() {
+        // Each destination the run reached has the pushes it covered.
+        for d in st.destinations.iter().filter(|d| d.last_error.is_none()) {
             for (_, arrived) in pending {
                 m.replication_lag
-                    .get_or_create(&policy)
+                    .get_or_create(&lag_labels(&d.name))
                     .observe(arrived.elapsed().as_secs_f64());
             }
         }

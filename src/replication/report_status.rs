@@ -47,6 +47,19 @@ pub fn started(
     );
 }
 
+/// Records `lag` (from the arrival of the oldest push a run covered to its end) at every
+/// destination that run reached without an error.
+pub fn record_push_lag(status: &mut ReplicationPolicyStatus, lag: std::time::Duration) {
+    let millis = i64::try_from(lag.as_millis()).unwrap_or(i64::MAX);
+    for d in status
+        .destinations
+        .iter_mut()
+        .filter(|d| d.last_error.is_none())
+    {
+        d.last_push_lag_millis = Some(millis);
+    }
+}
+
 /// Applies the outcome of a run that started at `start` to `status`.
 pub fn finished(
     status: &mut ReplicationPolicyStatus,
@@ -153,6 +166,7 @@ pub fn finished(
             failed: as_i64(counts.failed),
             conflicts,
             bytes_written: as_i64(counts.bytes_written),
+            last_push_lag_millis: old.last_push_lag_millis,
         });
     }
     let in_sync = destinations.iter().filter(|d| d.in_sync).count();
@@ -316,6 +330,43 @@ mod tests {
         assert_eq!(
             st.last_sync.as_ref().map(|r| r.result.as_str()),
             Some("PartiallyFailed")
+        );
+    }
+
+    #[test]
+    fn push_lag_is_recorded_where_the_run_arrived_and_kept_across_runs() {
+        let report = Report {
+            failures: vec![Failure {
+                artifact: "apps/web:v1".into(),
+                destination: "b".into(),
+                error: "connection refused".into(),
+            }],
+            ..Default::default()
+        };
+        let mut st = ReplicationPolicyStatus::default();
+        let run = |st: &mut ReplicationPolicyStatus, report: &Report| {
+            finished(
+                st,
+                &spec(),
+                &Trigger::Push,
+                &Outcome::Ran(report),
+                Some(1),
+                t("2026-01-01T00:00:00Z"),
+                t("2026-01-01T00:00:01Z"),
+            )
+        };
+        run(&mut st, &report);
+        record_push_lag(&mut st, std::time::Duration::from_millis(420));
+        assert_eq!(st.destinations[0].last_push_lag_millis, Some(420));
+        assert_eq!(
+            st.destinations[1].last_push_lag_millis, None,
+            "b was not reached"
+        );
+        run(&mut st, &Report::default());
+        assert_eq!(
+            st.destinations[0].last_push_lag_millis,
+            Some(420),
+            "a later run without a new lag keeps the last one"
         );
     }
 

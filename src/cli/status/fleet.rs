@@ -151,6 +151,8 @@ pub struct DestinationNode {
     pub last_sync_time: Option<String>,
     /// Seconds from `lastSyncTime` to `now`.
     pub seconds_since_sync: Option<i64>,
+    /// Push-to-destination lag of the last push-triggered run that reached it, milliseconds.
+    pub last_push_lag_millis: Option<i64>,
     /// Last error, in full.
     pub last_error: Option<String>,
     /// Set when the feed tree could not place it under its `from`.
@@ -418,6 +420,7 @@ impl TreeContext<'_> {
                 .as_deref()
                 .and_then(|t| seconds_since(t, self.now)),
             last_sync_time,
+            last_push_lag_millis: s.and_then(|s| s.last_push_lag_millis),
             last_error: s.and_then(|s| s.last_error.clone()),
             problem,
             children,

@@ -216,7 +216,7 @@ fn policy(p: &PolicyView, style: Style) -> Vec<String> {
         source = format!("{} (source, {ready} ready)", p.source.endpoint);
     }
     let mut rows = vec![
-        ["DESTINATION", "IN SYNC", "LAST SYNC", "LAST ERROR"]
+        ["DESTINATION", "IN SYNC", "LAST SYNC", "LAG", "LAST ERROR"]
             .into_iter()
             .map(|h| cell(h, Paint::Bold))
             .collect(),
@@ -229,6 +229,15 @@ fn policy(p: &PolicyView, style: Style) -> Vec<String> {
     lines.push(format!("  {source}"));
     lines.extend(table_lines);
     lines
+}
+
+/// A push lag for a table cell: `0.42s`, `12s`, `3m20s`.
+fn lag(millis: i64) -> String {
+    match millis {
+        m if m < 10_000 => format!("{:.2}s", m as f64 / 1000.0),
+        m if m < 120_000 => format!("{}s", m / 1000),
+        m => format!("{}m{:02}s", m / 60_000, (m % 60_000) / 1000),
+    }
 }
 
 fn tree_rows(
@@ -271,6 +280,7 @@ fn tree_rows(
             plain(format!("{prefix}{branch}{}", n.name)),
             cell(mark, mark_paint),
             plain(when),
+            plain(n.last_push_lag_millis.map_or_else(|| "-".to_string(), lag)),
             cell(one_line(&error, error_width), Paint::Red),
         ]);
         tree_rows(&n.children, &format!("{prefix}{below}"), error_width, rows);
@@ -285,12 +295,17 @@ mod tests {
 
     #[test]
     fn the_tree_nests_relays_and_aligns_columns() {
+        let mut tiers = tiers();
+        if let Some(st) = tiers.status.as_mut() {
+            st.destinations[0].last_push_lag_millis = Some(420);
+            st.destinations[1].last_push_lag_millis = Some(185_000);
+        }
         let fleet = build(
             &[
                 registry("default", "hq", 1, 1),
                 registry("fleet", "edge", 0, 2),
             ],
-            &[tiers()],
+            &[tiers],
             now(),
         );
         let text = render(&fleet, Style::default());
@@ -300,14 +315,14 @@ default/hq  1/1    Ready     Ready        http://hq.default.svc:5000
 fleet/edge  0/2    NotReady  Progressing  http://edge.fleet.svc:5000
 
 POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ago (Schedule, PartiallyFailed)
-  DESTINATION   IN SYNC  LAST SYNC  LAST ERROR
+  DESTINATION   IN SYNC  LAST SYNC  LAG    LAST ERROR
   http://hq.example:5000 (source)
-  ├─ region-1   yes      3m ago
-  │  ├─ city-1  yes      3m ago
-  │  └─ city-2  no       3m ago     tiers/app:v1: connection refused
-  └─ region-2   yes      3m ago
-     ├─ city-3  yes      3m ago
-     └─ city-4  no       never
+  ├─ region-1   yes      3m ago     0.42s
+  │  ├─ city-1  yes      3m ago     -
+  │  └─ city-2  no       3m ago     -      tiers/app:v1: connection refused
+  └─ region-2   yes      3m ago     3m05s
+     ├─ city-3  yes      3m ago     -
+     └─ city-4  no       never      -
 ";
         assert_eq!(text, expected, "\n{text}");
     }
@@ -373,6 +388,14 @@ POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ag
     }
 
     #[test]
+    fn lags_read_at_a_glance() {
+        assert_eq!(lag(420), "0.42s");
+        assert_eq!(lag(9_999), "10.00s");
+        assert_eq!(lag(12_000), "12s");
+        assert_eq!(lag(185_000), "3m05s");
+    }
+
+    #[test]
     fn relative_times() {
         assert_eq!(ago(-3), "0s ago");
         assert_eq!(ago(59), "59s ago");
@@ -393,10 +416,10 @@ POLICY default/tiers  Degraded (DestinationFailed)  4/6 in sync  last sync 3m ag
         let text = render(&build(&[], &[p], now()), Style::default());
         let expected = "\
 POLICY ns/new  Pending  0/2 in sync  never synced
-  DESTINATION  IN SYNC  LAST SYNC  LAST ERROR
+  DESTINATION  IN SYNC  LAST SYNC  LAG  LAST ERROR
   http://hq.example:5000 (source)
-  ├─ a         no       never
-  └─ lost      no       never      from: nowhere names no destination of this policy
+  ├─ a         no       never      -
+  └─ lost      no       never      -    from: nowhere names no destination of this policy
 ";
         assert_eq!(text, expected, "\n{text}");
         assert_eq!(render(&build(&[], &[], now()), Style::default()), "");
