@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cluster::{Cluster, Operator, wait_for};
-use hostile::{Misbehaviour, Thief};
-use registry::{Pusher, Registry, layer, require_tools};
+
+use registry::{Registry, require_tools};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -67,26 +67,9 @@ async fn no_secret_reaches_status_events_configmaps_or_logs() {
     std::fs::create_dir_all(&logs).expect("log dir");
     let op = Operator::start(&c, &logs);
 
-    let src = Registry::start_with_auth().await;
+    let source = hostile::RedirectingSource::start().await;
+    let (src, redirecting) = (&source.registry, &source.proxy);
     let dest = Registry::start().await;
-    Pusher::with_basic_auth(&src.url(), "alice", GOOD_PASSWORD)
-        .image(
-            "app",
-            Some("v1"),
-            "amd64",
-            &[layer(&[("f", b"one")])],
-            false,
-        )
-        .await;
-    let thief = Thief::start().await;
-    let redirecting = hostile::start(
-        &src.url(),
-        Misbehaviour::RedirectBlobs {
-            repo: "app".into(),
-            to: thief.url(),
-        },
-    )
-    .await;
 
     let dockerconfig = format!("{{\"auths\":\"{DOCKERCONFIG}\"}}");
     c.apply(&format!(
@@ -144,12 +127,10 @@ async fn no_secret_reaches_status_events_configmaps_or_logs() {
     wait_for("the fleet's Deployment", WAIT, || {
         c.kubectl(&["get", "deployment/fleet"]).status.success()
     });
+    let (requests, authorizations) = source.stolen();
+    assert!(requests > 0, "the redirect path was driven");
     assert!(
-        thief.requests.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the redirect path was driven"
-    );
-    assert!(
-        thief.authorizations.lock().expect("lock").is_empty(),
+        authorizations.is_empty(),
         "credentials followed the redirect"
     );
 

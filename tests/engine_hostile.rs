@@ -62,6 +62,29 @@ impl Fleet {
         )
     }
 
+    /// `app:v3` at the source only, so that the next sync must read its manifest and blobs.
+    async fn push_new_tag(&self) {
+        Pusher::new(&self.src.url())
+            .image(
+                "app",
+                Some("v3"),
+                "amd64",
+                &[layer(&[("f", b"three")])],
+                false,
+            )
+            .await;
+    }
+
+    /// Whether no destination got `app:v3`.
+    async fn new_tag_is_nowhere(&self) -> bool {
+        for d in &self.dests {
+            if list_tags(&d.url(), "app").await.contains(&"v3".to_string()) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Every tag of every repository at each destination.
     async fn held(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
@@ -142,16 +165,7 @@ fn failure_about<'a>(report: &'a serde_json::Value, repo: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_manifest_is_refused_without_reading_it() {
     let f = Fleet::start().await;
-    // A new tag, so that the sync must read its manifest.
-    Pusher::new(&f.src.url())
-        .image(
-            "app",
-            Some("v3"),
-            "amd64",
-            &[layer(&[("f", b"three")])],
-            false,
-        )
-        .await;
+    f.push_new_tag().await;
     let proxy = hostile::start(
         &f.src.url(),
         Misbehaviour::HugeManifest { repo: "app".into() },
@@ -160,23 +174,16 @@ async fn a_huge_manifest_is_refused_without_reading_it() {
     let report = f.sync_through(&proxy, SPEC).await;
     let e = failure_about(&report, "app");
     assert!(e.contains("larger than"), "{e}");
-    for d in &f.dests {
-        assert!(!list_tags(&d.url(), "app").await.contains(&"v3".to_string()));
-    }
+    assert!(
+        f.new_tag_is_nowhere().await,
+        "no tag points at an incomplete artifact"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_longer_than_its_descriptor_is_cut_at_once() {
     let f = Fleet::start().await;
-    Pusher::new(&f.src.url())
-        .image(
-            "app",
-            Some("v3"),
-            "amd64",
-            &[layer(&[("f", b"three")])],
-            false,
-        )
-        .await;
+    f.push_new_tag().await;
     let proxy = hostile::start(
         &f.src.url(),
         Misbehaviour::EndlessBlobs { repo: "app".into() },
@@ -186,9 +193,10 @@ async fn a_blob_longer_than_its_descriptor_is_cut_at_once() {
     let report = f.sync_through(&proxy, SPEC).await;
     let e = failure_about(&report, "app");
     assert!(e.contains("longer than the"), "{e}");
-    for d in &f.dests {
-        assert!(!list_tags(&d.url(), "app").await.contains(&"v3".to_string()));
-    }
+    assert!(
+        f.new_tag_is_nowhere().await,
+        "no tag points at an incomplete artifact"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,15 +290,7 @@ async fn names_outside_the_grammar_never_become_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_retry_after_slow_drip_and_deadline_end_the_run() {
     let f = Fleet::start().await;
-    Pusher::new(&f.src.url())
-        .image(
-            "app",
-            Some("v3"),
-            "amd64",
-            &[layer(&[("f", b"three")])],
-            false,
-        )
-        .await;
+    f.push_new_tag().await;
     let proxy = hostile::start(
         &f.src.url(),
         Misbehaviour::RetryAfter {
@@ -324,27 +324,9 @@ async fn an_endless_retry_after_slow_drip_and_deadline_end_the_run() {
 async fn credentials_never_follow_a_redirect_to_another_host() {
     require_tools();
     let dir = TempDir::new("hostile-redirect");
-    let src = Registry::start_with_auth().await;
+    let source = hostile::RedirectingSource::start().await;
+    let proxy = &source.proxy;
     let dest = Registry::start().await;
-    let pusher = Pusher::with_basic_auth(&src.url(), "alice", "s3cret");
-    pusher
-        .image(
-            "app",
-            Some("v1"),
-            "amd64",
-            &[layer(&[("f", b"one")])],
-            false,
-        )
-        .await;
-    let thief = Thief::start().await;
-    let proxy = hostile::start(
-        &src.url(),
-        Misbehaviour::RedirectBlobs {
-            repo: "app".into(),
-            to: thief.url(),
-        },
-    )
-    .await;
     let auth = dir.path().join("auth.json");
     std::fs::write(
         &auth,
@@ -367,13 +349,11 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
     .await;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(!out.status.success(), "{report:#}");
-    assert!(
-        thief.requests.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the redirect was followed"
-    );
+    let (requests, authorizations) = source.stolen();
+    assert!(requests > 0, "the redirect was followed");
     assert_eq!(
-        thief.authorizations.lock().expect("lock").len(),
-        0,
+        authorizations,
+        Vec::<String>::new(),
         "credentials reached another host"
     );
     assert!(

@@ -12,7 +12,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::registry::{Answer, Faults, Proxy};
+use super::registry::{Answer, Faults, Proxy, Pusher, Registry, layer};
 
 /// 64 MiB: the size of a hostile body (Flotilla reads at most 4 MiB of a manifest).
 pub const HUGE: usize = 64 << 20;
@@ -256,5 +256,59 @@ impl Thief {
 impl Drop for Thief {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A source that needs `alice`/`s3cret` and holds `app:v1`, behind a hostile registry that
+/// redirects its blob GETs to a [`Thief`] on another host.
+pub struct RedirectingSource {
+    /// The real registry.
+    pub registry: Registry,
+    /// Where blob GETs are sent.
+    pub thief: Thief,
+    /// The hostile registry clients are given.
+    pub proxy: Proxy,
+}
+
+impl RedirectingSource {
+    pub async fn start() -> Self {
+        let registry = Registry::start_with_auth().await;
+        Pusher::with_basic_auth(&registry.url(), "alice", "s3cret")
+            .image(
+                "app",
+                Some("v1"),
+                "amd64",
+                &[layer(&[("f", b"one")])],
+                false,
+            )
+            .await;
+        let thief = Thief::start().await;
+        let proxy = start(
+            &registry.url(),
+            Misbehaviour::RedirectBlobs {
+                repo: "app".into(),
+                to: thief.url(),
+            },
+        )
+        .await;
+        RedirectingSource {
+            registry,
+            thief,
+            proxy,
+        }
+    }
+
+    /// Requests the thief got, and the `Authorization` headers among them.
+    pub fn stolen(&self) -> (u64, Vec<String>) {
+        (
+            self.thief
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.thief
+                .authorizations
+                .lock()
+                .map(|a| a.clone())
+                .unwrap_or_default(),
+        )
     }
 }
