@@ -281,3 +281,26 @@ pub fn readiness(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_reason_is_among_those_initialised_at_start() {
+        let serde = serde_json::from_str::<i32>("x").expect_err("not a number");
+        let kube = kube::Error::Api(Box::new(kube::core::Status::failure("gone", "NotFound")));
+        for e in [
+            Error::Kube(kube),
+            Error::MissingMetadata("Registry x".into(), "namespace"),
+            Error::Serialize(serde),
+            Error::Build("x".into()),
+        ] {
+            assert!(
+                METRIC_REASONS.contains(&e.metric_reason()),
+                "{} is not initialised",
+                e.metric_reason()
+            );
+        }
+    }
+}

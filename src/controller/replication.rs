@@ -388,17 +388,15 @@ fn narrowed(
         tags.insert(tag.clone());
     }
     // Repository and tag names cannot hold glob metacharacters, so each is a literal glob.
+    // Compiled once (an invalid glob matches nothing; validation reports it elsewhere).
+    let repo_filter = crate::engine::filter::GlobFilter::new(&cfg.repositories_include, &[]);
     let repo_ok = |r: &String| {
-        cfg.repositories_include.is_empty()
-            || crate::engine::filter::GlobFilter::new(&cfg.repositories_include, &[])
-                .is_ok_and(|f| f.matches(r))
+        cfg.repositories_include.is_empty() || repo_filter.as_ref().is_ok_and(|f| f.matches(r))
     };
     let repos: Vec<String> = repos.into_iter().filter(repo_ok).collect();
-    let tag_ok = |t: &String| {
-        cfg.tags.include.is_empty()
-            || crate::engine::filter::GlobFilter::new(&cfg.tags.include, &[])
-                .is_ok_and(|f| f.matches(t))
-    };
+    let tag_filter = crate::engine::filter::GlobFilter::tags(&cfg.tags.include, &[]);
+    let tag_ok =
+        |t: &String| cfg.tags.include.is_empty() || tag_filter.as_ref().is_ok_and(|f| f.matches(t));
     let tags: Vec<String> = tags.into_iter().filter(tag_ok).collect();
     cfg.repositories_include = if repos.is_empty() {
         vec!["\u{0}no-match".into()]
