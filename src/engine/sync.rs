@@ -357,14 +357,9 @@ impl Run<'_> {
         let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
         Ok(futures::stream::iter(in_scope)
             .map(|repo| async move {
-                // A name outside the grammar never becomes a URL (the client refuses it too).
-                let r = match names::check_repository(&repo) {
-                    Ok(()) => self.discover(&repo).await,
-                    Err(source) => Err(ClientError::InvalidName {
-                        registry: self.source_client.name().to_string(),
-                        source,
-                    }),
-                };
+                // A name outside the grammar never becomes a URL: the client's first request
+                // (the tag listing) refuses it as `ClientError::InvalidName`.
+                let r = self.discover(&repo).await;
                 (repo, r)
             })
             .buffer_unordered(concurrency)
