@@ -245,6 +245,18 @@ mod tests {
         .expect("valid spec")
     }
 
+    /// A run in which destination `b` refused `apps/web:v1`.
+    fn b_refused() -> Report {
+        Report {
+            failures: vec![Failure {
+                artifact: "apps/web:v1".into(),
+                destination: "b".into(),
+                error: "connection refused".into(),
+            }],
+            ..Default::default()
+        }
+    }
+
     fn t(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
     }
@@ -301,12 +313,7 @@ mod tests {
         let report = Report {
             copied: 1,
             failed: 1,
-            failures: vec![Failure {
-                artifact: "apps/web:v1".into(),
-                destination: "b".into(),
-                error: "connection refused".into(),
-            }],
-            ..Default::default()
+            ..b_refused()
         };
         let mut st = ReplicationPolicyStatus::default();
         finished(
@@ -335,14 +342,7 @@ mod tests {
 
     #[test]
     fn push_lag_is_recorded_where_the_run_arrived_and_kept_across_runs() {
-        let report = Report {
-            failures: vec![Failure {
-                artifact: "apps/web:v1".into(),
-                destination: "b".into(),
-                error: "connection refused".into(),
-            }],
-            ..Default::default()
-        };
+        let report = b_refused();
         let mut st = ReplicationPolicyStatus::default();
         let run = |st: &mut ReplicationPolicyStatus, report: &Report| {
             finished(
