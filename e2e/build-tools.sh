@@ -93,6 +93,17 @@ if [ ! -x "$lua_dir/lua-health" ]; then
   (cd "$lua_src" && go build -ldflags="-s -w" -o "$lua_dir/lua-health.tmp" .)
   mv "$lua_dir/lua-health.tmp" "$lua_dir/lua-health"
 fi
+# coredns: the real node's cluster DNS (Services by name, as in any cluster). Our own small
+# module: CoreDNS's own server with only the plugins a cluster DNS needs; keyed by its hash.
+dns_src="$here/tools/coredns"
+dns_key=$(cat "$dns_src/main.go" "$dns_src/go.mod" "$dns_src/go.sum" | sha256sum | cut -c1-12)
+dns_dir="$cache/bin/coredns-v1.15.0-$dns_key"
+if [ ! -x "$dns_dir/coredns" ]; then
+  echo "building coredns (github.com/coredns/coredns v1.15.0, plugins of e2e/tools/coredns)" >&2
+  mkdir -p "$dns_dir"
+  (cd "$dns_src" && go build -ldflags="-s -w" -o "$dns_dir/coredns.tmp" .)
+  mv "$dns_dir/coredns.tmp" "$dns_dir/coredns"
+fi
 # ----------------------------------------------------------------------------------------------
 # --- container runtime for a real node (e2e/cluster.sh up DIR --real-node) --------------------
 # containerd v2 (Kubernetes 1.36+ needs 2.x; Debian's 1.6 is too old) builds without cgo.

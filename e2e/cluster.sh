@@ -10,6 +10,9 @@
 #   e2e/cluster.sh down DIR          stop everything started in DIR, leaving nothing running
 #   e2e/cluster.sh stop DIR NAME     stop one component (e.g. kube-apiserver)
 #   e2e/cluster.sh start DIR NAME    start it again, same flags and ports
+#   e2e/cluster.sh image DIR operator BIN  (real node) build the operator image of the flotilla
+#                                    binary BIN, push it into the node's bootstrap registry and
+#                                    print its reference (flotilla.local/flotilla:<digest>)
 #   e2e/cluster.sh bin NAME          print the path of a binary (e.g. kubectl) as found below
 #
 # Binaries: $KUBEBUILDER_ASSETS/<name>, or per binary $ETCD_BIN, $KUBE_APISERVER_BIN,
@@ -149,7 +152,7 @@ up() {
     apiserver_node_flags="--bind-address=$NODE_HOST_IP --advertise-address=$NODE_HOST_IP \
       --kubelet-client-certificate=$d/kubelet-client.crt --kubelet-client-key=$d/kubelet-client.key \
       --kubelet-preferred-address-types=InternalIP"
-    echo "etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy" >"$d/components"
+    echo "etcd kube-apiserver kube-controller-manager kube-scheduler bootstrap-registry containerd coredns kubelet kube-proxy" >"$d/components"
   else
     echo "${components[*]}" >"$d/components"
   fi
@@ -239,13 +242,17 @@ down() {
 
 cmd=${1:-}; dir=${2:-}
 if [ "$cmd" = bin ]; then bin "${2:?name}"; exit; fi
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 up DIR [--real-node] | down DIR | stop|start DIR COMPONENT"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 up DIR [--real-node] | down DIR | stop|start DIR COMPONENT | image DIR operator BIN"
 case "$cmd" in
   up) real=
       if [ "${3:-}" = --real-node ] || [ "${FLOTILLA_REAL_NODE:-}" = 1 ]; then real=1
       elif [ -n "${3:-}" ]; then die "unknown option ${3}"; fi
       up "$dir" "$real" ;;
   down) down "$dir" ;;
+  image) d=$(cd "$dir" && pwd)
+         [ -f "$d/node.env" ] || die "$d has no real node (up DIR --real-node)"
+         [ "${3:-}" = operator ] || die "usage: $0 image DIR operator BIN"
+         node_operator_image "$d" "$(cd "$(dirname "${4:?flotilla binary}")" && pwd)/$(basename "$4")" ;;
   stop) stop "$(cd "$dir" && pwd)" "${3:?component}" ;;
   start) CLUSTER_DIR=$(cd "$dir" && pwd); start "$CLUSTER_DIR" "${3:?component}"
          [ "${3}" != kube-apiserver ] || wait_until 120 kube-apiserver apiserver_ready "$(cd "$dir" && pwd)" ;;

@@ -12,6 +12,12 @@
 # route); the netns has no default route, and the host drops anything it would forward from or
 # to the node link: nothing from a pod or Service address goes anywhere but the host and the node.
 # The API server binds and advertises 10.233.N.1 (pods reach it through the `kubernetes` Service).
+# Cluster DNS: CoreDNS (its `kubernetes` plugin) on the bridge address 10.234.N.1:53, the
+# kubelet's clusterDNS, so pods resolve `<service>.<namespace>.svc` as in any cluster.
+# Images: a bootstrap registry (Debian's docker-registry) on the node's own loopback,
+# 127.0.0.1:5000 inside the netns, holds the images of e2e/node-images.sh, pushed there with
+# `flotilla copy oci:...`; containerd resolves `flotilla.local/...` to it (certs.d hosts.toml),
+# so every image a pod runs is a real pull. `cluster.sh image DIR operator BIN` adds the operator.
 #
 # Containment: the kubelet's cgroupRoot is <this harness's memory cgroup>/flotilla-node-<N>
 # (cgroupsPerQOS on), containerd, kubelet, CNI and pod state live under DIR; the few paths the
@@ -44,6 +50,22 @@ node_check() {
   [ -x /usr/bin/docker-registry ] || die "no docker-registry for the registry image: apt-get install docker-registry"
   bin kubelet >/dev/null; bin kube-proxy >/dev/null
   node_bin containerd containerd >/dev/null; node_bin runc runc >/dev/null
+  coredns_bin >/dev/null; flotilla_bin >/dev/null
+}
+
+coredns_bin() { # -> the CoreDNS build of e2e/tools/coredns (keyed by its sources, as built)
+  if [ -n "${COREDNS_BIN:-}" ]; then echo "$COREDNS_BIN"; return; fi
+  local src=$here/tools/coredns key
+  key=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
+  local path=${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/bin/coredns-v1.15.0-$key/coredns
+  [ -x "$path" ] || die "no coredns for a real node's cluster DNS: run e2e/build-tools.sh, or set COREDNS_BIN"
+  echo "$path"
+}
+
+flotilla_bin() { # -> the flotilla binary that pushes images into the bootstrap registry
+  local path=${FLOTILLA_BIN:-$here/../target/debug/flotilla}
+  [ -x "$path" ] || die "no flotilla binary at $path to push the node's images: cargo build --bin flotilla, or set FLOTILLA_BIN"
+  echo "$path"
 }
 
 nsx() { nsenter --net="/run/netns/$NODE_NETNS" -- "$@"; }
@@ -134,18 +156,33 @@ node_tokens() { # dir -> lines of tokens.csv for the kubelet and kube-proxy
   local d=$1
   head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$d/kubelet.token"
   head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$d/kube-proxy.token"
+  head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$d/coredns.token"
   echo "$(cat "$d/kubelet.token"),system:node:$NODE_NAME,node-uid,system:nodes"
   echo "$(cat "$d/kube-proxy.token"),system:kube-proxy,kube-proxy-uid,"
+  echo "$(cat "$d/coredns.token"),system:coredns,coredns-uid,"
 }
 
-node_images() { # dir: builds and imports the pause and registry images
-  local d=$1 ctr=$2 name archive layout
+node_push() { # dir, name, layout: pushes an image layout into the bootstrap registry
+  local d=$1 name=$2 layout=$3 path=${2#flotilla.local/}
+  nsx "$(flotilla_bin)" copy --progress never --dest-insecure \
+    "oci:$layout:${path##*:}" "http://127.0.0.1:5000/$path" >/dev/null \
+    || die "pushing $name into the bootstrap registry failed"
+}
+
+node_images() { # dir: builds the pause and registry images into the bootstrap registry
+  local d=$1 name layout
   "$here/node-images.sh" "$d/images" >"$d/images.list"
-  while read -r name archive layout; do
-    "$ctr" --address "$d/containerd/containerd.sock" -n k8s.io images import \
-      --platform linux/amd64 "$archive" >/dev/null
-  done <"$d/images.list"
+  while read -r name layout; do node_push "$d" "$name" "$layout"; done <"$d/images.list"
   awk '$1 ~ /distribution/ {print $1}' "$d/images.list" >"$d/registry.image"
+}
+
+node_operator_image() { # dir, flotilla binary -> prints the reference of its operator image
+  local d=$1 name layout
+  # shellcheck disable=SC1091
+  . "$d/node.env"
+  read -r name layout < <("$here/node-images.sh" "$d/images" operator "$2")
+  node_push "$d" "$name" "$layout"
+  echo "$name"
 }
 
 node_up() { # dir, API server port
@@ -154,11 +191,57 @@ node_up() { # dir, API server port
   kubelet=$(bin kubelet); proxy=$(bin kube-proxy); kubectl=$(bin kubectl)
   containerd=$(node_bin containerd containerd); runc=$(node_bin runc runc)
   ctr=$(node_bin ctr containerd)
-  mkdir -p "$d/containerd" "$d/cni/net.d" "$d/cni/ipam" "$d/kubelet" "$d/pod-logs"
+  mkdir -p "$d/containerd/certs.d/flotilla.local" "$d/cni/net.d" "$d/cni/ipam" "$d/kubelet" \
+    "$d/pod-logs" "$d/bootstrap/data"
   kubeconfig "$d" "$p_api" "$(cat "$d/kubelet.token")" "system:node:$NODE_NAME" >"$d/kubelet.kubeconfig"
   kubeconfig "$d" "$p_api" "$(cat "$d/kube-proxy.token")" system:kube-proxy >"$d/kube-proxy.kubeconfig"
+  kubeconfig "$d" "$p_api" "$(cat "$d/coredns.token")" system:coredns >"$d/coredns.kubeconfig"
   "$kubectl" --kubeconfig="$d/kubeconfig" create clusterrolebinding flotilla-e2e-nodes \
     --clusterrole=system:node --group=system:nodes >/dev/null
+  # What CoreDNS's kubernetes plugin reads, and nothing more.
+  "$kubectl" --kubeconfig="$d/kubeconfig" apply -f - >/dev/null <<RBAC
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "flotilla-e2e:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "flotilla-e2e:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "flotilla-e2e:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+RBAC
+  # The bootstrap registry: only the node's own loopback reaches it.
+  cat >"$d/bootstrap/config.yml" <<YAML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $d/bootstrap/data}}
+http: {addr: "127.0.0.1:5000", debug: {addr: "127.0.0.1:5001"}}
+YAML
+  cat >"$d/containerd/certs.d/flotilla.local/hosts.toml" <<TOML
+server = "http://127.0.0.1:5000"
+[host."http://127.0.0.1:5000"]
+  capabilities = ["pull", "resolve"]
+TOML
+  cat >"$d/Corefile" <<DNS
+.:53 {
+  bind $NODE_POD_GW
+  errors
+  health 127.0.0.1:8053
+  ready 127.0.0.1:8181
+  kubernetes cluster.local in-addr.arpa ip6.arpa {
+    kubeconfig $d/coredns.kubeconfig flotilla-e2e
+    pods insecure
+  }
+  cache 5
+}
+DNS
   cat >"$d/cni/net.d/10-flotilla.conflist" <<CNI
 {"cniVersion": "1.0.0", "name": "flt$NODE_SLOT", "plugins": [
   {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
@@ -197,6 +280,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
         SystemdCgroup = false
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = "flotilla.local/pause:1"
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "$d/containerd/certs.d"
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -227,9 +312,13 @@ podLogsDir: $d/pod-logs
 volumePluginDir: $d/kubelet/volume-plugins
 resolvConf: ""
 clusterDomain: cluster.local
+clusterDNS: [$NODE_POD_GW]
 serializeImagePulls: false
 registerNode: true
 YAML
+  echo "nsenter --net=/run/netns/$NODE_NETNS -- /usr/bin/docker-registry serve $d/bootstrap/config.yml" \
+    >"$d/bootstrap-registry.cmd"
+  echo "nsenter --net=/run/netns/$NODE_NETNS -- $(coredns_bin) -conf $d/Corefile" >"$d/coredns.cmd"
   echo "env PATH=$(dirname "$containerd"):$PATH nsenter --net=/run/netns/$NODE_NETNS -- \
     $containerd --config $d/containerd/config.toml --log-level warn" >"$d/containerd.cmd"
   echo "nsenter --net=/run/netns/$NODE_NETNS -- $kubelet --config=$d/kubelet/config.yaml \
@@ -240,9 +329,13 @@ YAML
     --cluster-cidr=$NODE_POD_CIDR --healthz-bind-address=127.0.0.1:10256 \
     --metrics-bind-address=127.0.0.1:10249 --conntrack-max-per-core=0 \
     --conntrack-tcp-timeout-established=0 --conntrack-tcp-timeout-close-wait=0 --v=1" >"$d/kube-proxy.cmd"
+  start "$d" bootstrap-registry
+  wait_until 60 "the bootstrap registry" nsx curl -sf http://127.0.0.1:5001/debug/health
+  node_images "$d"
   start "$d" containerd
   wait_until 60 containerd "$ctr" --address "$d/containerd/containerd.sock" version
-  node_images "$d" "$ctr"
+  start "$d" coredns
+  wait_until 60 "CoreDNS ready" nsx curl -sf http://127.0.0.1:8181/ready
   start "$d" kubelet
   start "$d" kube-proxy
   wait_until 180 "node $NODE_NAME Ready" \
@@ -324,6 +417,6 @@ node_down() { # dir: removes processes, mounts, netns, link, routes, rules, cgro
   for m in /var/lib/cni/results /var/lib/cni /var/log/containers /run/containerd/s /run/containerd; do
     rmdir "$m" 2>/dev/null || true
   done
-  rm -rf "$d/containerd" "$d/kubelet" "$d/cni" "$d/pod-logs" "$d/images"
+  rm -rf "$d/containerd" "$d/kubelet" "$d/cni" "$d/pod-logs" "$d/images" "$d/bootstrap"
   rm -f "$d/node.env"
 }

@@ -1,9 +1,11 @@
 //! Real pods: a Registry of 3 replicas on MinIO, run by a real kubelet (containerd, runc) on the
 //! `e2e/cluster.sh up DIR --real-node` control plane, with the operator as a local process.
-//! The pods become Ready by their own readiness probes; an image pushed through the Service
-//! (kube-proxy, iptables mode) is pulled byte-identical from each pod's own address; a blob
-//! upload started on one pod is finished on another;
-//! `kubectl scale registry/NAME --replicas=5` gives 5 pods serving it.
+//! The registry image is pulled from the node's bootstrap registry; the pods become Ready by
+//! their own readiness probes; an image pushed through the Service (kube-proxy, iptables mode)
+//! is pulled byte-identical from each pod's own address; a blob upload started on one pod is
+//! finished on another; `kubectl scale registry/NAME --replicas=5` gives 5 serving pods; a
+//! scale-down to 2 and a rolling update (config change) lose no pull of a loop through the
+//! Service; a deleted pod and a killed container are replaced with no data lost.
 //!
 //! Needs root and what `.ci/run` installs (containernetworking-plugins, busybox-static,
 //! docker-registry, libseccomp-dev) plus the binaries of `e2e/build-tools.sh`; a missing piece
@@ -11,6 +13,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/real_node.rs"]
+mod real_node;
 #[path = "support/s3.rs"]
 mod s3;
 
@@ -20,55 +24,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Operator, wait_for};
+use real_node::Pod;
 use sha2::{Digest, Sha256};
 
 const NAME: &str = "fleet";
 const REPLICAS: usize = 3;
+const SELECTOR: &str = "app.kubernetes.io/instance=fleet";
 const PODS_READY: Duration = Duration::from_secs(180);
-
-/// `KEY=value` lines of the cluster's `node.env` (slot, addresses, CIDRs).
-fn node_env(dir: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(dir.join("node.env")).expect("node.env of a real node");
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// (pod name, pod IP, Ready) of the Registry's pods.
-fn pods_of(c: &Cluster) -> Vec<(String, String, bool)> {
-    let out = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        &format!("app.kubernetes.io/instance={NAME}"),
-        "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some((
-                f.next()?.to_string(),
-                f.next()?.to_string(),
-                f.next() == Some("True"),
-            ))
-        })
-        .collect()
-}
-
-/// What a failing wait shows: the pods, their events, the node's last log lines.
-fn diagnostics(c: &Cluster) -> String {
-    let describe = c.kubectl(&["describe", "pods"]);
-    let kubelet = std::fs::read_to_string(c.dir().join("kubelet.log")).unwrap_or_default();
-    let tail: Vec<&str> = kubelet.lines().rev().take(30).collect();
-    format!(
-        "{}\n--- kubelet.log (last lines, newest first) ---\n{}",
-        String::from_utf8_lossy(&describe.stdout),
-        tail.join("\n")
-    )
-}
 
 fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
     layout
@@ -76,125 +38,184 @@ fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
         .join(digest.strip_prefix("sha256:").expect("sha256 digest"))
 }
 
-/// The route the host takes to `ip`: must be the node link, never the default route.
-fn route(ip: &str) -> String {
-    let out = Command::new("ip")
-        .args(["route", "get", ip])
-        .output()
-        .expect("ip route get");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// An image layout built by e2e/node-images.sh: its tag, manifest bytes and blob digests.
+struct Layout {
+    dir: std::path::PathBuf,
+    tag: String,
+    manifest: Vec<u8>,
+    blobs: Vec<String>,
 }
 
-/// The host's default gateway (where a leaked packet would go), or a documentation address.
-fn default_gateway() -> String {
-    let out = Command::new("ip")
-        .args(["route", "show", "default"])
-        .output()
-        .expect("ip route show default");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .unwrap_or("192.0.2.1")
-        .to_string()
+impl Layout {
+    fn read(dir: std::path::PathBuf) -> Self {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
+                .expect("index.json is JSON");
+        let desc = &index["manifests"][0];
+        let tag = desc["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .expect("tag annotation")
+            .to_string();
+        let digest = desc["digest"].as_str().expect("manifest digest");
+        let manifest = std::fs::read(blob_path(&dir, digest)).expect("manifest");
+        let m: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+        let mut blobs = vec![m["config"]["digest"].as_str().expect("config").to_string()];
+        for l in m["layers"].as_array().expect("layers") {
+            blobs.push(l["digest"].as_str().expect("layer digest").to_string());
+        }
+        Layout {
+            dir,
+            tag,
+            manifest,
+            blobs,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.blobs
+            .iter()
+            .map(|d| {
+                std::fs::metadata(blob_path(&self.dir, d))
+                    .expect("blob")
+                    .len()
+            })
+            .sum()
+    }
+
+    /// `flotilla copy` of the layout to `dest` (`http://HOST:PORT/REPO:TAG`).
+    fn push(&self, dest: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args([
+                "copy",
+                "--progress",
+                "never",
+                "--dest-insecure",
+                &format!("oci:{}:{}", self.dir.display(), self.tag),
+                dest,
+            ])
+            .output()
+            .expect("run flotilla copy");
+        assert!(
+            out.status.success(),
+            "flotilla copy to {dest} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn three_registry_pods_on_minio_serve_an_image_pushed_through_the_service_from_each_pod_then_five()
- {
-    let t0 = Instant::now();
-    let c = Cluster::start_real_node();
-    let up = t0.elapsed();
-    let env = node_env(c.dir());
-    let (host_ip, link) = (&env["NODE_HOST_IP"], &env["NODE_HOST_IF"]);
+/// The whole image, byte-exact, from one pod's own address; returns the bytes pulled.
+async fn pull_exact(http: &reqwest::Client, pod: &Pod, repo: &str, image: &Layout) -> usize {
+    let base = format!("http://{}:5000/v2/{repo}", pod.ip);
+    let r = http
+        .get(format!("{base}/manifests/{}", image.tag))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET manifest from pod {} ({}): {e}", pod.name, pod.ip));
+    assert!(
+        r.status().is_success(),
+        "manifest of {repo} from pod {} ({}): {}",
+        pod.name,
+        pod.ip,
+        r.status()
+    );
+    let got = r.bytes().await.expect("manifest body");
+    assert!(
+        got[..] == image.manifest[..],
+        "pod {} ({}) serves another manifest for {repo}",
+        pod.name,
+        pod.ip
+    );
+    let mut pulled = got.len();
+    for digest in &image.blobs {
+        let want = std::fs::read(blob_path(&image.dir, digest)).expect("blob in layout");
+        let got = http
+            .get(format!("{base}/blobs/{digest}"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("GET {digest} from pod {} ({}): {e}", pod.name, pod.ip))
+            .bytes()
+            .await
+            .expect("blob body");
+        assert_eq!(
+            format!("sha256:{}", hex::encode(Sha256::digest(&got))),
+            *digest,
+            "pod {} ({}) serves other bytes for {digest}",
+            pod.name,
+            pod.ip
+        );
+        assert!(got[..] == want[..], "pod {}: {digest} differs", pod.name);
+        pulled += got.len();
+    }
+    pulled
+}
 
-    // MinIO on the node link's host address: the pods reach it, nothing else does.
-    let minio = s3::Minio::start_on(host_ip).await;
-    minio.create_bucket("fleet").await;
-    c.install_crds();
-    let logs = c.dir().join("test-logs");
-    std::fs::create_dir_all(&logs).expect("log dir");
-    let op = Operator::start(&c, &logs);
+/// Pods of the Registry under test in `default`.
+fn fleet_pods(c: &Cluster) -> Vec<Pod> {
+    real_node::pods(c, "default", SELECTOR)
+}
 
-    let image = std::fs::read_to_string(c.dir().join("registry.image"))
-        .expect("registry.image written by cluster.sh --real-node");
-    let image = image.trim();
-    c.apply(&format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: s3-creds}}
-stringData: {{accessKey: {}, secretKey: {}}}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: Registry
-metadata: {{name: {NAME}}}
-spec:
-  replicas: {REPLICAS}
-  image: {image}
-  storage:
-    s3:
-      bucket: fleet
-      region: {}
-      endpoint: {}
-      forcePathStyle: true
-      rootDirectory: /fleet
-      credentialsSecretRef: {{name: s3-creds}}
-"#,
-        s3::ACCESS_KEY,
-        s3::SECRET_KEY,
-        s3::REGION,
-        minio.endpoint
-    ));
+async fn await_fleet(c: &Cluster, n: usize) -> Vec<Pod> {
+    real_node::await_ready_pods(c, "default", SELECTOR, n, PODS_READY).await
+}
 
-    // Ready is the kubelet's verdict from the pod's own readiness probe (/debug/health on the
-    // debug port, which includes the S3 storage check).
-    let t_pods = Instant::now();
+/// Waits until exactly `n` pods exist, terminating ones included (a scale-down has finished).
+async fn await_pod_count(c: &Cluster, n: usize) {
     let deadline = Instant::now() + PODS_READY;
     loop {
-        let p = pods_of(&c);
-        if p.len() == REPLICAS && p.iter().all(|(_, ip, ready)| *ready && !ip.is_empty()) {
-            break;
+        let all = c.kubectl_ok(&["get", "pods", "-l", SELECTOR, "-o", "name"]);
+        if all.lines().count() == n {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "{REPLICAS} registry pods not Ready in {PODS_READY:?}: {p:?}\noperator log:\n{}\n{}",
-            op.log(),
-            diagnostics(&c)
+            "still not {n} pods after {PODS_READY:?}: {all}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let pods_ready = t_pods.elapsed();
-    let probe = c.jsonpath(
-        &format!("deployment/{NAME}"),
-        "{.spec.template.spec.containers[0].readinessProbe.httpGet.path}",
-    );
-    assert_eq!(probe, "/debug/health", "the pods' readiness probe");
-    wait_for("Registry Available", Duration::from_secs(60), || {
+}
+
+fn await_available(c: &Cluster, what: &str) {
+    wait_for(what, Duration::from_secs(120), || {
         c.jsonpath(
             &format!("registry/{NAME}"),
             r#"{.status.conditions[?(@.type=="Available")].status}"#,
         ) == "True"
     });
+}
 
-    let pods = pods_of(&c);
-    let service_ip = c.jsonpath(&format!("service/{NAME}"), "{.spec.clusterIP}");
-    assert!(!service_ip.is_empty(), "service/{NAME} has no ClusterIP");
-    // Containment: every pod and Service address is routed onto the node link.
-    for ip in pods
-        .iter()
-        .map(|(_, ip, _)| ip.as_str())
-        .chain([service_ip.as_str()])
-    {
-        let r = route(ip);
+/// The pid of the registry process (not the sandbox's pause) of the pod with `uid`: the
+/// process whose memory cgroup is the pod's and whose command is docker-registry.
+fn registry_pid(uid: &str) -> Option<u32> {
+    let cgroup_part = format!("pod{uid}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (cgroup.contains(&cgroup_part) && String::from_utf8_lossy(&cmd).contains("docker-registry"))
+            .then_some(pid)
+    })
+}
+
+/// Every pod and the Service address are routed onto the node link; from inside a pod the
+/// API server answers through the `kubernetes` Service and the host's default gateway does not.
+async fn check_containment(
+    c: &Cluster,
+    env: &BTreeMap<String, String>,
+    pods: &[Pod],
+    service_ip: &str,
+) {
+    let link = &env["NODE_HOST_IF"];
+    for ip in pods.iter().map(|p| p.ip.as_str()).chain([service_ip]) {
+        let r = real_node::route(ip);
         assert!(
             r.contains(&format!("dev {link} ")) && !r.contains("eth"),
             "{ip} is not routed onto the node link {link}: {r}"
         );
     }
-
-    // From inside a pod: the API server answers through the `kubernetes` Service (what the
-    // operator in a pod needs); the host's default gateway is unreachable (no route out).
-    let gateway = default_gateway();
+    let gateway = real_node::default_gateway();
     c.apply(&format!(
         r#"apiVersion: v1
 kind: Pod
@@ -205,7 +226,7 @@ spec:
   containers:
   - name: nc
     image: flotilla.local/pause:1
-    command: ["/bin/busybox", "sh", "-c", "/bin/busybox nc -w 3 {api} 443 </dev/null && echo api-reached; /bin/busybox nc -w 3 {gateway} 53 </dev/null && echo gateway-reached; true"]
+    command: ["/bin/busybox", "sh", "-c", "/bin/busybox nc -w 3 {api} 443 </dev/null && echo api-reached; /bin/busybox nc -w 3 {gateway} 53 </dev/null && echo gateway-reached; /bin/busybox nslookup {NAME}.default.svc.cluster.local | /bin/busybox grep -q {service_ip} && echo dns-answered; true"]
 "#,
         api = env["NODE_SERVICE_IP"],
     ));
@@ -221,111 +242,16 @@ spec:
         !net.contains("gateway-reached"),
         "a pod reached the host's default gateway {gateway}: {net}"
     );
-
-    // kube-proxy writes a Service's rules shortly after its endpoints are ready: await them.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .expect("HTTP client");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http
-        .get(format!("http://{service_ip}:5000/v2/"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "service/{NAME} ({service_ip}:5000) does not answer in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // Push the Distribution image's own layout through the Service (kube-proxy picks a pod).
-    let layout = c.dir().join("images/distribution");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
-            .expect("index.json is JSON");
-    let manifest_desc = &index["manifests"][0];
-    let tag = manifest_desc["annotations"]["org.opencontainers.image.ref.name"]
-        .as_str()
-        .expect("tag annotation");
-    let manifest_digest = manifest_desc["digest"].as_str().expect("manifest digest");
-    let t_push = Instant::now();
-    let push = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args([
-            "copy",
-            "--dest-insecure",
-            &format!("oci:{}:{tag}", layout.display()),
-            &format!("http://{service_ip}:5000/e2e/distribution:{tag}"),
-        ])
-        .output()
-        .expect("run flotilla copy");
-    let push_time = t_push.elapsed();
     assert!(
-        push.status.success(),
-        "flotilla copy through the Service failed: {}{}",
-        String::from_utf8_lossy(&push.stdout),
-        String::from_utf8_lossy(&push.stderr)
+        net.contains("dns-answered"),
+        "the cluster DNS does not resolve service/{NAME} to {service_ip}: {net}"
     );
+}
 
-    // Every pod serves the same bytes from the shared storage, on its own address.
-    let manifest_bytes = std::fs::read(blob_path(&layout, manifest_digest)).expect("manifest");
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).expect("manifest");
-    let mut blobs = vec![
-        manifest["config"]["digest"]
-            .as_str()
-            .expect("config")
-            .to_string(),
-    ];
-    for l in manifest["layers"].as_array().expect("layers") {
-        blobs.push(l["digest"].as_str().expect("layer digest").to_string());
-    }
-    let mut pulled = 0usize;
-    for (pod, ip, _) in &pods {
-        let base = format!("http://{ip}:5000/v2/e2e/distribution");
-        let r = http
-            .get(format!("{base}/manifests/{tag}"))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET manifest from pod {pod} ({ip}): {e}"));
-        assert!(
-            r.status().is_success(),
-            "manifest from pod {pod} ({ip}): {}",
-            r.status()
-        );
-        let got = r.bytes().await.expect("manifest body");
-        assert!(
-            got[..] == manifest_bytes[..],
-            "pod {pod} ({ip}) serves another manifest"
-        );
-        for digest in &blobs {
-            let want = std::fs::read(blob_path(&layout, digest)).expect("blob in layout");
-            let r = http
-                .get(format!("{base}/blobs/{digest}"))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {digest} from pod {pod} ({ip}): {e}"));
-            assert!(
-                r.status().is_success(),
-                "{digest} from pod {pod} ({ip}): {}",
-                r.status()
-            );
-            let got = r.bytes().await.expect("blob body");
-            assert_eq!(
-                format!("sha256:{}", hex::encode(Sha256::digest(&got))),
-                *digest,
-                "pod {pod} ({ip}) serves other bytes for {digest}"
-            );
-            assert!(got[..] == want[..], "pod {pod} ({ip}): {digest} differs");
-            pulled += got.len();
-        }
-    }
-    // An upload started on one pod is finished on another: the upload state is signed with
-    // the shared http.secret, the data sits in the shared bucket.
-    let (first, second) = (&pods[0].1, &pods[1].1);
+/// An upload started on one pod is finished on another (upload state signed with the shared
+/// http.secret, data in the shared bucket) and served by a third.
+async fn check_upload_across_pods(http: &reqwest::Client, pods: &[Pod]) {
+    let (first, second, third) = (&pods[0].ip, &pods[1].ip, &pods[2].ip);
     let start = http
         .post(format!("http://{first}:5000/v2/e2e/upload/blobs/uploads/"))
         .send()
@@ -358,7 +284,6 @@ spec:
         "upload started on {first}, finished on {second}: {}",
         finish.text().await.unwrap_or_default()
     );
-    let third = &pods[2].1;
     let got = http
         .get(format!("http://{third}:5000/v2/e2e/upload/blobs/{digest}"))
         .send()
@@ -371,64 +296,235 @@ spec:
         got[..] == body[..],
         "pod {third} serves other bytes for {digest}"
     );
+}
+
+fn assert_no_failed_pull(what: &str, pulls: &real_node::Pulls) {
+    eprintln!(
+        "{what}: {} pulls through the Service in {:.1}s ({:.1}/s), {} failed",
+        pulls.ok,
+        pulls.elapsed.as_secs_f64(),
+        pulls.rate(),
+        pulls.failed
+    );
+    assert!(pulls.ok > 0, "{what}: no pull succeeded");
+    assert_eq!(
+        pulls.failed,
+        0,
+        "{what}: {} of {} pulls failed: {:?}",
+        pulls.failed,
+        pulls.ok + pulls.failed,
+        pulls.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_pods_on_a_real_node_serve_scale_roll_and_recover_without_a_failed_pull() {
+    let t0 = Instant::now();
+    let c = Cluster::start_real_node();
+    let up = t0.elapsed();
+    let env = real_node::node_env(c.dir());
+
+    // MinIO on the node link's host address: the pods reach it, nothing else does.
+    let minio = s3::Minio::start_on(&env["NODE_HOST_IP"]).await;
+    minio.create_bucket("fleet").await;
+    c.install_crds();
+    let logs = c.dir().join("test-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let op = Operator::start(&c, &logs);
+    let image = std::fs::read_to_string(c.dir().join("registry.image"))
+        .expect("registry.image written by cluster.sh --real-node");
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: s3-creds}}
+stringData: {{accessKey: {}, secretKey: {}}}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Registry
+metadata: {{name: {NAME}}}
+spec:
+  replicas: {REPLICAS}
+  image: {}
+  storage:
+    s3:
+      bucket: fleet
+      region: {}
+      endpoint: {}
+      forcePathStyle: true
+      rootDirectory: /fleet
+      credentialsSecretRef: {{name: s3-creds}}
+"#,
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY,
+        image.trim(),
+        s3::REGION,
+        minio.endpoint
+    ));
+
+    // Ready is the kubelet's verdict from the pod's own readiness probe (/debug/health on the
+    // debug port, which includes the S3 storage check); the image was pulled from the node's
+    // bootstrap registry.
+    let t_pods = Instant::now();
+    let pods = await_fleet(&c, REPLICAS).await;
+    let pods_ready = t_pods.elapsed();
+    let probe = c.jsonpath(
+        &format!("deployment/{NAME}"),
+        "{.spec.template.spec.containers[0].readinessProbe.httpGet.path}",
+    );
+    assert_eq!(probe, "/debug/health", "the pods' readiness probe");
+    let pulled_events = c.kubectl_ok(&["get", "events", "--field-selector", "reason=Pulled"]);
+    assert!(
+        pulled_events.contains("Successfully pulled image"),
+        "the registry image was not pulled (from the bootstrap registry): {pulled_events}"
+    );
+    await_available(&c, "Registry Available");
+    let service_ip = c.jsonpath(&format!("service/{NAME}"), "{.spec.clusterIP}");
+    assert!(!service_ip.is_empty(), "service/{NAME} has no ClusterIP");
+    check_containment(&c, &env, &pods, &service_ip).await;
+
+    let http = real_node::http();
+    real_node::await_answer(
+        &http,
+        &format!("http://{service_ip}:5000/v2/"),
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Push the Distribution image's own layout through the Service (kube-proxy picks a pod);
+    // every pod serves the same bytes from the shared storage, on its own address.
+    let big = Layout::read(c.dir().join("images/distribution"));
+    let t_push = Instant::now();
+    big.push(&format!(
+        "http://{service_ip}:5000/e2e/distribution:{}",
+        big.tag
+    ));
+    let push_time = t_push.elapsed();
+    let mut pulled = 0usize;
+    for pod in &pods {
+        pulled += pull_exact(&http, pod, "e2e/distribution", &big).await;
+    }
+    check_upload_across_pods(&http, &pods).await;
 
     // Scaled like a Deployment: 5 pods, each serving the same image from the shared storage.
     let t_scale = Instant::now();
     c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=5"]);
-    let deadline = Instant::now() + PODS_READY;
-    let scaled = loop {
-        let p = pods_of(&c);
-        if p.len() == 5 && p.iter().all(|(_, ip, ready)| *ready && !ip.is_empty()) {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "5 registry pods not Ready in {PODS_READY:?} after kubectl scale: {p:?}\n{}",
-            diagnostics(&c)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    for (pod, ip, _) in &scaled {
-        let r = http
-            .get(format!(
-                "http://{ip}:5000/v2/e2e/distribution/manifests/{tag}"
-            ))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET manifest from pod {pod} ({ip}) after scaling: {e}"));
-        assert!(
-            r.status().is_success(),
-            "manifest from pod {pod} ({ip}) after scaling: {}",
-            r.status()
-        );
-        let got = r.bytes().await.expect("manifest body");
-        assert!(
-            got[..] == manifest_bytes[..],
-            "pod {pod} ({ip}) serves another manifest"
-        );
+    for pod in &await_fleet(&c, 5).await {
+        pull_exact(&http, pod, "e2e/distribution", &big).await;
     }
     let scale_time = t_scale.elapsed();
     wait_for("status.readyReplicas 5", Duration::from_secs(60), || {
         c.jsonpath(&format!("registry/{NAME}"), "{.status.readyReplicas}") == "5"
     });
 
-    let bytes: u64 = blobs
-        .iter()
-        .map(|d| {
-            std::fs::metadata(blob_path(&layout, d))
-                .expect("blob")
-                .len()
-        })
-        .sum();
+    // Scale-down to 2 while clients pull through the Service: terminating pods leave the
+    // Service first (preStop), then drain (http.draintimeout): no pull fails.
+    let small = Layout::read(c.dir().join("images/pause"));
+    small.push(&format!("http://{service_ip}:5000/e2e/pause:{}", small.tag));
+    let base = format!("http://{service_ip}:5000/v2/e2e/pause");
+    let pulls = real_node::PullLoop::start(
+        &base,
+        &small.tag,
+        small.manifest.clone(),
+        small.blobs.clone(),
+    );
+    c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=2"]);
+    await_pod_count(&c, 2).await;
+    await_fleet(&c, 2).await;
+    assert_no_failed_pull("scale 5 -> 2", &pulls.stop().await);
+
+    // A configuration change (delete API off) rolls the pods, again under a pull loop.
+    let pulls = real_node::PullLoop::start(
+        &base,
+        &small.tag,
+        small.manifest.clone(),
+        small.blobs.clone(),
+    );
+    let before: Vec<String> = fleet_pods(&c).into_iter().map(|p| p.name).collect();
+    c.kubectl_ok(&[
+        "patch",
+        &format!("registry/{NAME}"),
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deleteEnabled":false}}"#,
+    ]);
+    let t_roll = Instant::now();
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{NAME}"),
+        "--timeout=240s",
+    ]);
+    await_pod_count(&c, 2).await;
+    let rolled = await_fleet(&c, 2).await;
+    let roll_time = t_roll.elapsed();
+    assert_no_failed_pull("rolling update of 2 pods", &pulls.stop().await);
+    assert!(
+        rolled.iter().all(|p| !before.contains(&p.name)),
+        "the config change did not replace the pods: before {before:?}, after {rolled:?}"
+    );
+
+    // A deleted pod is replaced and the fleet is Available again with all its data.
+    let t_recover = Instant::now();
+    let gone = rolled[0].name.clone();
+    c.kubectl_ok(&["delete", "pod", &gone, "--wait=false"]);
+    let deadline = Instant::now() + PODS_READY;
+    let replaced = loop {
+        let p = await_fleet(&c, 2).await;
+        if p.iter().all(|p| p.name != gone) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "pod {gone} not replaced: {p:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    await_available(&c, "Registry Available after a pod was deleted");
+    for pod in &replaced {
+        pull_exact(&http, pod, "e2e/distribution", &big).await;
+        pull_exact(&http, pod, "e2e/pause", &small).await;
+    }
+
+    // A killed registry process: the kubelet restarts the container in the same pod.
+    let victim = replaced[0].clone();
+    let uid = c.jsonpath(&format!("pod/{}", victim.name), "{.metadata.uid}");
+    let pid =
+        registry_pid(&uid).unwrap_or_else(|| panic!("no registry process of pod {}", victim.name));
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+    let deadline = Instant::now() + PODS_READY;
+    let restarted = loop {
+        let p = fleet_pods(&c);
+        if let Some(v) = p
+            .iter()
+            .find(|p| p.name == victim.name && p.restarts > victim.restarts && p.ready)
+        {
+            break v.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {} not restarted and Ready after its registry process was killed: {p:?}\n{}",
+            victim.name,
+            real_node::diagnostics(&c, "default")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    await_available(&c, "Registry Available after a container was killed");
+    pull_exact(&http, &restarted, "e2e/distribution", &big).await;
+    let recover_time = t_recover.elapsed();
+
     eprintln!(
-        "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {bytes} bytes through {service_ip} {:.1}s, \
-         {pulled} bytes pulled byte-identical from {} pod IPs, scaled to 5 serving pods {:.1}s, total {:.1}s",
+        "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {} bytes through {service_ip} {:.1}s, \
+         {pulled} bytes pulled byte-identical from {} pod IPs, scaled to 5 serving pods {:.1}s, \
+         rolling update {:.1}s, pod deleted and container killed, both recovered {:.1}s, total {:.1}s",
         up.as_secs_f64(),
         pods_ready.as_secs_f64(),
+        big.bytes(),
         push_time.as_secs_f64(),
         pods.len(),
         scale_time.as_secs_f64(),
+        roll_time.as_secs_f64(),
+        recover_time.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
     drop(op);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::names::{AUTH_DIR, DATA_DIR, DEBUG_PORT, HTTP_PORT, TLS_DIR};
+use super::names::{AUTH_DIR, DATA_DIR, DEBUG_PORT, DRAIN_TIMEOUT_SECONDS, HTTP_PORT, TLS_DIR};
 use crate::api::registry::{RegistrySpec, S3Storage};
 
 /// Errors rendering the configuration.
@@ -104,6 +104,8 @@ struct Redirect {
 #[derive(Serialize)]
 struct Http {
     addr: String,
+    /// Graceful shutdown on SIGTERM: in-flight requests finish within this time.
+    draintimeout: String,
     headers: BTreeMap<&'static str, Vec<&'static str>>,
     debug: Debug,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,6 +197,7 @@ pub fn render_config(spec: &RegistrySpec) -> Result<String, ConfigError> {
         storage: storage(spec),
         http: Http {
             addr: format!(":{HTTP_PORT}"),
+            draintimeout: format!("{DRAIN_TIMEOUT_SECONDS}s"),
             headers: BTreeMap::from([("X-Content-Type-Options", vec!["nosniff"])]),
             debug: Debug {
                 addr: format!(":{DEBUG_PORT}"),
@@ -350,6 +353,8 @@ mod tests {
         assert_eq!(c["version"], "0.1");
         assert_eq!(c["http"]["addr"], ":5000");
         assert_eq!(c["http"]["debug"]["addr"], ":5001");
+        // Graceful shutdown: without a drain timeout Distribution exits on SIGTERM at once.
+        assert_eq!(c["http"]["draintimeout"], "20s");
         assert!(c["http"].get("secret").is_none());
         assert_eq!(c["health"]["storagedriver"]["enabled"], true);
     }

@@ -6,6 +6,15 @@ use std::collections::BTreeMap;
 pub const HTTP_PORT: i32 = 5000;
 /// Port of the registry's debug server (`/debug/health`, `/metrics`).
 pub const DEBUG_PORT: i32 = 5001;
+/// Seconds a terminating registry pod keeps serving before it is told to stop (the preStop
+/// sleep): the time kube-proxy and other endpoint watchers get to take it out of the Service,
+/// so no new connection reaches a pod that is going away.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Seconds the registry drains its open connections after SIGTERM (`http.draintimeout`);
+/// without it Distribution exits at once and cuts every pull in flight.
+pub const DRAIN_TIMEOUT_SECONDS: i64 = 20;
+/// The pod's `terminationGracePeriodSeconds`: preStop sleep plus drain, with room to exit.
+pub const TERMINATION_GRACE_SECONDS: i64 = PRE_STOP_SLEEP_SECONDS + DRAIN_TIMEOUT_SECONDS + 5;
 /// Directory the ConfigMap is mounted at; `config.yml` is inside.
 pub const CONFIG_DIR: &str = "/etc/docker/registry";
 /// Key of the configuration inside the ConfigMap.

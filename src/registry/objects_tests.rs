@@ -213,6 +213,20 @@ fn deployment_shape() {
         .expect("readiness");
     assert_eq!(readiness.path.as_deref(), Some("/debug/health"));
     assert!(ctr.liveness_probe.is_some());
+    // A terminating pod keeps serving while the Service drops it, then drains: no pull in
+    // flight or just routed to it fails during a scale-down or rolling update.
+    let pre_stop = ctr
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .expect("preStop");
+    assert_eq!(pre_stop.sleep.as_ref().map(|s| s.seconds), Some(5));
+    assert!(pre_stop.exec.is_none(), "the image has no shell");
+    assert_eq!(
+        pod.termination_grace_period_seconds,
+        Some(30),
+        "preStop 5 s + draintimeout 20 s fit in the grace period"
+    );
     let mounts: Vec<&str> = ctr
         .volume_mounts
         .iter()

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference,
+    EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    SleepAction, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -17,7 +17,8 @@ use super::generated::GeneratedSecrets;
 use super::names::{
     AUTH_DIR, CONFIG_CHECKSUM_ANNOTATION, CONFIG_DIR, CONFIG_KEY, DATA_DIR, DEBUG_PORT,
     HTPASSWD_KEY, HTTP_PORT, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY, Names,
-    PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY, TLS_DIR,
+    PRE_STOP_SLEEP_SECONDS, PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY, TERMINATION_GRACE_SECONDS,
+    TLS_DIR,
 };
 use crate::api::registry::RegistrySpec;
 
@@ -314,6 +315,16 @@ pub fn template(
         readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         security_context: Some(security_context()),
+        // The image has no shell: the kubelet's own sleep action, not `sh -c sleep`.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
     let mut annotations = overrides.annotations.clone();
@@ -334,6 +345,7 @@ pub fn template(
             volumes: Some(volumes),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS),

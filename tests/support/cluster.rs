@@ -58,6 +58,8 @@ fn run_script(args: &[&str]) -> Output {
     Command::new("bash")
         .arg(script())
         .args(args)
+        // The binary under test pushes a real node's images into its bootstrap registry.
+        .env("FLOTILLA_BIN", env!("CARGO_BIN_EXE_flotilla"))
         .output()
         .expect("run e2e/cluster.sh")
 }
@@ -96,6 +98,19 @@ impl Cluster {
         );
         let kubectl = PathBuf::from(String::from_utf8_lossy(&bin.stdout).trim());
         Cluster { dir, kubectl }
+    }
+
+    /// (Real node) Builds the operator image of the `flotilla` binary under test, pushes it
+    /// into the node's bootstrap registry and returns its reference.
+    pub fn operator_image(&self) -> String {
+        let dir = self.dir.0.to_str().expect("utf-8 path");
+        let out = run_script(&["image", dir, "operator", env!("CARGO_BIN_EXE_flotilla")]);
+        assert!(
+            out.status.success(),
+            "cannot build or push the operator image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// The cluster's directory (state, logs, and with a real node `node.env`, `registry.image`).
