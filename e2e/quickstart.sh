@@ -1,98 +1,67 @@
 #!/usr/bin/env bash
-# Runs Flotilla on an embedded default: a local control plane (e2e/cluster.sh), the CRDs, the
-# operator as a local process, examples/quickstart/ applied, and a push that replicates.
+# Runs Flotilla on an embedded default, as a cluster admin would on a real cluster: a local
+# control plane with one real node (e2e/cluster.sh up DIR --real-node: kubelet, containerd,
+# kube-proxy, CoreDNS), the chart installed with `helm` (the operator runs in a pod, from an
+# image built here from the release binary), examples/quickstart/ applied (two Registries,
+# each a registry pod, and a policy), and a push to `dev` that the operator copies to `mirror`.
 #
-# The control plane's nodes are simulated (kwok), so nothing would run the registry pods: this
-# script plays the kubelet for the two quickstart Registries, starting the real
-# `docker-registry` (Debian package) with each pod's config.yml and Secret environment, on
-# loopback ports the operator is told about (`--registry-url`). Then it pushes a small image to
-# `dev` and waits until the push event has made the operator copy it to `mirror`.
+# It installs what it needs on a fresh machine (Debian packages, the Go-built programs of
+# e2e/build-tools.sh, cached in ~/.cache/flotilla), so the first run takes a while; later runs
+# reuse the running cluster. Needs root: the node uses a network namespace, cgroups, mounts.
 #
 #   e2e/quickstart.sh        bring it all up, push, show the replication
-#   e2e/quickstart.sh down   stop the registries, the operator and the control plane
+#   e2e/quickstart.sh down   stop everything (pods, node, control plane), leaving nothing
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${FLOTILLA_QUICKSTART_DIR:-$HOME/.cache/flotilla/quickstart}
-probe=127.0.0.1:18080 receiver=127.0.0.1:18081
-declare -A api_port=([dev]=15000 [mirror]=15002) debug_port=([dev]=15001 [mirror]=15003)
-
-stop_pid() { # FILE
-  if [ -f "$1" ]; then kill -TERM "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; fi
-}
+say() { echo "quickstart: $*" >&2; }
+die() { say "$*"; exit 1; }
 
 if [ "${1:-up}" = down ]; then
-  for r in "${!api_port[@]}"; do stop_pid "$dir/pods/$r/pid"; done
-  stop_pid "$dir/operator.pid"
   "$root/e2e/cluster.sh" down "$dir/cluster"
-  echo "stopped"
+  rm -rf "$dir/cluster"
+  say "stopped"
   exit 0
 fi
+[ "$(id -u)" = 0 ] || die "the local node needs root (network namespace, cgroups, mounts): run it as root"
 
-command -v docker-registry >/dev/null || {
-  echo "quickstart: docker-registry not found: apt-get install docker-registry" >&2
-  exit 1
-}
+say "installing missing Debian packages (docker-registry, CNI plugins, busybox, ...)"
+"$root/e2e/install-packages.sh"
+command -v go >/dev/null || die "no Go toolchain: the cluster's programs are built from their Go modules (apt-get install golang-go, or Go from go.dev)"
+command -v cargo >/dev/null || die "no cargo: Flotilla is built with Rust (rustup.rs)"
+say "building the cluster's programs from their Go modules (cached; the first time takes about 25 minutes on 2 cores)"
 "$root/e2e/build-tools.sh" >/dev/null
-(cd "$root" && cargo build --quiet --bin flotilla)
-flotilla=$root/target/debug/flotilla
+say "building flotilla (release)"
+(cd "$root" && cargo build --quiet --release --locked --bin flotilla)
+export FLOTILLA_BIN=$root/target/release/flotilla
+helm=$("$root/e2e/tool-path.sh" helm)
+
 mkdir -p "$dir"
-[ -f "$dir/cluster/kube-apiserver.pid" ] || "$root/e2e/cluster.sh" up "$dir/cluster" >/dev/null
+if [ ! -f "$dir/cluster/kube-apiserver.pid" ]; then
+  say "starting the control plane and the node"
+  "$root/e2e/cluster.sh" up "$dir/cluster" --real-node >/dev/null
+fi
 export KUBECONFIG=$dir/cluster/kubeconfig
 kubectl=$("$root/e2e/cluster.sh" bin kubectl)
-"$kubectl" apply -f "$root/crds/" >/dev/null
-"$kubectl" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
-if ! { [ -f "$dir/operator.pid" ] && kill -0 "$(cat "$dir/operator.pid")" 2>/dev/null; }; then
-  nohup "$flotilla" run --probe-addr "$probe" --receiver-addr "$receiver" \
-    --receiver-url "http://$receiver/v1/events" \
-    --registry-url "default/dev=http://127.0.0.1:${api_port[dev]}" \
-    --registry-url "default/mirror=http://127.0.0.1:${api_port[mirror]}" \
-    >"$dir/operator.log" 2>&1 &
-  echo $! >"$dir/operator.pid"
-fi
-until curl -sf "http://$probe/readyz" >/dev/null; do
-  kill -0 "$(cat "$dir/operator.pid")" 2>/dev/null || { cat "$dir/operator.log"; exit 1; }
-  sleep 0.2
-done
+# The operator image of this binary, pushed into the node's bootstrap registry.
+image=$("$root/e2e/cluster.sh" image "$dir/cluster" operator "$FLOTILLA_BIN")
+say "installing the chart (operator image $image)"
+"$helm" upgrade --install flotilla "$root/charts/flotilla" --namespace flotilla-system --create-namespace \
+  --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set replicaCount=1 \
+  --wait --timeout 180s >/dev/null
 
-# The Registries first, so their pods run before the policy's first sync.
-"$kubectl" apply -f "$root/examples/quickstart/registries.yaml"
-"$kubectl" wait --for=jsonpath='{.status.observedGeneration}'=1 registry/dev registry/mirror --timeout=60s >/dev/null
-
-# The kubelet's part: the pod's config.yml from its ConfigMap, its environment from the Secret
-# keys the Deployment names, and loopback addresses and a local data directory instead of the
-# pod's (environment overrides of http.addr, http.debug.addr and the filesystem root).
-run_pod() { # NAME
-  local name=$1 pod=$dir/pods/$1 var secret key value
-  if [ -f "$pod/pid" ] && kill -0 "$(cat "$pod/pid")" 2>/dev/null; then return; fi
-  mkdir -p "$pod/data"
-  "$kubectl" get configmap "$name-config" -o jsonpath='{.data.config\.yml}' >"$pod/config.yml"
-  local env=(
-    "REGISTRY_HTTP_ADDR=127.0.0.1:${api_port[$name]}"
-    "REGISTRY_HTTP_DEBUG_ADDR=127.0.0.1:${debug_port[$name]}"
-    "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$pod/data"
-  )
-  while read -r var secret key; do
-    [ -n "$secret" ] || continue
-    value=$("$kubectl" get secret "$secret" -o jsonpath="{.data.${key//./\\.}}" | base64 -d)
-    env+=("$var=$value")
-  done < <("$kubectl" get deployment "$name" \
-    -o jsonpath='{range .spec.template.spec.containers[0].env[*]}{.name} {.valueFrom.secretKeyRef.name} {.valueFrom.secretKeyRef.key}{"\n"}{end}')
-  env -i "${env[@]}" docker-registry serve "$pod/config.yml" >"$pod/registry.log" 2>&1 &
-  echo $! >"$pod/pid"
-  until curl -sf "http://127.0.0.1:${debug_port[$name]}/debug/health" >/dev/null; do
-    kill -0 "$(cat "$pod/pid")" 2>/dev/null || { cat "$pod/registry.log"; exit 1; }
-    sleep 0.1
-  done
-}
-for r in dev mirror; do run_pod "$r"; done
-
-"$kubectl" apply -f "$root/examples/quickstart/policy.yaml"
-# A full sync now that both registries run (on a re-run the policy's earlier syncs may have
-# found them down); the push below then arrives as an event.
-request=$(date +%s%N)
-"$kubectl" annotate --overwrite replicationpolicy/dev-to-mirror "flotilla.dev/sync-requested=$request" >/dev/null
-"$kubectl" wait --for=jsonpath="{.status.handledSyncRequest}=$request" replicationpolicy/dev-to-mirror --timeout=60s >/dev/null
+# The Registries run the Distribution image built for the node (docker.io is not reachable
+# here), so the example gets an explicit spec.image.
+registry_image=$(cat "$dir/cluster/registry.image")
+sed "s|^spec:|spec:\n  image: $registry_image|" "$root/examples/quickstart/registries.yaml" | "$kubectl" apply -f - >/dev/null
+"$kubectl" apply -f "$root/examples/quickstart/policy.yaml" >/dev/null
+say "waiting for the registry pods and the policy"
+"$kubectl" wait --for=condition=Available registry/dev registry/mirror --timeout=180s >/dev/null
+"$kubectl" wait --for=condition=Ready replicationpolicy/dev-to-mirror --timeout=120s >/dev/null
+dev=$("$kubectl" get service dev -o jsonpath='{.spec.clusterIP}'):5000
+mirror=$("$kubectl" get service mirror -o jsonpath='{.spec.clusterIP}'):5000
+until curl -sf "http://$dev/v2/" >/dev/null && curl -sf "http://$mirror/v2/" >/dev/null; do sleep 0.2; done
 
 # A small image as an OCI layout (one gzip tar layer), pushed to dev with `flotilla copy`.
 image=$dir/demo-image
@@ -118,29 +87,33 @@ printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.
   "$manifest" "$(stat -c %s "$image/manifest.json")" >"$image/index.json"
 echo '{"imageLayoutVersion":"1.0.0"}' >"$image/oci-layout"
 
+say "pushing demo/hello:v1 to dev"
+"$FLOTILLA_BIN" copy --progress never --dest-insecure "oci:$image:v1" "http://$dev/demo/hello:v1" >/dev/null
 started=$(date +%s.%N)
-"$flotilla" copy --progress never --dest-insecure "oci:$image:v1" "http://127.0.0.1:${api_port[dev]}/demo/hello:v1" >/dev/null
 mirror_has() {
   curl -sfI -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://127.0.0.1:${api_port[mirror]}/v2/demo/hello/manifests/v1" | tr -d '\r' |
+    "http://$mirror/v2/demo/hello/manifests/v1" | tr -d '\r' |
     grep -qi "^docker-content-digest: sha256:$manifest$"
 }
 deadline=$((SECONDS + 60))
 until mirror_has; do
-  [ $SECONDS -lt $deadline ] || { echo "demo/hello:v1 did not reach mirror in 60 s; see $dir/operator.log" >&2; exit 1; }
-  sleep 0.1
+  [ $SECONDS -lt $deadline ] || die "demo/hello:v1 did not reach mirror in 60 s; see: $kubectl logs -n flotilla-system deploy/flotilla"
+  sleep 0.05
 done
 lag=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 
+"$kubectl" get pods -A -o wide
 "$kubectl" get registries,replicationpolicies
+"$FLOTILLA_BIN" status 2>/dev/null || true
 cat <<MSG
 
-Pushed demo/hello:v1 (sha256:$manifest) to dev; the operator copied it to mirror ${lag} s later (polled every 0.1 s),
-triggered by dev's push notification.
+Pushed demo/hello:v1 (sha256:$manifest) to dev; the operator pod copied it to mirror ${lag} s later
+(polled every 0.05 s from here), triggered by dev's push notification to the receiver Service.
 
-Flotilla is running (log: $dir/operator.log, metrics: http://$probe/metrics).
+Flotilla runs in the cluster (helm release flotilla in flotilla-system).
   export KUBECONFIG=$KUBECONFIG
+  $kubectl logs -n flotilla-system deploy/flotilla
   $kubectl describe replicationpolicy dev-to-mirror
-  registries: dev http://127.0.0.1:${api_port[dev]}  mirror http://127.0.0.1:${api_port[mirror]}
+  registries (Service addresses, reachable from this machine): dev http://$dev  mirror http://$mirror
 Stop everything with: e2e/quickstart.sh down
 MSG
