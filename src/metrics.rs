@@ -68,6 +68,15 @@ pub struct RegistryLabels {
     pub registry: String,
 }
 
+/// Labels of garbage-collection runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GcLabels {
+    /// `namespace/name` of the Registry.
+    pub registry: String,
+    /// `Succeeded`, `Failed`, `TimedOut` or `Refused`.
+    pub result: String,
+}
+
 /// Every metric the operator exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -99,6 +108,10 @@ pub struct Metrics {
     pub registry_ready_replicas: Family<RegistryLabels, Gauge>,
     /// Pods the Registry asks for.
     pub registry_desired_replicas: Family<RegistryLabels, Gauge>,
+    /// Garbage-collection runs by Registry and result.
+    pub gc_runs: Family<GcLabels, Counter>,
+    /// Seconds the Registry's fleet has been in its garbage-collection window (0 outside).
+    pub gc_window_seconds: Family<RegistryLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -192,8 +205,22 @@ impl Default for Metrics {
             "Pods the Registry asks for",
             registry_desired_replicas.clone(),
         );
+        let gc_runs = Family::<GcLabels, Counter>::default();
+        registry.register(
+            "gc_runs",
+            "Garbage-collection runs by Registry and result",
+            gc_runs.clone(),
+        );
+        let gc_window_seconds = Family::<RegistryLabels, Gauge>::default();
+        registry.register(
+            "gc_window_seconds",
+            "Seconds the Registry's fleet has been in its garbage-collection window (read-only or switching), 0 outside",
+            gc_window_seconds.clone(),
+        );
         Self {
             registry,
+            gc_runs,
+            gc_window_seconds,
             leader,
             destination_in_sync,
             registry_available,
@@ -270,6 +297,25 @@ impl Metrics {
         self.registry_desired_replicas
             .get_or_create(&labels)
             .set(i64::from(status.replicas));
+    }
+
+    /// Records a Registry's garbage-collection window: how long it has been open (0: closed),
+    /// and a finished run's result.
+    pub fn record_gc(&self, key: &str, window_seconds: i64, finished: Option<&str>) {
+        let labels = RegistryLabels {
+            registry: key.to_string(),
+        };
+        self.gc_window_seconds
+            .get_or_create(&labels)
+            .set(window_seconds);
+        let results = ["Succeeded", "Failed", "TimedOut", "Refused"];
+        for result in results {
+            let counter = self.gc_runs.get_or_create(&GcLabels {
+                registry: key.to_string(),
+                result: result.to_string(),
+            });
+            counter.inc_by(u64::from(finished == Some(result)));
+        }
     }
 
     /// Records whether each destination of a policy is in sync.

@@ -4,6 +4,7 @@
 //! `kubectl explain` text.
 
 pub mod common;
+pub mod gc;
 pub mod registry;
 pub mod replication_policy;
 
@@ -19,3 +20,5 @@ pub const VERSION: &str = "v1alpha1";
 pub const FIELD_MANAGER: &str = "flotilla";
 /// Annotation whose every new value requests a full sync of a ReplicationPolicy.
 pub const SYNC_REQUESTED_ANNOTATION: &str = "flotilla.dev/sync-requested";
+/// Annotation whose every new value requests a garbage-collection run of a Registry.
+pub const GC_REQUESTED_ANNOTATION: &str = "flotilla.dev/gc-requested";

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::common::{Condition, LocalObjectReference, SecretKeySelector, SecretReference};
+use super::gc::{GarbageCollectionSpec, GarbageCollectionStatus};
 
 /// Distribution registry image used when `spec.image` is not set.
 pub const DEFAULT_REGISTRY_IMAGE: &str = "docker.io/library/registry:2.8.3";
@@ -57,6 +58,12 @@ pub const DEFAULT_REGISTRY_IMAGE: &str = "docker.io/library/registry:2.8.3";
         type_ = "string",
         json_path = ".status.url",
         description = "In-cluster URL"
+    ),
+    printcolumn(
+        name = "Maintenance",
+        type_ = "string",
+        json_path = ".status.garbageCollection.phase",
+        description = "Garbage-collection window: Idle, EnteringReadOnly, Collecting, LeavingReadOnly"
     ),
     printcolumn(
         name = "Age",
@@ -137,6 +144,11 @@ pub struct RegistrySpec {
     /// Overrides applied on top of the pods Flotilla builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverrides>,
+
+    /// Garbage collection in a read-only window (S3 or a ReadWriteMany/ReadWriteOnce claim;
+    /// not `emptyDir`, not a pull-through cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garbage_collection: Option<GarbageCollectionSpec>,
 }
 
 /// Storage backend. Exactly one of `s3`, `filesystem` or `emptyDir`.
@@ -426,10 +438,13 @@ pub struct RegistryStatus {
     /// Storage backend in short form, e.g. `s3://bucket/prefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
-    /// Conditions: `Ready`, `Available`, `Progressing`, `Degraded`.
+    /// Conditions: `Ready`, `Available`, `Progressing`, `Degraded`, `Maintenance`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Garbage-collection window and last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garbage_collection: Option<GarbageCollectionStatus>,
 }
 
 fn default_replicas() -> i32 {

@@ -2,6 +2,7 @@
 //! the metrics. Each reconciler is a pipeline: dereference (I/O) → validate (pure) → apply →
 //! status.
 
+mod gc;
 pub mod references;
 pub mod registry;
 pub mod replication;

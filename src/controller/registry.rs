@@ -146,6 +146,12 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         name: &name,
         uid: &uid,
     };
+    let read_only_window = crate::registry::gc::renders_read_only(
+        obj.status
+            .as_ref()
+            .and_then(|s| s.garbage_collection.as_ref()),
+    );
+    let mut applied = None;
     if issues.is_empty() {
         // Values are reused only from the Registry's own generated Secret, never a foreign one.
         let reusable = generated_secret
@@ -171,8 +177,15 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
                 _ => None,
             },
         };
-        let children = build(obj, &BuildContext { receiver_url }, &generated)
-            .map_err(|e| Error::Build(e.to_string()))?;
+        let children = build(
+            obj,
+            &BuildContext {
+                receiver_url,
+                read_only_window,
+            },
+            &generated,
+        )
+        .map_err(|e| Error::Build(e.to_string()))?;
         // Nothing is applied over an object of another owner.
         issues.extend(not_owned(ctx, &names, owner, generated_secret.as_ref(), &children).await?);
         if issues.is_empty() {
@@ -183,16 +196,23 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
                 None => ctx.tokens.remove(&identity),
             }
             apply_children(ctx, obj, &ns, &names, &children).await?;
+            applied = Some(children);
         }
     }
 
     // Status from what really runs.
-    let observed = deployments
+    let deployment = deployments
         .get_opt(&names.workload())
         .await?
         .filter(|d| owned_by(d, obj));
-    let observed = observed.as_ref().map(ObservedDeployment::from_deployment);
-    let new = crate::registry::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    let observed = deployment.as_ref().map(ObservedDeployment::from_deployment);
+    let mut new =
+        crate::registry::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    let seen = super::gc::Seen {
+        deployment: deployment.as_ref(),
+        applied: applied.as_ref(),
+    };
+    let gc_wake = super::gc::window(ctx, obj, &seen, !issues.is_empty(), &mut new).await?;
     ctx.metrics.record_registry(&format!("{ns}/{name}"), &new);
     let old = obj.status.clone().unwrap_or_default();
     if new != old {
@@ -212,11 +232,12 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     let not_owned = issues
         .iter()
         .any(|i| i.reason == ownership::OBJECT_NOT_OWNED);
-    Ok(Action::requeue(if not_owned {
+    let requeue = if not_owned {
         NOT_OWNED_RECHECK
     } else {
         RESYNC_PERIOD
-    }))
+    };
+    Ok(Action::requeue(gc_wake.map_or(requeue, |w| w.min(requeue))))
 }
 
 /// How soon a Registry blocked by a foreign object looks again (its removal sends no event:

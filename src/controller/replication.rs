@@ -468,6 +468,18 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     let Some((resolved_spec, accounts)) = resolved_spec else {
         return Ok(Action::requeue(RETRY_AFTER_ERROR));
     };
+    // A destination fleet in its garbage-collection window refuses pushes: wait, keeping
+    // pending work and triggers; the Registry's change back to Idle wakes this policy.
+    let waiting = crate::replication::maintenance::destinations_in_window(
+        &obj.spec,
+        &ns,
+        &referenced.registries,
+    );
+    if !waiting.is_empty() {
+        tracing::info!(destinations = ?waiting, "destination in a garbage-collection window; waiting");
+        publish_status(&api, obj, &old, &st).await?;
+        return Ok(Action::requeue(crate::registry::gc::WINDOW_POLL));
+    }
     if conditions::find(&st.conditions, READY)
         .is_some_and(|c| c.status == "False" && !matches!(c.reason.as_str(), "OutOfSync"))
     {

@@ -3,6 +3,8 @@
 //! and applies what they return.
 
 pub mod config;
+pub mod gc;
+pub mod gc_job;
 pub mod generated;
 pub mod names;
 pub mod objects;

@@ -44,6 +44,9 @@ pub struct BuildContext {
     /// URL of Flotilla's event receiver as the registry pods reach it, e.g.
     /// `http://flotilla.flotilla-system.svc:8080/v1/events`. `None`: no notifications.
     pub receiver_url: Option<String>,
+    /// A garbage-collection window is open: render `storage.maintenance.readonly.enabled:
+    /// true` whatever `spec.readOnly` says (a new checksum, so the pods roll).
+    pub read_only_window: bool,
 }
 
 /// Everything a Registry owns, ready for server-side apply.
@@ -66,20 +69,34 @@ pub struct Children {
     pub checksum: String,
 }
 
+/// The names of a Registry's objects and the owner reference they carry.
+pub fn identity(registry: &Registry) -> Result<(Names, OwnerReference), BuildError> {
+    let namespace = registry
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let owner = registry
+        .controller_owner_ref(&())
+        .ok_or(BuildError::MissingMetadata("uid"))?;
+    Ok((Names::new(registry.name_any(), namespace), owner))
+}
+
 /// Builds every owned object of `registry`. Pure: same inputs, same objects.
 pub fn build(
     registry: &Registry,
     ctx: &BuildContext,
     generated: &GeneratedSecrets,
 ) -> Result<Children, BuildError> {
-    let namespace = registry
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
-    let names = Names::new(registry.name_any(), namespace);
-    let owner = registry
-        .controller_owner_ref(&())
-        .ok_or(BuildError::MissingMetadata("uid"))?;
-    let spec = &registry.spec;
+    let (names, owner) = identity(registry)?;
+    let window_spec;
+    let spec = if ctx.read_only_window && !registry.spec.read_only {
+        window_spec = crate::api::registry::RegistrySpec {
+            read_only: true,
+            ..registry.spec.clone()
+        };
+        &window_spec
+    } else {
+        &registry.spec
+    };
 
     let config = render_config(spec)?;
     let endpoints = match (

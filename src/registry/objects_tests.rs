@@ -43,6 +43,7 @@ fn generated() -> GeneratedSecrets {
 fn ctx() -> BuildContext {
     BuildContext {
         receiver_url: Some("http://flotilla.flotilla-system.svc:8080/v1/events".into()),
+        read_only_window: false,
     }
 }
 

@@ -229,6 +229,8 @@ pub fn status(
         external_url: registry.spec.external_url.clone(),
         storage: Some(storage_summary(&registry.spec)),
         conditions,
+        // Written by the garbage-collection state machine; carried over here.
+        garbage_collection: old.garbage_collection,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ReplicationPolicy side of Flotilla that needs no cluster: validation, when syncs are
 //! due, which policies an event concerns, and the status a sync report gives.
 
+pub mod maintenance;
 pub mod report_status;
 pub mod routing;
 pub mod tenancy;
