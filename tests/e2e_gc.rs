@@ -144,21 +144,7 @@ fn run_job(c: &Cluster, name: &str, fail: bool) -> String {
 
 /// Sizes of the blob data in the bucket, by key.
 async fn blobs(minio: &s3::Minio) -> BTreeMap<String, u64> {
-    let xml = minio.list(BUCKET, BLOBS).await;
-    assert!(!xml.contains("<IsTruncated>true"), "more than one page");
-    xml.split("<Contents>")
-        .skip(1)
-        .map(|c| {
-            let field = |f: &str| {
-                c.split(&format!("<{f}>"))
-                    .nth(1)
-                    .and_then(|r| r.split(&format!("</{f}>")).next())
-                    .expect("field")
-                    .to_string()
-            };
-            (field("Key"), field("Size").parse().expect("size"))
-        })
-        .collect()
+    minio.sizes(BUCKET, BLOBS).await
 }
 
 async fn status(method: reqwest::Method, url: &str) -> (u16, String) {

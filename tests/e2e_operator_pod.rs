@@ -207,10 +207,22 @@ spec:
         minio.endpoint,
         img = registry_image.trim()
     ));
-    let dev =
-        real_node::await_ready_pods(&c, "default", "app.kubernetes.io/instance=dev", 2, READY)
-            .await;
-    real_node::await_ready_pods(&c, "default", "app.kubernetes.io/instance=mirror", 1, READY).await;
+    let dev = real_node::await_ready_pods(
+        &c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
+        2,
+        READY,
+    )
+    .await;
+    real_node::await_ready_pods(
+        &c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=mirror",
+        1,
+        READY,
+    )
+    .await;
     c.kubectl_ok(&[
         "apply",
         "-f",
@@ -318,7 +330,11 @@ spec:
         "registry/mirror",
         "replicationpolicy/dev-to-mirror",
     ]);
-    let dev_after = real_node::pods(&c, "default", "app.kubernetes.io/instance=dev");
+    let dev_after = real_node::pods(
+        &c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
+    );
     assert_eq!(
         dev_after
             .iter()
