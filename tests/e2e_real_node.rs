@@ -690,4 +690,8 @@ spec:
         t0.elapsed().as_secs_f64()
     );
     drop(op);
+    // `down` (the cluster's drop) leaves nothing of the node on the host.
+    let dir = c.dir().to_path_buf();
+    drop(c);
+    real_node::assert_node_gone(&env, &dir);
 }
