@@ -4,7 +4,10 @@
 //! Ready by their real probes, using in-cluster config and their ServiceAccount token; one holds
 //! the leader Lease and says so on its metrics, reached through the metrics Service. Registry
 //! pods post their push notifications to the receiver Service by its DNS name; a push to `dev`
-//! reaches `mirror` pod to pod, and the lag is printed. `helm uninstall` leaves the custom
+//! reaches `mirror` pod to pod, and the lag is printed; it also reaches `secure`, a Registry
+//! with htpasswd auth serving TLS with a private CA's certificate for its Service name, which
+//! the operator pod reaches by that name with its own account and the CA of the TLS Secret
+//! (both mounted into the registry pod as Secret volumes). `helm uninstall` leaves the custom
 //! resources, the registry pods and the S3 data alone.
 //!
 //! Needs root and what `.ci/run` installs, plus the binaries of `e2e/build-tools.sh` (helm
@@ -16,6 +19,8 @@ mod cluster;
 mod packaging;
 #[path = "support/real_node.rs"]
 mod real_node;
+#[path = "support/registry.rs"]
+mod registry;
 #[path = "support/s3.rs"]
 mod s3;
 
@@ -26,6 +31,8 @@ use cluster::{Cluster, wait_for};
 const NS: &str = "flotilla-system";
 const OPERATOR: &str = "app.kubernetes.io/name=flotilla";
 const READY: Duration = Duration::from_secs(180);
+const USER: &str = "alice";
+const PASSWORD: &str = "wonderland";
 
 fn helm(c: &Cluster, args: &[&str]) -> String {
     let kubeconfig = c.kubeconfig();
@@ -223,6 +230,100 @@ spec:
         READY,
     )
     .await;
+    // `secure`: htpasswd auth, TLS with a private CA's certificate for its Service name.
+    let certs = c.dir().join("secure-certs");
+    std::fs::create_dir_all(&certs).expect("cert dir");
+    let ca = registry::TestCa::new(&certs, "flotilla-operator-pod-test-ca");
+    let (crt, key) = ca.server_cert_for("secure", "DNS:secure.default.svc");
+    let b64 = |f: &std::path::Path| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
+    };
+    let users = format!("{USER}:{}", bcrypt::hash(PASSWORD, 4).expect("bcrypt"));
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: secure-tls}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}, ca.crt: {}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: users}}
+data: {{htpasswd: {}}}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Registry
+metadata: {{name: secure}}
+spec:
+  replicas: 1
+  image: {}
+  storage: {{emptyDir: {{}}}}
+  tls: {{secretName: secure-tls}}
+  auth: {{htpasswd: {{secretRef: {{name: users, key: htpasswd}}}}}}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: ReplicationPolicy
+metadata: {{name: dev-to-secure}}
+spec:
+  source: {{registryRef: {{name: dev}}}}
+  destinations:
+  - {{name: secure, registryRef: {{name: secure}}}}
+  trigger: {{onPush: true}}
+"#,
+        b64(&crt),
+        b64(&key),
+        b64(&ca.cert),
+        {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(format!("{users}\n"))
+        },
+        registry_image.trim()
+    ));
+    real_node::await_ready_pods(
+        &c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=secure",
+        1,
+        READY,
+    )
+    .await;
+    wait_for(
+        "policy dev-to-secure Ready",
+        Duration::from_secs(120),
+        || {
+            c.jsonpath(
+                "replicationpolicy/dev-to-secure",
+                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+            ) == "True"
+        },
+    );
+    let secure_ip = c.jsonpath("service/secure", "{.spec.clusterIP}");
+    // The host has no cluster DNS: the Service name is pinned to its address, the CA trusted.
+    let secure_http = reqwest::Client::builder()
+        .resolve(
+            "secure.default.svc",
+            format!("{secure_ip}:5000").parse().expect("socket address"),
+        )
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).expect("CA")).expect("CA PEM"),
+        )
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .expect("HTTPS client");
+    let secure_v2 = "https://secure.default.svc:5000/v2/";
+    real_node::await_answer(&secure_http, secure_v2, Duration::from_secs(60)).await;
+    let anonymous = secure_http
+        .get(secure_v2)
+        .send()
+        .await
+        .expect("GET /v2/ of secure");
+    assert_eq!(
+        anonymous.status().as_u16(),
+        401,
+        "secure asks for credentials"
+    );
     c.kubectl_ok(&[
         "apply",
         "-f",
@@ -284,6 +385,31 @@ spec:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let lag = pushed.elapsed() - pushed_in;
+    let at_secure = "https://secure.default.svc:5000/v2/demo/hello/manifests/v1";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = secure_http
+            .head(at_secure)
+            .basic_auth(USER, Some(PASSWORD))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await;
+        let got = r.ok().filter(|r| r.status().is_success()).and_then(|r| {
+            r.headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        if got.as_deref() == Some(digest.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo/hello:v1 did not reach secure (TLS, htpasswd) within 60 s; operator logs:\n{}",
+            c.kubectl_ok(&["logs", "-n", NS, "-l", OPERATOR, "--tail=40"])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut status_lag = String::new();
     wait_for(
         "status.destinations[0].lastPushLagMillis",
