@@ -343,7 +343,8 @@ fn gc_status(c: &Cluster, path: &str) -> String {
     )
 }
 
-/// A garbage-collection window on real pods: the manifest of `gone` is deleted, then the fleet
+/// Garbage collection on real pods: the manifest of `gone` is deleted; a dry run names its blobs
+/// and deletes nothing; then a window: the fleet
 /// rolls read-only (pushes refused, pulls served), the Job runs `registry garbage-collect` in
 /// a pod of its own, the fleet rolls back to read-write. The bucket loses exactly the blobs
 /// no manifest reaches any more; `kept` still pulls byte-exact from every pod.
@@ -386,10 +387,45 @@ async fn check_garbage_collection(
         "delete of e2e/distribution's manifest"
     );
     let before = bucket_blobs(minio).await;
+    let mut expected: Vec<String> = gone.blobs.clone();
+    expected.push(gone.digest.clone());
+    expected.push(unreferenced.to_string());
+    expected.sort();
+
+    // A dry run first: the Job's log (read through the kubelet) names what would go; the
+    // bucket keeps everything.
+    let registry = format!("registry/{NAME}");
+    let dry_run = |on: bool| {
+        c.kubectl_ok(&[
+            "patch",
+            &registry,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"garbageCollection":{{"dryRun":{on}}}}}}}"#),
+        ]);
+    };
+    dry_run(true);
+    c.kubectl_ok(&["annotate", &registry, "flotilla.dev/gc-requested=dry-run"]);
+    wait_for("GC dry run Succeeded", PODS_READY, || {
+        gc_status(c, ".phase") == "Idle"
+            && gc_status(c, ".lastRun.result") == "Succeeded"
+            && gc_status(c, ".lastRun.dryRun") == "true"
+    });
+    let dry_job = gc_status(c, ".lastRun.jobName");
+    let log = c.kubectl_ok(&["logs", &format!("job/{dry_job}")]);
+    for digest in &expected {
+        assert!(
+            log.contains(&format!("blob eligible for deletion: {digest}")),
+            "the dry run's log does not name {digest}:\n{log}"
+        );
+    }
+    assert_eq!(bucket_blobs(minio).await, before, "a dry run deleted blobs");
+    dry_run(false);
 
     c.kubectl_ok(&[
         "annotate",
-        &format!("registry/{NAME}"),
+        "--overwrite",
+        &registry,
         "flotilla.dev/gc-requested=1",
     ]);
     wait_for("GC phase Collecting", PODS_READY, || {
@@ -441,10 +477,6 @@ async fn check_garbage_collection(
 
     let after = bucket_blobs(minio).await;
     let removed: Vec<&String> = before.keys().filter(|d| !after.contains_key(*d)).collect();
-    let mut expected: Vec<String> = gone.blobs.clone();
-    expected.push(gone.digest.clone());
-    expected.push(unreferenced.to_string());
-    expected.sort();
     let mut got: Vec<String> = removed.iter().map(|d| d.to_string()).collect();
     got.sort();
     assert_eq!(
@@ -677,7 +709,7 @@ spec:
         "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {} bytes through {service_ip} {:.1}s, \
          {pulled} bytes pulled byte-identical from {} pod IPs, scaled to 5 serving pods {:.1}s, \
          rolling update {:.1}s, pod deleted and container killed, both recovered {:.1}s, \
-         GC window (roll read-only, Job, roll back) {:.1}s freeing {removed} blobs of {freed} bytes, total {:.1}s",
+         GC dry run then window (each: roll read-only, Job, roll back) {:.1}s freeing {removed} blobs of {freed} bytes, total {:.1}s",
         up.as_secs_f64(),
         pods_ready.as_secs_f64(),
         big.bytes(),
