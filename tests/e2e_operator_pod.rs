@@ -99,21 +99,16 @@ async fn operator_metrics(
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_keeps_the_data() {
-    let t0 = Instant::now();
-    let c = Cluster::start_real_node();
-    let env = real_node::node_env(c.dir());
-    let minio = s3::Minio::start_on(&env["NODE_HOST_IP"]).await;
-    minio.create_bucket("dev").await;
-
+/// Installs the chart with the operator image of the binary under test; returns the Ready
+/// operator pods and how long that took.
+async fn install_operator(c: &Cluster) -> (Vec<real_node::Pod>, Duration) {
     // The operator image of the binary under test, in the node's bootstrap registry.
     let image = c.operator_image();
     let (repository, tag) = image.rsplit_once(':').expect("image reference has a tag");
     let chart = cluster::root().join("charts/flotilla");
     let t_install = Instant::now();
     helm(
-        &c,
+        c,
         &[
             "install",
             "flotilla",
@@ -129,7 +124,7 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
             "operator.logFormat=text",
         ],
     );
-    let operators = real_node::await_ready_pods(&c, NS, OPERATOR, 2, READY).await;
+    let operators = real_node::await_ready_pods(c, NS, OPERATOR, 2, READY).await;
     let operator_ready = t_install.elapsed();
     let pulled = c.kubectl_ok(&[
         "get",
@@ -144,20 +139,28 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         "the operator image {image} was not pulled by the node: {pulled}"
     );
 
+    (operators, operator_ready)
+}
+
+/// One operator pod holds the Lease and says so on its metrics; the metrics Service answers.
+async fn check_leader_and_metrics(
+    c: &Cluster,
+    http: &reqwest::Client,
+    operators: &[real_node::Pod],
+) {
     // Leader election on the Lease, visible on exactly one pod's metrics.
     let names: Vec<&str> = operators.iter().map(|p| p.name.as_str()).collect();
     wait_for(
         "a leader in Lease flotilla-leader",
         Duration::from_secs(60),
         || {
-            let holder = ns_jsonpath(&c, NS, "lease/flotilla-leader", "{.spec.holderIdentity}");
+            let holder = ns_jsonpath(c, NS, "lease/flotilla-leader", "{.spec.holderIdentity}");
             names.contains(&holder.as_str())
         },
     );
-    let http = real_node::http();
-    let metrics_ip = ns_jsonpath(&c, NS, "service/flotilla-metrics", "{.spec.clusterIP}");
+    let metrics_ip = ns_jsonpath(c, NS, "service/flotilla-metrics", "{.spec.clusterIP}");
     let through_service = format!("http://{metrics_ip}:8080/metrics");
-    real_node::await_answer(&http, &through_service, Duration::from_secs(60)).await;
+    real_node::await_answer(http, &through_service, Duration::from_secs(60)).await;
     let text = http
         .get(&through_service)
         .send()
@@ -170,7 +173,7 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         text.contains("flotilla_leader"),
         "service/flotilla-metrics serves no operator metrics: {text}"
     );
-    let leaders: Vec<String> = operator_metrics(&http, &operators)
+    let leaders: Vec<String> = operator_metrics(http, operators)
         .await
         .into_iter()
         .filter(|(_, m)| m.lines().any(|l| l.trim() == "flotilla_leader 1"))
@@ -181,7 +184,10 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         1,
         "pods reporting flotilla_leader 1: {leaders:?}"
     );
+}
 
+/// The quickstart's fleets on the node: returns the registry image and dev's pods.
+async fn apply_fleets(c: &Cluster, minio: &s3::Minio) -> (String, Vec<real_node::Pod>) {
     // The quickstart's fleets (dev on S3 with 2 pods, mirror on emptyDir) and its policy.
     let registry_image =
         std::fs::read_to_string(c.dir().join("registry.image")).expect("registry.image");
@@ -215,7 +221,7 @@ spec:
         img = registry_image.trim()
     ));
     let dev = real_node::await_ready_pods(
-        &c,
+        c,
         "default",
         "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
         2,
@@ -223,13 +229,19 @@ spec:
     )
     .await;
     real_node::await_ready_pods(
-        &c,
+        c,
         "default",
         "app.kubernetes.io/name=registry,app.kubernetes.io/instance=mirror",
         1,
         READY,
     )
     .await;
+    (registry_image, dev)
+}
+
+/// `secure` and the policy dev-to-secure; returns an HTTPS client that reaches secure by its
+/// Service name and trusts its CA.
+async fn apply_secure(c: &Cluster, registry_image: &str) -> reqwest::Client {
     // `secure`: htpasswd auth, TLS with a private CA's certificate for its Service name.
     let certs = c.dir().join("secure-certs");
     std::fs::create_dir_all(&certs).expect("cert dir");
@@ -281,7 +293,7 @@ spec:
         registry_image.trim()
     ));
     real_node::await_ready_pods(
-        &c,
+        c,
         "default",
         "app.kubernetes.io/name=registry,app.kubernetes.io/instance=secure",
         1,
@@ -324,6 +336,90 @@ spec:
         401,
         "secure asks for credentials"
     );
+    secure_http
+}
+
+/// `helm uninstall`: the operator goes; CRDs, custom resources, dev's pods, its bucket and
+/// mirror's copy stay.
+async fn uninstall_keeps_fleets(
+    c: &Cluster,
+    minio: &s3::Minio,
+    http: &reqwest::Client,
+    dev: &[real_node::Pod],
+    at_mirror: &str,
+    digest: &str,
+) {
+    // helm uninstall: the operator goes, the fleets and their data stay.
+    let objects_before = minio.list("dev", "").await;
+    assert!(
+        objects_before.contains("demo/hello"),
+        "dev's bucket holds no demo/hello: {objects_before}"
+    );
+    helm(
+        c,
+        &[
+            "uninstall",
+            "flotilla",
+            "--namespace",
+            NS,
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    wait_for("operator pods gone", READY, || {
+        real_node::pods(c, NS, OPERATOR).is_empty()
+    });
+    let crds = c.kubectl_ok(&["get", "crd", "-o", "name"]);
+    assert!(
+        crds.contains("registries.flotilla.dev")
+            && crds.contains("replicationpolicies.flotilla.dev"),
+        "helm uninstall removed a CRD: {crds}"
+    );
+    c.kubectl_ok(&[
+        "get",
+        "registry/dev",
+        "registry/mirror",
+        "replicationpolicy/dev-to-mirror",
+    ]);
+    let dev_after = real_node::pods(
+        c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
+    );
+    assert_eq!(
+        dev_after
+            .iter()
+            .map(|p| (&p.name, p.ready))
+            .collect::<Vec<_>>(),
+        dev.iter().map(|p| (&p.name, true)).collect::<Vec<_>>(),
+        "dev's pods changed with helm uninstall"
+    );
+    assert_eq!(
+        minio.list("dev", "").await,
+        objects_before,
+        "dev's bucket changed with helm uninstall"
+    );
+    assert_eq!(
+        manifest_digest(http, at_mirror).await.as_deref(),
+        Some(digest),
+        "mirror no longer serves demo/hello:v1 after helm uninstall"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_keeps_the_data() {
+    let t0 = Instant::now();
+    let c = Cluster::start_real_node();
+    let env = real_node::node_env(c.dir());
+    let minio = s3::Minio::start_on(&env["NODE_HOST_IP"]).await;
+    minio.create_bucket("dev").await;
+
+    let (operators, operator_ready) = install_operator(&c).await;
+    let http = real_node::http();
+    check_leader_and_metrics(&c, &http, &operators).await;
+    let (registry_image, dev) = apply_fleets(&c, &minio).await;
+    let secure_http = apply_secure(&c, &registry_image).await;
     c.kubectl_ok(&[
         "apply",
         "-f",
@@ -423,62 +519,7 @@ spec:
         },
     );
 
-    // helm uninstall: the operator goes, the fleets and their data stay.
-    let objects_before = minio.list("dev", "").await;
-    assert!(
-        objects_before.contains("demo/hello"),
-        "dev's bucket holds no demo/hello: {objects_before}"
-    );
-    helm(
-        &c,
-        &[
-            "uninstall",
-            "flotilla",
-            "--namespace",
-            NS,
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
-    );
-    wait_for("operator pods gone", READY, || {
-        real_node::pods(&c, NS, OPERATOR).is_empty()
-    });
-    let crds = c.kubectl_ok(&["get", "crd", "-o", "name"]);
-    assert!(
-        crds.contains("registries.flotilla.dev")
-            && crds.contains("replicationpolicies.flotilla.dev"),
-        "helm uninstall removed a CRD: {crds}"
-    );
-    c.kubectl_ok(&[
-        "get",
-        "registry/dev",
-        "registry/mirror",
-        "replicationpolicy/dev-to-mirror",
-    ]);
-    let dev_after = real_node::pods(
-        &c,
-        "default",
-        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
-    );
-    assert_eq!(
-        dev_after
-            .iter()
-            .map(|p| (&p.name, p.ready))
-            .collect::<Vec<_>>(),
-        dev.iter().map(|p| (&p.name, true)).collect::<Vec<_>>(),
-        "dev's pods changed with helm uninstall"
-    );
-    assert_eq!(
-        minio.list("dev", "").await,
-        objects_before,
-        "dev's bucket changed with helm uninstall"
-    );
-    assert_eq!(
-        manifest_digest(&http, &at_mirror).await.as_deref(),
-        Some(digest.as_str()),
-        "mirror no longer serves demo/hello:v1 after helm uninstall"
-    );
+    uninstall_keeps_fleets(&c, &minio, &http, &dev, &at_mirror, &digest).await;
 
     eprintln!(
         "operator pod: helm install to 2 Ready operator pods {:.1}s; push to dev through its Service {:.2}s, \
