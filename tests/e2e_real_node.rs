@@ -343,6 +343,49 @@ fn gc_status(c: &Cluster, path: &str) -> String {
     )
 }
 
+/// A dry run: the Job's log (read through the kubelet) names every blob of `expected`; the
+/// bucket keeps everything it held `before`.
+async fn check_gc_dry_run(
+    c: &Cluster,
+    minio: &s3::Minio,
+    expected: &[String],
+    before: &BTreeMap<String, u64>,
+) {
+    // A dry run first: the Job's log (read through the kubelet) names what would go; the
+    // bucket keeps everything.
+    let registry = format!("registry/{NAME}");
+    let dry_run = |on: bool| {
+        c.kubectl_ok(&[
+            "patch",
+            &registry,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"garbageCollection":{{"dryRun":{on}}}}}}}"#),
+        ]);
+    };
+    dry_run(true);
+    c.kubectl_ok(&["annotate", &registry, "flotilla.dev/gc-requested=dry-run"]);
+    wait_for("GC dry run Succeeded", PODS_READY, || {
+        gc_status(c, ".phase") == "Idle"
+            && gc_status(c, ".lastRun.result") == "Succeeded"
+            && gc_status(c, ".lastRun.dryRun") == "true"
+    });
+    let dry_job = gc_status(c, ".lastRun.jobName");
+    let log = c.kubectl_ok(&["logs", &format!("job/{dry_job}")]);
+    for digest in expected {
+        assert!(
+            log.contains(&format!("blob eligible for deletion: {digest}")),
+            "the dry run's log does not name {digest}:\n{log}"
+        );
+    }
+    assert_eq!(
+        &bucket_blobs(minio).await,
+        before,
+        "a dry run deleted blobs"
+    );
+    dry_run(false);
+}
+
 /// Garbage collection on real pods: the manifest of `gone` is deleted; a dry run names its blobs
 /// and deletes nothing; then a window: the fleet
 /// rolls read-only (pushes refused, pulls served), the Job runs `registry garbage-collect` in
@@ -392,35 +435,8 @@ async fn check_garbage_collection(
     expected.push(unreferenced.to_string());
     expected.sort();
 
-    // A dry run first: the Job's log (read through the kubelet) names what would go; the
-    // bucket keeps everything.
+    check_gc_dry_run(c, minio, &expected, &before).await;
     let registry = format!("registry/{NAME}");
-    let dry_run = |on: bool| {
-        c.kubectl_ok(&[
-            "patch",
-            &registry,
-            "--type=merge",
-            "-p",
-            &format!(r#"{{"spec":{{"garbageCollection":{{"dryRun":{on}}}}}}}"#),
-        ]);
-    };
-    dry_run(true);
-    c.kubectl_ok(&["annotate", &registry, "flotilla.dev/gc-requested=dry-run"]);
-    wait_for("GC dry run Succeeded", PODS_READY, || {
-        gc_status(c, ".phase") == "Idle"
-            && gc_status(c, ".lastRun.result") == "Succeeded"
-            && gc_status(c, ".lastRun.dryRun") == "true"
-    });
-    let dry_job = gc_status(c, ".lastRun.jobName");
-    let log = c.kubectl_ok(&["logs", &format!("job/{dry_job}")]);
-    for digest in &expected {
-        assert!(
-            log.contains(&format!("blob eligible for deletion: {digest}")),
-            "the dry run's log does not name {digest}:\n{log}"
-        );
-    }
-    assert_eq!(bucket_blobs(minio).await, before, "a dry run deleted blobs");
-    dry_run(false);
 
     c.kubectl_ok(&[
         "annotate",
@@ -502,6 +518,118 @@ async fn check_garbage_collection(
     }
     let freed = removed.iter().map(|d| before[*d]).sum();
     (removed.len(), freed)
+}
+
+/// A scale-down to 5 -> 2 and then a rolling update (a config change: delete API off), each
+/// while a pull loop runs through the Service: no pull may fail. Returns the rolled pods and
+/// how long the rollout took.
+async fn check_scale_down_and_roll(
+    c: &Cluster,
+    service_ip: &str,
+    small: &Layout,
+) -> (Vec<Pod>, Duration) {
+    let base = format!("http://{service_ip}:5000/v2/e2e/pause");
+    let pulls = real_node::PullLoop::start(
+        &base,
+        &small.tag,
+        small.manifest.clone(),
+        small.blobs.clone(),
+    );
+    c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=2"]);
+    await_pod_count(c, 2).await;
+    await_fleet(c, 2).await;
+    assert_no_failed_pull("scale 5 -> 2", &pulls.stop().await);
+
+    // A configuration change (delete API off) rolls the pods, again under a pull loop.
+    let pulls = real_node::PullLoop::start(
+        &base,
+        &small.tag,
+        small.manifest.clone(),
+        small.blobs.clone(),
+    );
+    let before: Vec<String> = fleet_pods(c).into_iter().map(|p| p.name).collect();
+    c.kubectl_ok(&[
+        "patch",
+        &format!("registry/{NAME}"),
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deleteEnabled":false}}"#,
+    ]);
+    let t_roll = Instant::now();
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{NAME}"),
+        "--timeout=240s",
+    ]);
+    await_pod_count(c, 2).await;
+    let rolled = await_fleet(c, 2).await;
+    let roll_time = t_roll.elapsed();
+    assert_no_failed_pull("rolling update of 2 pods", &pulls.stop().await);
+    assert!(
+        rolled.iter().all(|p| !before.contains(&p.name)),
+        "the config change did not replace the pods: before {before:?}, after {rolled:?}"
+    );
+
+    (rolled, roll_time)
+}
+
+/// A deleted pod is replaced, a killed registry process restarted in its pod; both serve all
+/// data afterwards.
+async fn check_recovery(
+    c: &Cluster,
+    http: &reqwest::Client,
+    rolled: &[Pod],
+    big: &Layout,
+    small: &Layout,
+) {
+    // A deleted pod is replaced and the fleet is Available again with all its data.
+    let gone = rolled[0].name.clone();
+    c.kubectl_ok(&["delete", "pod", &gone, "--wait=false"]);
+    let deadline = Instant::now() + PODS_READY;
+    let replaced = loop {
+        let p = await_fleet(c, 2).await;
+        if p.iter().all(|p| p.name != gone) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "pod {gone} not replaced: {p:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    await_available(c, "Registry Available after a pod was deleted");
+    for pod in &replaced {
+        pull_exact(http, pod, "e2e/distribution", big).await;
+        pull_exact(http, pod, "e2e/pause", small).await;
+    }
+
+    // A killed registry process: the kubelet restarts the container in the same pod.
+    let victim = replaced[0].clone();
+    let uid = c.jsonpath(&format!("pod/{}", victim.name), "{.metadata.uid}");
+    let pid =
+        registry_pid(&uid).unwrap_or_else(|| panic!("no registry process of pod {}", victim.name));
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+    let deadline = Instant::now() + PODS_READY;
+    let restarted = loop {
+        let p = fleet_pods(c);
+        if let Some(v) = p
+            .iter()
+            .find(|p| p.name == victim.name && p.restarts > victim.restarts && p.ready)
+        {
+            break v.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {} not restarted and Ready after its registry process was killed: {p:?}\n{}",
+            victim.name,
+            real_node::diagnostics(c, "default")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    await_available(c, "Registry Available after a container was killed");
+    pull_exact(http, &restarted, "e2e/distribution", big).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -607,97 +735,9 @@ spec:
     // Service first (preStop), then drain (http.draintimeout): no pull fails.
     let small = Layout::read(c.dir().join("images/pause"));
     small.push(&format!("http://{service_ip}:5000/e2e/pause:{}", small.tag));
-    let base = format!("http://{service_ip}:5000/v2/e2e/pause");
-    let pulls = real_node::PullLoop::start(
-        &base,
-        &small.tag,
-        small.manifest.clone(),
-        small.blobs.clone(),
-    );
-    c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=2"]);
-    await_pod_count(&c, 2).await;
-    await_fleet(&c, 2).await;
-    assert_no_failed_pull("scale 5 -> 2", &pulls.stop().await);
-
-    // A configuration change (delete API off) rolls the pods, again under a pull loop.
-    let pulls = real_node::PullLoop::start(
-        &base,
-        &small.tag,
-        small.manifest.clone(),
-        small.blobs.clone(),
-    );
-    let before: Vec<String> = fleet_pods(&c).into_iter().map(|p| p.name).collect();
-    c.kubectl_ok(&[
-        "patch",
-        &format!("registry/{NAME}"),
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deleteEnabled":false}}"#,
-    ]);
-    let t_roll = Instant::now();
-    c.kubectl_ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{NAME}"),
-        "--timeout=240s",
-    ]);
-    await_pod_count(&c, 2).await;
-    let rolled = await_fleet(&c, 2).await;
-    let roll_time = t_roll.elapsed();
-    assert_no_failed_pull("rolling update of 2 pods", &pulls.stop().await);
-    assert!(
-        rolled.iter().all(|p| !before.contains(&p.name)),
-        "the config change did not replace the pods: before {before:?}, after {rolled:?}"
-    );
-
-    // A deleted pod is replaced and the fleet is Available again with all its data.
+    let (rolled, roll_time) = check_scale_down_and_roll(&c, &service_ip, &small).await;
     let t_recover = Instant::now();
-    let gone = rolled[0].name.clone();
-    c.kubectl_ok(&["delete", "pod", &gone, "--wait=false"]);
-    let deadline = Instant::now() + PODS_READY;
-    let replaced = loop {
-        let p = await_fleet(&c, 2).await;
-        if p.iter().all(|p| p.name != gone) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "pod {gone} not replaced: {p:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    await_available(&c, "Registry Available after a pod was deleted");
-    for pod in &replaced {
-        pull_exact(&http, pod, "e2e/distribution", &big).await;
-        pull_exact(&http, pod, "e2e/pause", &small).await;
-    }
-
-    // A killed registry process: the kubelet restarts the container in the same pod.
-    let victim = replaced[0].clone();
-    let uid = c.jsonpath(&format!("pod/{}", victim.name), "{.metadata.uid}");
-    let pid =
-        registry_pid(&uid).unwrap_or_else(|| panic!("no registry process of pod {}", victim.name));
-    let killed = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success(), "kill -KILL {pid}");
-    let deadline = Instant::now() + PODS_READY;
-    let restarted = loop {
-        let p = fleet_pods(&c);
-        if let Some(v) = p
-            .iter()
-            .find(|p| p.name == victim.name && p.restarts > victim.restarts && p.ready)
-        {
-            break v.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {} not restarted and Ready after its registry process was killed: {p:?}\n{}",
-            victim.name,
-            real_node::diagnostics(&c, "default")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    await_available(&c, "Registry Available after a container was killed");
-    pull_exact(&http, &restarted, "e2e/distribution", &big).await;
+    check_recovery(&c, &http, &rolled, &big, &small).await;
     let recover_time = t_recover.elapsed();
 
     let t_gc = Instant::now();
