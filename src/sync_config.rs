@@ -4,6 +4,7 @@
 
 mod docker_config;
 mod quantity;
+mod supply_chain;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 pub struct Resolved {
     /// Secrets by name.
     pub secrets: SecretData,
+    /// ConfigMaps by name (`data` and `binaryData` together), for `spec.verify.keys`.
+    pub config_maps: SecretData,
     /// A docker config used for endpoints without `credentialsSecretRef`.
     pub docker_config: Option<DockerConfig>,
 }
@@ -41,6 +44,7 @@ impl std::fmt::Debug for Resolved {
             .collect();
         f.debug_struct("Resolved")
             .field("secrets", &keys)
+            .field("config_maps", &self.config_maps.keys().collect::<Vec<_>>())
             .field("docker_config", &self.docker_config)
             .finish()
     }
@@ -100,6 +104,28 @@ pub enum SpecProblem {
         /// As written.
         value: String,
     },
+    /// A key reference with neither or both of secretKeyRef and configMapKeyRef.
+    #[error("set exactly one of secretKeyRef or configMapKeyRef")]
+    KeyReference,
+    /// A Secret or ConfigMap without the named key.
+    #[error("{kind} {name:?} has no key {key:?}")]
+    ObjectKey {
+        /// `Secret` or `ConfigMap`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A referenced ConfigMap is not known.
+    #[error("ConfigMap {name:?} was not provided")]
+    MissingConfigMap {
+        /// ConfigMap name.
+        name: String,
+    },
+    /// Public key material that cannot be used.
+    #[error(transparent)]
+    Key(#[from] crate::engine::verify::KeyError),
     /// A number below its minimum.
     #[error("{value} is below the minimum of {min}")]
     TooSmall {
@@ -254,6 +280,8 @@ pub fn to_sync_config(
             request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
+        referrer_rules: supply_chain::referrer_rules(spec),
+        verify: supply_chain::verify(spec, resolved)?,
     })
 }
 
@@ -386,6 +414,7 @@ mod tests {
         );
         let r = Resolved {
             secrets,
+            config_maps: SecretData::new(),
             docker_config: Some(
                 DockerConfig::parse(
                     br#"{"auths":{"h":{"username":"u","password":"hunter3-planted"}}}"#,
@@ -433,6 +462,7 @@ bandwidthLimit: 10Mi
             &s,
             &Resolved {
                 secrets,
+                config_maps: SecretData::new(),
                 docker_config: Some(docker),
             },
         )
@@ -472,6 +502,7 @@ bandwidthLimit: 10Mi
             &s,
             &Resolved {
                 secrets: SecretData::new(),
+                config_maps: SecretData::new(),
                 docker_config: Some(docker),
             },
         )
@@ -506,6 +537,7 @@ bandwidthLimit: 10Mi
     fn error(yaml: &str, secrets: SecretData) -> String {
         let resolved = Resolved {
             secrets,
+            config_maps: SecretData::new(),
             docker_config: None,
         };
         to_sync_config(&spec(yaml), &resolved)

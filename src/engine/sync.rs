@@ -15,12 +15,15 @@ use super::config::{ConfigError, SyncConfig, feed_levels};
 use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
+use super::gate::{Gate, Unverified};
 use super::limit::Limiter;
 use super::manifest;
-use super::names;
 use super::plan::{self, Action, Item};
+use super::referrers::ReferrerFilter;
 use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
 use super::store::Store;
+
+mod discover;
 
 /// Errors that stop a sync before it changes anything.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +60,9 @@ const PLAN_CONCURRENCY: usize = 32;
 /// resolved, so planning needs no further request).
 type Held = Vec<Result<Option<Digest>, String>>;
 
-/// Items of a repository with what the destinations hold, and every tag the source has there.
-type Discovered = (Vec<(Item, Held)>, HashSet<String>);
+/// Items of a repository with what the destinations hold, every tag the source has there,
+/// and the artifacts the gate held back.
+type Discovered = (Vec<(Item, Held)>, HashSet<String>, Vec<Unverified>);
 
 /// The digest destinations get after the platform filter (`None`: nothing of it is wanted).
 type Selected = Result<Option<Digest>, CopyError>;
@@ -90,6 +94,8 @@ struct Run<'a> {
     /// Held by the one repository asking while `referrers_api` is unknown (the others wait
     /// for its answer instead of each probing).
     referrers_probe: tokio::sync::Mutex<()>,
+    /// Signatures required, referrer rules.
+    gate: Gate,
 }
 
 /// Runs one sync. `Err` only for problems found before anything is written; failures of
@@ -123,6 +129,12 @@ async fn run_inner(
         cfg.tags.regex.as_deref(),
         cfg.tags.semver.as_deref(),
     )?;
+    let gate = Gate {
+        verify: cfg.verify.clone(),
+        filter: ReferrerFilter::new(&cfg.referrer_rules)?,
+        filtering: !cfg.referrer_rules.is_empty(),
+        copy_referrers: cfg.referrers,
+    };
     let endpoint = |role: String| move |source| SyncError::Endpoint { role, source };
     let source_client = Arc::new(
         RegistryClient::new(&cfg.source, cfg.retry)
@@ -158,6 +170,7 @@ async fn run_inner(
         tags,
         referrers_api: AtomicU8::new(0),
         referrers_probe: tokio::sync::Mutex::new(()),
+        gate,
     };
     let mut report = Report {
         destinations: cfg
@@ -191,9 +204,10 @@ async fn run_inner(
     let mut source_tags = Vec::new();
     for (repo, r) in discovered {
         match r {
-            Ok((its, all)) => {
+            Ok((its, all, unverified)) => {
                 items.extend(its);
                 source_tags.push((repo, all));
+                report.record_unverified(unverified);
             }
             Err(e) => report.failures.push(Failure {
                 artifact: repo,
@@ -346,139 +360,6 @@ fn ready(c: &Arc<RegistryClient>) -> Ready {
 }
 
 impl Run<'_> {
-    /// Lists the source's repositories and discovers those in scope, `concurrency` at once.
-    /// `Err` when the catalog cannot be read.
-    async fn discover_all(
-        &self,
-        repos: &GlobFilter,
-        concurrency: usize,
-    ) -> Result<Vec<(String, Result<Discovered, ClientError>)>, ClientError> {
-        let catalog = self.source_client.catalog().await?;
-        let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
-        Ok(futures::stream::iter(in_scope)
-            .map(|repo| async move {
-                // A name outside the grammar never becomes a URL: the client's first request
-                // (the tag listing) refuses it as `ClientError::InvalidName`.
-                let r = self.discover(&repo).await;
-                (repo, r)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await)
-    }
-
-    /// Items of one repository with what the destinations hold, and every tag the source has
-    /// there.
-    async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
-        let listed = self.source_client.tags(repo).await?;
-        let (all, invalid): (Vec<String>, Vec<String>) =
-            listed.into_iter().partition(|t| names::is_tag(t));
-        if let Some(bad) = invalid.first() {
-            // Never a URL, never a deletion decision: the repository is refused whole, so
-            // that a broken listing cannot pass for a shorter one.
-            return Err(ClientError::InvalidName {
-                registry: self.source_client.name().to_string(),
-                source: names::NameError::Reference(format!(
-                    "{bad} (one of {} invalid tags of {repo})",
-                    invalid.len()
-                )),
-            });
-        }
-        let selected: HashSet<String> = all
-            .iter()
-            .filter(|t| self.tags.matches(t))
-            .cloned()
-            .collect();
-        let mut items = self.resolve(repo, selected.iter().cloned()).await?;
-        if self.cfg.referrers {
-            let subjects: Vec<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
-            let extra = plan::referrer_tags(&all, &subjects, &selected);
-            items.extend(self.resolve(repo, extra).await?);
-            let known: HashSet<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
-            let by_api = self.referrers_of(repo, subjects, known).await?;
-            let held = futures::future::join_all(
-                by_api
-                    .iter()
-                    .map(|d| self.held(repo, d.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .await;
-            items.extend(by_api.into_iter().zip(held).map(|(digest, held)| {
-                let item = Item {
-                    repo: repo.to_string(),
-                    tag: None,
-                    digest,
-                };
-                (item, held)
-            }));
-        }
-        Ok((items, all.into_iter().collect()))
-    }
-
-    /// Referrers of `subjects` by the OCI 1.1 API, those not `known` yet (none when the source
-    /// has no such API).
-    async fn referrers_of(
-        &self,
-        repo: &str,
-        subjects: Vec<Digest>,
-        mut known: HashSet<Digest>,
-    ) -> Result<Vec<Digest>, ClientError> {
-        let mut out = Vec::new();
-        for d in subjects {
-            let _probing = match self.referrers_api.load(Ordering::Relaxed) {
-                0 => Some(self.referrers_probe.lock().await),
-                _ => None,
-            };
-            if self.referrers_api.load(Ordering::Relaxed) == 2 {
-                break;
-            }
-            match self.source_client.referrers(repo, &d).await? {
-                Some(list) => {
-                    self.referrers_api.store(1, Ordering::Relaxed);
-                    out.extend(list.into_iter().filter(|r| known.insert(r.clone())));
-                }
-                None => {
-                    self.referrers_api.store(2, Ordering::Relaxed);
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Resolves `tags` at the source and looks each up at every destination at the same time.
-    async fn resolve(
-        &self,
-        repo: &str,
-        tags: impl IntoIterator<Item = String>,
-    ) -> Result<Vec<(Item, Held)>, ClientError> {
-        let heads: Vec<Result<Option<(Item, Held)>, ClientError>> = futures::stream::iter(tags)
-            .map(|tag| async move {
-                let (source, held) = futures::join!(
-                    self.source_client.head_manifest(repo, &tag),
-                    self.held(repo, &tag)
-                );
-                Ok(source?.map(|h| {
-                    let item = Item {
-                        repo: repo.to_string(),
-                        tag: Some(tag),
-                        digest: h.digest,
-                    };
-                    (item, held)
-                }))
-            })
-            .buffer_unordered(PLAN_CONCURRENCY)
-            .collect()
-            .await;
-        let mut out = Vec::new();
-        for h in heads {
-            if let Some(i) = h? {
-                out.push(i);
-            }
-        }
-        Ok(out)
-    }
-
     /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
     /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
     /// re-sync is a no-op); an index with no wanted child is left out.
@@ -516,27 +397,6 @@ impl Run<'_> {
             }
         }
         out
-    }
-
-    /// What every destination holds under `reference` of source repository `repo` (one HEAD
-    /// each, once the destination answered its ping).
-    async fn held(&self, repo: &str, reference: &str) -> Held {
-        let dest_repo = self.cfg.rewrite.apply(repo);
-        let lookups = self
-            .dests
-            .iter()
-            .zip(&self.dests_ready)
-            .map(|((_, c), ready)| {
-                let dest_repo = &dest_repo;
-                async move {
-                    ready.clone().await.map_err(|e| e.to_string())?;
-                    c.head_manifest(dest_repo, reference)
-                        .await
-                        .map(|h| h.map(|h| h.digest))
-                        .map_err(|e| e.to_string())
-                }
-            });
-        futures::future::join_all(lookups).await
     }
 
     /// What to do at each destination for one artifact, given what they hold.
