@@ -66,7 +66,7 @@ impl Olareg {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("olareg.log")).expect("log");
         let child = Command::new(&bin)
-            .args(["serve", "--addr", "127.0.0.1", "--gc-frequency", "-1"])
+            .args(["serve", "--addr", "127.0.0.1", "--gc-frequency", "-1s"])
             .arg("--port")
             .arg(port.to_string())
             .arg("--dir")
