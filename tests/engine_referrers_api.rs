@@ -15,7 +15,10 @@ mod supply_chain;
 use std::path::Path;
 
 use registry::*;
-use supply_chain::{Cosign, KeyPair, Olareg, Scheme, oras_attach, referrers};
+use supply_chain::{
+    Cosign, KeyPair, Olareg, Scheme, append_key_document, held_back, oras_attach, push_image,
+    referrers,
+};
 
 const REPO: &str = "sec/app";
 const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -23,16 +26,7 @@ const SBOM: &str = "application/spdx+json";
 const SCAN: &str = "application/vnd.example.scan-report.v1+json";
 
 async fn image(p: &Pusher, tag: &str) -> String {
-    let m = p
-        .image(
-            REPO,
-            Some(tag),
-            "amd64",
-            &[layer(&[("f", tag.as_bytes())])],
-            false,
-        )
-        .await;
-    sha256(&m)
+    push_image(p, REPO, tag).await
 }
 
 /// The raw manifest `digest` of `REPO` at `base`, if present.
@@ -61,16 +55,7 @@ fn api_policy(
     let spec = format!("  repositories:\n    include: [\"{REPO}\"]\n{extra}");
     let p = policy(dir, src, &[("prod", dest, None)], &spec);
     if let Some(key) = key {
-        let pem: String = key
-            .public_pem()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect();
-        let mut text = std::fs::read_to_string(&p).expect("policy");
-        text.push_str(&format!(
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keys}}\ndata:\n  cosign.pub: |\n{pem}"
-        ));
-        std::fs::write(&p, text).expect("policy");
+        append_key_document(&p, "ConfigMap", "keys", key);
     }
     p
 }
@@ -141,18 +126,7 @@ async fn referrers_api_signatures_and_sboms_are_gated_and_filtered() {
     let (ok, report, stderr) = sync_json(&pol).await;
     assert!(ok, "{report:#} {stderr}");
     assert_eq!(report["unverified"], 2, "{report:#}");
-    let mut held: Vec<(String, String)> = report["unverifiedDetails"]
-        .as_array()
-        .expect("details")
-        .iter()
-        .map(|h| {
-            (
-                h["artifact"].as_str().unwrap_or_default().into(),
-                h["reason"].as_str().unwrap_or_default().into(),
-            )
-        })
-        .collect();
-    held.sort();
+    let held = held_back(&report);
     assert_eq!(
         held,
         vec![

@@ -16,22 +16,12 @@ mod supply_chain;
 use std::path::Path;
 
 use registry::*;
-use supply_chain::{Cosign, KeyPair, Scheme};
+use supply_chain::{Cosign, KeyPair, Scheme, append_key_document, held_back, push_image};
 
 const REPO: &str = "sec/app";
 
-/// Pushes `REPO:tag`, a one-layer image unique to the tag; returns its digest.
 async fn image(p: &Pusher, tag: &str) -> String {
-    let m = p
-        .image(
-            REPO,
-            Some(tag),
-            "amd64",
-            &[layer(&[("f", tag.as_bytes())])],
-            false,
-        )
-        .await;
-    sha256(&m)
+    push_image(p, REPO, tag).await
 }
 
 /// The cosign tag of `digest`'s signature.
@@ -52,34 +42,8 @@ fn signed_policy(
         "  verify:\n    keys:\n      - secretKeyRef: {{name: cosign, key: cosign.pub}}\n{extra}"
     );
     let p = policy(dir, source, dests, &spec);
-    let pem: String = key
-        .public_pem()
-        .lines()
-        .map(|l| format!("    {l}\n"))
-        .collect();
-    let mut text = std::fs::read_to_string(&p).expect("policy");
-    text.push_str(&format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: cosign}}\nstringData:\n  cosign.pub: |\n{pem}"
-    ));
-    std::fs::write(&p, text).expect("policy");
+    append_key_document(&p, "Secret", "cosign", key);
     p
-}
-
-/// The `reason` of each held-back artifact in a JSON report, by artifact.
-fn held_back(report: &serde_json::Value) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = report["unverifiedDetails"]
-        .as_array()
-        .expect("unverifiedDetails")
-        .iter()
-        .map(|h| {
-            (
-                h["artifact"].as_str().unwrap_or_default().to_string(),
-                h["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Pushes a copy of the signature manifest at `tag` whose payload blob has one changed

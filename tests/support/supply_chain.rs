@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::registry::{TempDir, free_port};
+use super::registry::{Pusher, TempDir, free_port, layer, sha256};
 
 /// How to get the tools.
 pub const TOOLS_HINT: &str = "run e2e/build-tools.sh (builds olareg, cosign and oras from their Go modules into ~/.cache/flotilla/bin)";
@@ -279,4 +279,55 @@ pub async fn referrers(base: &str, repo: &str, digest: &str) -> Vec<(String, Str
         .collect();
     out.sort();
     out
+}
+
+/// Pushes `repo:tag`, a one-layer image unique to the tag; returns its digest.
+pub async fn push_image(p: &Pusher, repo: &str, tag: &str) -> String {
+    let m = p
+        .image(
+            repo,
+            Some(tag),
+            "amd64",
+            &[layer(&[("f", tag.as_bytes())])],
+            false,
+        )
+        .await;
+    sha256(&m)
+}
+
+/// Appends to the policy file `path` a `kind` (Secret or ConfigMap) document `name` holding
+/// `key`'s public PEM under `cosign.pub`.
+pub fn append_key_document(path: &Path, kind: &str, name: &str, key: &KeyPair) {
+    let section = if kind == "Secret" {
+        "stringData"
+    } else {
+        "data"
+    };
+    let pem: String = key
+        .public_pem()
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let mut text = std::fs::read_to_string(path).expect("policy");
+    text.push_str(&format!(
+        "---\napiVersion: v1\nkind: {kind}\nmetadata: {{name: {name}}}\n{section}:\n  cosign.pub: |\n{pem}"
+    ));
+    std::fs::write(path, text).expect("policy");
+}
+
+/// (artifact, reason) of each artifact a JSON report says was held back, sorted.
+pub fn held_back(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = report["unverifiedDetails"]
+        .as_array()
+        .expect("unverifiedDetails")
+        .iter()
+        .map(|h| {
+            (
+                h["artifact"].as_str().unwrap_or_default().to_string(),
+                h["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
