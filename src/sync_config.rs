@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub use docker_config::{DockerConfigError, parse as parse_docker_config};
 pub use quantity::{SUFFIXES, parse_quantity};
+pub use supply_chain::referrer_rules;
 
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
 use crate::engine::auth::{Credentials, DockerConfig, normalize_host};
