@@ -60,6 +60,16 @@ fn api_policy(
     p
 }
 
+/// Attaches an SBOM and a scan report to `subject` with `oras attach`: their digests.
+fn attach_sbom_and_scan(dir: &Path, subject: &str) -> (String, String) {
+    std::fs::write(dir.join("sbom.spdx.json"), br#"{"spdxVersion":"SPDX-2.3"}"#).expect("sbom");
+    std::fs::write(dir.join("scan.json"), br#"{"findings":[]}"#).expect("scan");
+    (
+        oras_attach(dir, subject, SBOM, "sbom.spdx.json"),
+        oras_attach(dir, subject, SCAN, "scan.json"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referrers_api_signatures_and_sboms_are_gated_and_filtered() {
     require_tools();
@@ -74,14 +84,7 @@ async fn referrers_api_signatures_and_sboms_are_gated_and_filtered() {
     let by_other = image(&p, "other-key").await;
     cosign.sign(&other, &at(&by_other), Scheme::Referrers);
     let dir = TempDir::new("referrers-api");
-    std::fs::write(
-        dir.path().join("sbom.spdx.json"),
-        br#"{"spdxVersion":"SPDX-2.3"}"#,
-    )
-    .expect("sbom");
-    std::fs::write(dir.path().join("scan.json"), br#"{"findings":[]}"#).expect("scan");
-    let sbom = oras_attach(dir.path(), &at(&signed), SBOM, "sbom.spdx.json");
-    let scan = oras_attach(dir.path(), &at(&signed), SCAN, "scan.json");
+    let (sbom, scan) = attach_sbom_and_scan(dir.path(), &at(&signed));
     let at_source = referrers(&src.url(), REPO, &signed).await;
     let types: Vec<&str> = at_source.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(

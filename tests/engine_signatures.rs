@@ -5,7 +5,8 @@
 //! one carrying another image's signature are not, and are reported; `cosign verify` on the
 //! destination (the independent oracle) accepts what was copied; a dry run names what would
 //! be held back; required attestations (`cosign attest`) are checked; and a city fed by a
-//! region never receives an unverified artifact, even one the region already holds.
+//! region never receives an unverified artifact, even one the region already holds, and a
+//! run with nothing to copy reads no signature.
 
 #[path = "support/registry.rs"]
 mod registry;
@@ -242,16 +243,14 @@ async fn a_city_fed_by_a_region_never_receives_an_unverified_artifact() {
     image(&Pusher::new(&region.url()), "unsigned").await;
 
     let dir = TempDir::new("relay-gate");
-    let pol = signed_policy(
-        dir.path(),
-        &src.url(),
-        &[
+    let relay_policy = |source: &str| {
+        let dests = [
             ("region", region.url(), None),
             ("city", city.url(), Some("region")),
-        ],
-        &key,
-        "",
-    );
+        ];
+        signed_policy(dir.path(), source, &dests, &key, "")
+    };
+    let pol = relay_policy(&src.url());
     let (ok, report, stderr) = sync_json(&pol).await;
     assert!(ok, "{report:#} {stderr}");
     assert_eq!(
@@ -268,4 +267,24 @@ async fn a_city_fed_by_a_region_never_receives_an_unverified_artifact() {
     let at_city = format!("{}/{REPO}@{signed}", city.host());
     let verified = cosign.verify(&key.public, &at_city, Scheme::Tags);
     assert!(verified.is_ok(), "cosign verify at the city: {verified:?}");
+
+    // Again, through a proxy that records the source's requests: the signed image is settled
+    // everywhere with its signature, so nothing of it is read (HEADs only); the unsigned one
+    // is held back again.
+    let proxy = Proxy::start(&src.url(), Faults::default()).await;
+    let pol = relay_policy(&proxy.url());
+    let (ok, report, stderr) = sync_json(&pol).await;
+    assert!(ok, "{report:#} {stderr}");
+    assert_eq!(report["unverified"], 1, "{report:#}");
+    assert_eq!(report["copied"], 0, "{report:#}");
+    let seen = proxy.stats.seen.lock().expect("seen").clone();
+    let reads: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.starts_with("GET") && (r.contains("/blobs/") || r.contains("/manifests/")))
+        .collect();
+    assert!(
+        seen.iter().any(|r| r.starts_with("HEAD")),
+        "the run went through the proxy: {seen:?}"
+    );
+    assert!(reads.is_empty(), "a no-op run read {reads:?}");
 }

@@ -158,10 +158,11 @@ pub fn platform_selected(wanted: &[String], platform: Option<&str>) -> bool {
         })
 }
 
-/// The include list itself when it has patterns and every one is a plain name (no glob
-/// character), sorted and without duplicates; `None` otherwise (the catalog must be read).
+/// The include list itself when it has patterns and every one is a repository name of the
+/// Distribution grammar (so no glob character), sorted and without duplicates; `None`
+/// otherwise (the catalog must be read, e.g. for a pattern that can match nothing).
 pub fn plain_names(include: &[String]) -> Option<Vec<String>> {
-    let plain = |p: &String| !p.contains(['*', '?', '[', ']', '{', '}', '\\', '!']);
+    let plain = |p: &String| super::names::check_repository(p).is_ok();
     if include.is_empty() || !include.iter().all(plain) {
         return None;
     }
@@ -292,6 +293,8 @@ mod tests {
             Some(s(&["a", "b/x"]))
         );
         assert_eq!(plain_names(&s(&["a", "b/*"])), None);
+        // The controller's "nothing in scope" pattern is no name: the catalog decides.
+        assert_eq!(plain_names(&s(&["\u{0}no-match"])), None);
         assert_eq!(plain_names(&[]), None);
     }
 

@@ -5,6 +5,8 @@
 //! [`MAX_MANIFEST_BYTES`](super::client::MAX_MANIFEST_BYTES), payloads by
 //! [`MAX_PAYLOAD_BYTES`], layers per artifact by [`MAX_LAYERS`].
 
+use std::collections::{HashMap, HashSet};
+
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -31,12 +33,10 @@ pub struct Unverified {
     pub refusal: Refusal,
 }
 
-/// A referrer found for `subject` (by the referrers API or the tag scheme), with what the
+/// A referrer found for an artifact (by the referrers API or the tag scheme), with what the
 /// destinations hold (`H`, opaque here).
 pub struct Found<H> {
-    /// The artifact it refers to.
-    pub subject: Digest,
-    /// The referrer itself.
+    /// The referrer itself; its `subject` is the artifact it refers to.
     pub item: Item,
     /// What the destinations hold under its reference.
     pub held: H,
@@ -64,13 +64,24 @@ impl Gate {
     }
 
     /// Applies the gate to the `subjects` of `repo` and the `referrers` found for them.
+    /// `settled` says whether every destination already holds an item: an artifact settled
+    /// with all its referrers would have nothing copied, so nothing of it is read.
     pub async fn apply<H>(
         &self,
         client: &RegistryClient,
         repo: &str,
         subjects: Vec<(Item, H)>,
         referrers: Vec<Found<H>>,
+        settled: impl Fn(&Item, &H) -> bool,
     ) -> Result<Gated<H>, ClientError> {
+        let (done, subjects, referrers) = split_settled(subjects, referrers, settled);
+        let mut kept: Vec<(Item, H)> = Vec::with_capacity(subjects.len() + done.len());
+        for (item, held, refs) in done {
+            kept.push((item, held));
+            if self.copy_referrers {
+                kept.extend(refs.into_iter().map(|f| (f.item, f.held)));
+            }
+        }
         // Futures built first, then run a few at once (a closure returning a borrowing
         // future would not be `Send` for every lifetime, as the controller needs).
         let reads: Vec<_> = referrers
@@ -86,7 +97,6 @@ impl Gate {
             manifests.push((f, m?));
         }
         let mut unverified = Vec::new();
-        let mut kept = Vec::with_capacity(subjects.len());
         let verdicts: Vec<Result<Option<Refusal>, ClientError>> = match &self.verify {
             None => subjects.iter().map(|_| Ok(None)).collect(),
             Some(cfg) => {
@@ -95,7 +105,7 @@ impl Gate {
                     .map(|(item, _)| {
                         let beside: Vec<Bytes> = manifests
                             .iter()
-                            .filter(|(f, _)| f.subject == item.digest)
+                            .filter(|(f, _)| f.item.subject.as_ref() == Some(&item.digest))
                             .map(|(_, m)| m.clone())
                             .collect();
                         check(cfg, client, repo, item.digest.clone(), beside)
@@ -107,7 +117,7 @@ impl Gate {
                     .await
             }
         };
-        let mut passed = std::collections::HashSet::new();
+        let mut passed = HashSet::new();
         for ((item, held), verdict) in subjects.into_iter().zip(verdicts) {
             match verdict? {
                 None => {
@@ -126,7 +136,7 @@ impl Gate {
         }
         if self.copy_referrers {
             for (f, bytes) in manifests {
-                if passed.contains(&f.subject)
+                if f.item.subject.as_ref().is_some_and(|s| passed.contains(s))
                     && (!self.filtering || self.filter.matches(&describe(&bytes)))
                 {
                     kept.push((f.item, f.held));
@@ -135,6 +145,47 @@ impl Gate {
         }
         Ok((kept, unverified))
     }
+}
+
+/// A settled subject with its referrers.
+type Settled<H> = (Item, H, Vec<Found<H>>);
+
+/// The subjects that, with every referrer of theirs, are `settled`; and the others with
+/// their referrers.
+#[allow(clippy::type_complexity)]
+fn split_settled<H>(
+    subjects: Vec<(Item, H)>,
+    referrers: Vec<Found<H>>,
+    settled: impl Fn(&Item, &H) -> bool,
+) -> (Vec<Settled<H>>, Vec<(Item, H)>, Vec<Found<H>>) {
+    let unsettled: HashSet<Digest> = subjects
+        .iter()
+        .filter(|(i, h)| !settled(i, h))
+        .map(|(i, _)| i.digest.clone())
+        .chain(
+            referrers
+                .iter()
+                .filter(|f| !settled(&f.item, &f.held))
+                .filter_map(|f| f.item.subject.clone()),
+        )
+        .collect();
+    let (rest, done): (Vec<_>, Vec<_>) = subjects
+        .into_iter()
+        .partition(|(i, _)| unsettled.contains(&i.digest));
+    let mut done: Vec<Settled<H>> = done.into_iter().map(|(i, h)| (i, h, Vec::new())).collect();
+    let at: HashMap<Digest, usize> = done
+        .iter()
+        .enumerate()
+        .map(|(n, (i, _, _))| (i.digest.clone(), n))
+        .collect();
+    let mut open = Vec::new();
+    for f in referrers {
+        match f.item.subject.as_ref().and_then(|s| at.get(s)) {
+            Some(&n) => done[n].2.push(f),
+            None => open.push(f),
+        }
+    }
+    (done, rest, open)
 }
 
 /// The verdict on `subject`, from the referrer manifests `beside` it.
@@ -199,4 +250,42 @@ async fn evidence(
         }
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(tag: &str, subject: Option<&Digest>) -> Item {
+        Item {
+            repo: "r".into(),
+            tag: Some(tag.into()),
+            digest: Digest::of(tag.as_bytes()),
+            subject: subject.cloned(),
+        }
+    }
+
+    #[test]
+    fn only_artifacts_settled_with_all_their_referrers_skip_the_gate() {
+        let (a, b, c) = (item("a", None), item("b", None), item("c", None));
+        let found = |tag: &str, of: &Item, held: bool| Found {
+            item: item(tag, Some(&of.digest)),
+            held,
+        };
+        let referrers = vec![
+            found("a.sig", &a, true),
+            found("b.sig", &b, false),
+            found("c.sig", &c, true),
+        ];
+        // a and its signature are everywhere; b's signature is new; c itself is new.
+        let subjects = vec![(a.clone(), true), (b.clone(), true), (c.clone(), false)];
+        let (done, rest, open) = split_settled(subjects, referrers, |_, held| *held);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, a);
+        assert_eq!(done[0].2.len(), 1, "a travels with its referrers, unread");
+        let rest: Vec<&str> = rest.iter().filter_map(|(i, _)| i.tag.as_deref()).collect();
+        assert_eq!(rest, vec!["b", "c"]);
+        let open: Vec<&str> = open.iter().filter_map(|f| f.item.tag.as_deref()).collect();
+        assert_eq!(open, vec!["b.sig", "c.sig"]);
+    }
 }

@@ -17,12 +17,12 @@ use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
 use super::gate::{Gate, Unverified};
 use super::limit::Limiter;
-use super::manifest;
 use super::plan::{self, Action, Item};
 use super::referrers::ReferrerFilter;
 use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
 use super::store::Store;
 
+mod delete;
 mod discover;
 
 /// Errors that stop a sync before it changes anything.
@@ -66,6 +66,9 @@ type Discovered = (Vec<(Item, Held)>, HashSet<String>, Vec<Unverified>);
 
 /// The digest destinations get after the platform filter (`None`: nothing of it is wanted).
 type Selected = Result<Option<Digest>, CopyError>;
+
+/// An artifact with what to do at each destination.
+type Planned = (Item, Vec<Result<Action, String>>);
 
 /// A ping of one endpoint, awaited by every request that needs the endpoint usable first.
 type Ready = Shared<BoxFuture<'static, Result<(), ClientError>>>;
@@ -238,7 +241,7 @@ async fn run_inner(
     let items = run.select_platforms(items, &mut report).await;
 
     // Plan: what to do at each destination (no request: what they hold is known).
-    let planned: Vec<(Item, Vec<Result<Action, String>>)> = items
+    let planned: Vec<Planned> = items
         .into_iter()
         .map(|(item, held)| {
             let actions = run.actions(&item, &held);
@@ -251,85 +254,38 @@ async fn run_inner(
     progress.count_bytes(run.copier.relay_read.clone());
     progress.set_total(planned.len() as u64);
     progress.phase(super::progress::Phase::Copying);
-    let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(planned)
-        .map(|(item, actions)| {
+    // Subjects first, then their referrers: those of one subject one after the other (a
+    // registry keeps one referrers list per subject; olareg 0.1.2 loses one of two updates
+    // made at once), different subjects' at once.
+    let (subjects, referrers): (Vec<_>, Vec<_>) =
+        planned.into_iter().partition(|(i, _)| i.subject.is_none());
+    let mut outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(subjects)
+        .map(|(item, actions)| run.copy_one(item, actions, progress))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut by_subject: HashMap<Digest, Vec<Planned>> = HashMap::new();
+    for (item, actions) in referrers {
+        let subject = item.subject.clone().unwrap_or_else(|| item.digest.clone());
+        by_subject.entry(subject).or_default().push((item, actions));
+    }
+    let groups: Vec<Vec<(Item, Vec<Status>)>> = futures::stream::iter(by_subject.into_values())
+        .map(|group| {
             let run = &run;
             async move {
-                let st = run.sync_item(&item, &actions).await;
-                progress.artifact_done(
-                    st.iter()
-                        .any(|s| matches!(s, Status::Holds { copied: true })),
-                    st.iter().any(|s| matches!(s, Status::Failed(_))),
-                );
-                for (i, s) in st.iter().enumerate() {
-                    let dest = &run.cfg.destinations[i].name;
-                    match s {
-                        Status::Holds { copied: true } => {
-                            tracing::info!(artifact = %item.display(), %dest, "copied")
-                        }
-                        Status::Holds { copied: false } => {
-                            tracing::debug!(artifact = %item.display(), %dest, "in sync")
-                        }
-                        Status::Failed(error) => {
-                            tracing::warn!(artifact = %item.display(), %dest, %error, "failed")
-                        }
-                        Status::Conflict(found) => {
-                            tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
-                        }
-                    }
+                let mut done = Vec::with_capacity(group.len());
+                for (item, actions) in group {
+                    done.push(run.copy_one(item, actions, progress).await);
                 }
-                (item, st)
+                done
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    outcomes.extend(groups.into_iter().flatten());
     for (item, statuses) in outcomes {
-        let mut any_failed = false;
-        let mut any_copied = false;
-        for (i, st) in statuses.iter().enumerate() {
-            let dr = &mut report.destinations[i];
-            match st {
-                Status::Holds { copied: true } => {
-                    any_copied = true;
-                    dr.copied += 1;
-                    if cfg.dry_run {
-                        report.planned.push(PlannedChange {
-                            artifact: item.display(),
-                            destination: dr.name.clone(),
-                            change: "copy",
-                        });
-                    }
-                }
-                Status::Holds { copied: false } => dr.skipped += 1,
-                Status::Failed(e) => {
-                    any_failed = true;
-                    dr.failed += 1;
-                    report.failures.push(Failure {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        error: e.clone(),
-                    });
-                }
-                Status::Conflict(found) => {
-                    dr.conflicts += 1;
-                    report.conflicts += 1;
-                    report.conflict_details.push(Conflict {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        source_digest: item.digest.to_string(),
-                        destination_digest: found.to_string(),
-                    });
-                }
-            }
-        }
-        if any_failed {
-            report.failed += 1;
-        } else if any_copied {
-            report.copied += 1;
-        } else {
-            report.skipped += 1;
-        }
+        tally(&mut report, cfg.dry_run, &item, &statuses);
     }
 
     // Delete: only in repositories whose source listing completed (`source_tags` holds no
@@ -351,6 +307,56 @@ async fn run_inner(
     report.foreign_layers_skipped = run.copier.foreign_skipped.load(Ordering::Relaxed);
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Counts one artifact's outcome at every destination into `report` (in a dry run, a copy
+/// made is a copy planned).
+fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &[Status]) {
+    let mut any_failed = false;
+    let mut any_copied = false;
+    for (i, st) in statuses.iter().enumerate() {
+        let dr = &mut report.destinations[i];
+        match st {
+            Status::Holds { copied: true } => {
+                any_copied = true;
+                dr.copied += 1;
+                if dry_run {
+                    report.planned.push(PlannedChange {
+                        artifact: item.display(),
+                        destination: dr.name.clone(),
+                        change: "copy",
+                    });
+                }
+            }
+            Status::Holds { copied: false } => dr.skipped += 1,
+            Status::Failed(e) => {
+                any_failed = true;
+                dr.failed += 1;
+                report.failures.push(Failure {
+                    artifact: item.display(),
+                    destination: dr.name.clone(),
+                    error: e.clone(),
+                });
+            }
+            Status::Conflict(found) => {
+                dr.conflicts += 1;
+                report.conflicts += 1;
+                report.conflict_details.push(Conflict {
+                    artifact: item.display(),
+                    destination: dr.name.clone(),
+                    source_digest: item.digest.to_string(),
+                    destination_digest: found.to_string(),
+                });
+            }
+        }
+    }
+    if any_failed {
+        report.failed += 1;
+    } else if any_copied {
+        report.copied += 1;
+    } else {
+        report.skipped += 1;
+    }
 }
 
 /// Pings `c` once, shared by everyone who awaits the returned future.
@@ -397,6 +403,40 @@ impl Run<'_> {
             }
         }
         out
+    }
+
+    /// Copies one artifact where it is needed, counts it on `progress` and logs the outcome
+    /// at each destination.
+    async fn copy_one(
+        &self,
+        item: Item,
+        actions: Vec<Result<Action, String>>,
+        progress: &super::progress::Progress,
+    ) -> (Item, Vec<Status>) {
+        let st = self.sync_item(&item, &actions).await;
+        progress.artifact_done(
+            st.iter()
+                .any(|s| matches!(s, Status::Holds { copied: true })),
+            st.iter().any(|s| matches!(s, Status::Failed(_))),
+        );
+        for (i, s) in st.iter().enumerate() {
+            let dest = &self.cfg.destinations[i].name;
+            match s {
+                Status::Holds { copied: true } => {
+                    tracing::info!(artifact = %item.display(), %dest, "copied")
+                }
+                Status::Holds { copied: false } => {
+                    tracing::debug!(artifact = %item.display(), %dest, "in sync")
+                }
+                Status::Failed(error) => {
+                    tracing::warn!(artifact = %item.display(), %dest, %error, "failed")
+                }
+                Status::Conflict(found) => {
+                    tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
+                }
+            }
+        }
+        (item, st)
     }
 
     /// What to do at each destination for one artifact, given what they hold.
@@ -489,141 +529,5 @@ impl Run<'_> {
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Status::Failed("not planned".into())))
             .collect()
-    }
-
-    /// The tags in scope that each destination holds in `repo` and the source does not, from
-    /// complete listings of both (a destination's 404 means it holds none). A destination
-    /// whose listing failed gets no deletion, and the failure is reported.
-    async fn plan_deletions(
-        &self,
-        repo: &str,
-        source_tags: &HashSet<String>,
-        report: &mut Report,
-    ) -> Vec<Deletion> {
-        let dest_repo = self.cfg.rewrite.apply(repo);
-        let mut out = Vec::new();
-        for (i, (_, c)) in self.dests.iter().enumerate() {
-            match c.tags_if_present(&dest_repo).await {
-                Ok(dest_tags) => {
-                    let dest_tags = Arc::new(dest_tags);
-                    for tag in plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t)) {
-                        out.push(Deletion {
-                            destination: i,
-                            repo: dest_repo.clone(),
-                            tag,
-                            all_tags: dest_tags.clone(),
-                        });
-                    }
-                }
-                Err(e) => report.failures.push(Failure {
-                    artifact: dest_repo.clone(),
-                    destination: self.cfg.destinations[i].name.clone(),
-                    error: format!("listing tags for deletion failed, nothing deleted: {e}"),
-                }),
-            }
-        }
-        out
-    }
-
-    /// Makes the planned deletions, or none when they are more than `max_deletions`.
-    async fn delete(&self, doomed: Vec<Deletion>, report: &mut Report) {
-        if doomed.len() > self.cfg.max_deletions {
-            report.deletions_withheld = doomed.len() as u64;
-            report.failures.push(Failure {
-                artifact: "deletion".into(),
-                destination: String::new(),
-                error: format!(
-                    "would delete {} tags, more than spec.maxDeletions ({}), so none is deleted; check the source (flotilla sync --dry-run lists them), then raise spec.maxDeletions if they are meant to go",
-                    doomed.len(),
-                    self.cfg.max_deletions
-                ),
-            });
-            if !self.cfg.dry_run {
-                return;
-            }
-        }
-        for d in doomed {
-            let name = self.cfg.destinations[d.destination].name.clone();
-            let result = if self.cfg.dry_run {
-                report.planned.push(PlannedChange {
-                    artifact: format!("{}:{}", d.repo, d.tag),
-                    destination: name.clone(),
-                    change: "delete",
-                });
-                Ok(())
-            } else {
-                let c = &self.dests[d.destination].1;
-                delete_tag(c, &d.repo, &d.tag, &d.all_tags).await
-            };
-            match result {
-                Ok(()) => {
-                    report.deleted += 1;
-                    report.destinations[d.destination].deleted += 1;
-                }
-                Err(error) => report.failures.push(Failure {
-                    artifact: format!("{}:{}", d.repo, d.tag),
-                    destination: name,
-                    error,
-                }),
-            }
-        }
-    }
-}
-
-/// One tag a deletion sync removes at one destination.
-struct Deletion {
-    destination: usize,
-    repo: String,
-    tag: String,
-    /// Every tag of the repository there (shared by the repository's deletions).
-    all_tags: Arc<Vec<String>>,
-}
-
-/// Deletes a tag; where the registry only deletes by digest (Distribution 2.8), deletes the
-/// digest only when no other tag of the repository points at it.
-async fn delete_tag(
-    c: &RegistryClient,
-    repo: &str,
-    tag: &str,
-    all_tags: &[String],
-) -> Result<(), String> {
-    let err = |e: ClientError| format!("deletion failed: {e}");
-    if c.delete_manifest(repo, tag).await.map_err(err)? {
-        return Ok(());
-    }
-    let Some(head) = c.head_manifest(repo, tag).await.map_err(err)? else {
-        return Ok(());
-    };
-    for other in all_tags.iter().filter(|t| t.as_str() != tag) {
-        let Some(h) = c.head_manifest(repo, other).await.map_err(err)? else {
-            continue;
-        };
-        if h.digest == head.digest {
-            return Err(format!(
-                "not deleted: this registry deletes by digest only and tag {other:?} shares digest {}",
-                head.digest
-            ));
-        }
-        if manifest::is_index(&h.media_type) {
-            let (bytes, mt) = c.get_manifest(repo, h.digest.as_str()).await.map_err(err)?;
-            let children = match manifest::parse(&mt, &bytes) {
-                Ok(manifest::Parsed::Index { manifests }) => manifests,
-                _ => Vec::new(),
-            };
-            if children.iter().any(|m| m.digest == head.digest) {
-                return Err(format!(
-                    "not deleted: this registry deletes by digest only and the index that tag {other:?} points at holds {}",
-                    head.digest
-                ));
-            }
-        }
-    }
-    if c.delete_manifest(repo, head.digest.as_str())
-        .await
-        .map_err(err)?
-    {
-        Ok(())
-    } else {
-        Err("not deleted: the registry refuses deletes (enable storage.delete on it)".into())
     }
 }

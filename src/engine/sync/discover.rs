@@ -87,7 +87,10 @@ impl Run<'_> {
         }
         let (items, unverified) = self
             .gate
-            .apply(&self.source_client, repo, items, found)
+            .apply(&self.source_client, repo, items, found, |item, held| {
+                held.iter()
+                    .all(|h| matches!(h, Ok(Some(d)) if d == &item.digest))
+            })
             .await?;
         Ok((items, all, unverified))
     }
@@ -104,17 +107,14 @@ impl Run<'_> {
         let subjects: Vec<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
         let extra = plan::referrer_tags(all, &subjects, selected);
         let mut found: Vec<Found<Held>> = Vec::new();
-        for (item, held) in self.resolve(repo, extra).await? {
+        for (mut item, held) in self.resolve(repo, extra).await? {
             let tag = item.tag.as_deref().unwrap_or_default();
-            if let Some(subject) = subjects
+            item.subject = subjects
                 .iter()
                 .find(|d| filter::is_referrer_tag_of(tag, d.hex()))
-            {
-                found.push(Found {
-                    subject: subject.clone(),
-                    item,
-                    held,
-                });
+                .cloned();
+            if item.subject.is_some() {
+                found.push(Found { item, held });
             }
         }
         let known: HashSet<Digest> = items
@@ -139,12 +139,9 @@ impl Run<'_> {
                         repo: repo.to_string(),
                         tag: None,
                         digest,
+                        subject: Some(subject),
                     };
-                    Found {
-                        subject,
-                        item,
-                        held,
-                    }
+                    Found { item, held }
                 }),
         );
         Ok(found)
@@ -202,6 +199,7 @@ impl Run<'_> {
                         repo: repo.to_string(),
                         tag: Some(tag),
                         digest: h.digest,
+                        subject: None,
                     };
                     (item, held)
                 }))
