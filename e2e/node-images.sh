@@ -4,7 +4,8 @@
 #   pause:        flotilla.local/pause:1 (Debian's static busybox running `sleep infinity`)
 #   distribution: flotilla.local/distribution:<Debian version> (Debian's docker-registry, with
 #                 the real files of its libc and loader, its default config; entrypoint
-#                 `docker-registry serve`, so the operator's argument, a config path, completes it)
+#                 `docker-registry serve`, so the operator's argument, a config path, completes it;
+#                 `registry` on PATH too, the name the official image has and GC Jobs run)
 #   operator:     flotilla.local/flotilla:<binary's digest> (only with `operator BIN`: the given
 #                 `flotilla` binary and the real files of its libc, as the Dockerfile's image
 #                 has it: /usr/local/bin/flotilla, user 65532:65532, entrypoint flotilla, cmd run,
@@ -67,5 +68,6 @@ config=()
 [ -f /etc/docker/registry/config.yml ] && config=(--file /etc/docker/registry/config.yml:/etc/docker/registry/config.yml:644)
 build "flotilla.local/distribution:$version" distribution \
   --file /usr/bin/docker-registry:/usr/bin/docker-registry:755 "${libs[@]}" "${config[@]}" \
+  --symlink usr/bin/registry:docker-registry \
   --dir tmp --dir var/lib/docker-registry \
   --entrypoint '["/usr/bin/docker-registry","serve"]' --cmd '["/etc/docker/registry/config.yml"]'

@@ -144,21 +144,7 @@ fn run_job(c: &Cluster, name: &str, fail: bool) -> String {
 
 /// Sizes of the blob data in the bucket, by key.
 async fn blobs(minio: &s3::Minio) -> BTreeMap<String, u64> {
-    let xml = minio.list(BUCKET, BLOBS).await;
-    assert!(!xml.contains("<IsTruncated>true"), "more than one page");
-    xml.split("<Contents>")
-        .skip(1)
-        .map(|c| {
-            let field = |f: &str| {
-                c.split(&format!("<{f}>"))
-                    .nth(1)
-                    .and_then(|r| r.split(&format!("</{f}>")).next())
-                    .expect("field")
-                    .to_string()
-            };
-            (field("Key"), field("Size").parse().expect("size"))
-        })
-        .collect()
+    minio.sizes(BUCKET, BLOBS).await
 }
 
 async fn status(method: reqwest::Method, url: &str) -> (u16, String) {
@@ -385,10 +371,51 @@ async fn a_gc_window_frees_deleted_bytes_keeps_every_tag_and_always_returns_to_r
     }
     assert!(registry::skopeo_raw(&host_a, "app:v2").is_none());
 
-    // Window 2: the Job fails; the fleet still returns to read-write.
+    // Window 2: a policy copying into the fleet waits through it; the Job fails; the fleet
+    // still returns to read-write, and the policy syncs then. (The operator restarts with the
+    // address of pod 0 for `registryRef: hq`, as an operator outside the cluster is given.)
+    let source = registry::Registry::start().await;
+    let incoming = Pusher::new(&source.url())
+        .image("incoming", Some("v1"), "amd64", &[only(7)], false)
+        .await;
+    drop(op.take());
+    let hq_url = format!("default/hq=http://127.0.0.1:{}", ports[0]);
+    op = Some(Operator::start_with(
+        &c,
+        &logs,
+        &["--registry-url", &hq_url],
+        &[],
+    ));
     let job = open_window(&c, "2", ports, &mut pods).await;
+    c.apply(&format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {{name: into-hq}}\nspec:\n  source: {{url: '{}', insecure: true}}\n  destinations:\n  - {{name: hq, registryRef: {{name: hq}}}}\n  trigger: {{onPush: false}}\n",
+        source.url()
+    ));
+    let syncing = || {
+        c.jsonpath(
+            "replicationpolicy/into-hq",
+            r#"{.status.conditions[?(@.type=="Syncing")].status}/{.status.conditions[?(@.type=="Syncing")].reason}"#,
+        )
+    };
+    wait_for(
+        "policy into-hq waiting (Syncing False/MaintenanceWindow)",
+        WAIT,
+        || syncing() == "False/MaintenanceWindow",
+    );
+    assert_eq!(
+        c.jsonpath("replicationpolicy/into-hq", "{.status.lastSync.result}"),
+        "",
+        "no sync ran (nor failed) into the fleet during its window"
+    );
     let _ = run_job(&c, &job, true);
     close_window(&c, ports, &mut pods, "Failed").await;
+    wait_for("policy into-hq synced after the window", WAIT, || {
+        c.jsonpath("replicationpolicy/into-hq", "{.status.lastSync.result}") == "Succeeded"
+    });
+    assert!(
+        registry::has_manifest(&pods[0].url, "incoming", &registry::sha256(&incoming)).await,
+        "incoming:v1 did not reach hq after its window"
+    );
     let events = c.kubectl_ok(&["get", "events", "-o", "yaml"]);
     assert!(
         events.contains("GarbageCollectionFailed"),

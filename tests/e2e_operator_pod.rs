@@ -4,7 +4,10 @@
 //! Ready by their real probes, using in-cluster config and their ServiceAccount token; one holds
 //! the leader Lease and says so on its metrics, reached through the metrics Service. Registry
 //! pods post their push notifications to the receiver Service by its DNS name; a push to `dev`
-//! reaches `mirror` pod to pod, and the lag is printed. `helm uninstall` leaves the custom
+//! reaches `mirror` pod to pod, and the lag is printed; it also reaches `secure`, a Registry
+//! with htpasswd auth serving TLS with a private CA's certificate for its Service name, which
+//! the operator pod reaches by that name with its own account and the CA of the TLS Secret
+//! (both mounted into the registry pod as Secret volumes). `helm uninstall` leaves the custom
 //! resources, the registry pods and the S3 data alone.
 //!
 //! Needs root and what `.ci/run` installs, plus the binaries of `e2e/build-tools.sh` (helm
@@ -16,6 +19,8 @@ mod cluster;
 mod packaging;
 #[path = "support/real_node.rs"]
 mod real_node;
+#[path = "support/registry.rs"]
+mod registry;
 #[path = "support/s3.rs"]
 mod s3;
 
@@ -26,6 +31,8 @@ use cluster::{Cluster, wait_for};
 const NS: &str = "flotilla-system";
 const OPERATOR: &str = "app.kubernetes.io/name=flotilla";
 const READY: Duration = Duration::from_secs(180);
+const USER: &str = "alice";
+const PASSWORD: &str = "wonderland";
 
 fn helm(c: &Cluster, args: &[&str]) -> String {
     let kubeconfig = c.kubeconfig();
@@ -92,21 +99,16 @@ async fn operator_metrics(
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_keeps_the_data() {
-    let t0 = Instant::now();
-    let c = Cluster::start_real_node();
-    let env = real_node::node_env(c.dir());
-    let minio = s3::Minio::start_on(&env["NODE_HOST_IP"]).await;
-    minio.create_bucket("dev").await;
-
+/// Installs the chart with the operator image of the binary under test; returns the Ready
+/// operator pods and how long that took.
+async fn install_operator(c: &Cluster) -> (Vec<real_node::Pod>, Duration) {
     // The operator image of the binary under test, in the node's bootstrap registry.
     let image = c.operator_image();
     let (repository, tag) = image.rsplit_once(':').expect("image reference has a tag");
     let chart = cluster::root().join("charts/flotilla");
     let t_install = Instant::now();
     helm(
-        &c,
+        c,
         &[
             "install",
             "flotilla",
@@ -122,7 +124,7 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
             "operator.logFormat=text",
         ],
     );
-    let operators = real_node::await_ready_pods(&c, NS, OPERATOR, 2, READY).await;
+    let operators = real_node::await_ready_pods(c, NS, OPERATOR, 2, READY).await;
     let operator_ready = t_install.elapsed();
     let pulled = c.kubectl_ok(&[
         "get",
@@ -137,20 +139,28 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         "the operator image {image} was not pulled by the node: {pulled}"
     );
 
+    (operators, operator_ready)
+}
+
+/// One operator pod holds the Lease and says so on its metrics; the metrics Service answers.
+async fn check_leader_and_metrics(
+    c: &Cluster,
+    http: &reqwest::Client,
+    operators: &[real_node::Pod],
+) {
     // Leader election on the Lease, visible on exactly one pod's metrics.
     let names: Vec<&str> = operators.iter().map(|p| p.name.as_str()).collect();
     wait_for(
         "a leader in Lease flotilla-leader",
         Duration::from_secs(60),
         || {
-            let holder = ns_jsonpath(&c, NS, "lease/flotilla-leader", "{.spec.holderIdentity}");
+            let holder = ns_jsonpath(c, NS, "lease/flotilla-leader", "{.spec.holderIdentity}");
             names.contains(&holder.as_str())
         },
     );
-    let http = real_node::http();
-    let metrics_ip = ns_jsonpath(&c, NS, "service/flotilla-metrics", "{.spec.clusterIP}");
+    let metrics_ip = ns_jsonpath(c, NS, "service/flotilla-metrics", "{.spec.clusterIP}");
     let through_service = format!("http://{metrics_ip}:8080/metrics");
-    real_node::await_answer(&http, &through_service, Duration::from_secs(60)).await;
+    real_node::await_answer(http, &through_service, Duration::from_secs(60)).await;
     let text = http
         .get(&through_service)
         .send()
@@ -163,7 +173,7 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         text.contains("flotilla_leader"),
         "service/flotilla-metrics serves no operator metrics: {text}"
     );
-    let leaders: Vec<String> = operator_metrics(&http, &operators)
+    let leaders: Vec<String> = operator_metrics(http, operators)
         .await
         .into_iter()
         .filter(|(_, m)| m.lines().any(|l| l.trim() == "flotilla_leader 1"))
@@ -174,7 +184,10 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         1,
         "pods reporting flotilla_leader 1: {leaders:?}"
     );
+}
 
+/// The quickstart's fleets on the node: returns the registry image and dev's pods.
+async fn apply_fleets(c: &Cluster, minio: &s3::Minio) -> (String, Vec<real_node::Pod>) {
     // The quickstart's fleets (dev on S3 with 2 pods, mirror on emptyDir) and its policy.
     let registry_image =
         std::fs::read_to_string(c.dir().join("registry.image")).expect("registry.image");
@@ -207,10 +220,206 @@ spec:
         minio.endpoint,
         img = registry_image.trim()
     ));
-    let dev =
-        real_node::await_ready_pods(&c, "default", "app.kubernetes.io/instance=dev", 2, READY)
-            .await;
-    real_node::await_ready_pods(&c, "default", "app.kubernetes.io/instance=mirror", 1, READY).await;
+    let dev = real_node::await_ready_pods(
+        c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
+        2,
+        READY,
+    )
+    .await;
+    real_node::await_ready_pods(
+        c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=mirror",
+        1,
+        READY,
+    )
+    .await;
+    (registry_image, dev)
+}
+
+/// `secure` and the policy dev-to-secure; returns an HTTPS client that reaches secure by its
+/// Service name and trusts its CA.
+async fn apply_secure(c: &Cluster, registry_image: &str) -> reqwest::Client {
+    // `secure`: htpasswd auth, TLS with a private CA's certificate for its Service name.
+    let certs = c.dir().join("secure-certs");
+    std::fs::create_dir_all(&certs).expect("cert dir");
+    let ca = registry::TestCa::new(&certs, "flotilla-operator-pod-test-ca");
+    let (crt, key) = ca.server_cert_for("secure", "DNS:secure.default.svc");
+    let b64 = |f: &std::path::Path| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
+    };
+    let users = format!("{USER}:{}", bcrypt::hash(PASSWORD, 4).expect("bcrypt"));
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: secure-tls}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}, ca.crt: {}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: users}}
+data: {{htpasswd: {}}}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Registry
+metadata: {{name: secure}}
+spec:
+  replicas: 1
+  image: {}
+  storage: {{emptyDir: {{}}}}
+  tls: {{secretName: secure-tls}}
+  auth: {{htpasswd: {{secretRef: {{name: users, key: htpasswd}}}}}}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: ReplicationPolicy
+metadata: {{name: dev-to-secure}}
+spec:
+  source: {{registryRef: {{name: dev}}}}
+  destinations:
+  - {{name: secure, registryRef: {{name: secure}}}}
+  trigger: {{onPush: true}}
+"#,
+        b64(&crt),
+        b64(&key),
+        b64(&ca.cert),
+        {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(format!("{users}\n"))
+        },
+        registry_image.trim()
+    ));
+    real_node::await_ready_pods(
+        c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=secure",
+        1,
+        READY,
+    )
+    .await;
+    wait_for(
+        "policy dev-to-secure Ready",
+        Duration::from_secs(120),
+        || {
+            c.jsonpath(
+                "replicationpolicy/dev-to-secure",
+                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+            ) == "True"
+        },
+    );
+    let secure_ip = c.jsonpath("service/secure", "{.spec.clusterIP}");
+    // The host has no cluster DNS: the Service name is pinned to its address, the CA trusted.
+    let secure_http = reqwest::Client::builder()
+        .resolve(
+            "secure.default.svc",
+            format!("{secure_ip}:5000").parse().expect("socket address"),
+        )
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).expect("CA")).expect("CA PEM"),
+        )
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .expect("HTTPS client");
+    let secure_v2 = "https://secure.default.svc:5000/v2/";
+    real_node::await_answer(&secure_http, secure_v2, Duration::from_secs(60)).await;
+    let anonymous = secure_http
+        .get(secure_v2)
+        .send()
+        .await
+        .expect("GET /v2/ of secure");
+    assert_eq!(
+        anonymous.status().as_u16(),
+        401,
+        "secure asks for credentials"
+    );
+    secure_http
+}
+
+/// `helm uninstall`: the operator goes; CRDs, custom resources, dev's pods, its bucket and
+/// mirror's copy stay.
+async fn uninstall_keeps_fleets(
+    c: &Cluster,
+    minio: &s3::Minio,
+    http: &reqwest::Client,
+    dev: &[real_node::Pod],
+    at_mirror: &str,
+    digest: &str,
+) {
+    // helm uninstall: the operator goes, the fleets and their data stay.
+    let objects_before = minio.list("dev", "").await;
+    assert!(
+        objects_before.contains("demo/hello"),
+        "dev's bucket holds no demo/hello: {objects_before}"
+    );
+    helm(
+        c,
+        &[
+            "uninstall",
+            "flotilla",
+            "--namespace",
+            NS,
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    wait_for("operator pods gone", READY, || {
+        real_node::pods(c, NS, OPERATOR).is_empty()
+    });
+    let crds = c.kubectl_ok(&["get", "crd", "-o", "name"]);
+    assert!(
+        crds.contains("registries.flotilla.dev")
+            && crds.contains("replicationpolicies.flotilla.dev"),
+        "helm uninstall removed a CRD: {crds}"
+    );
+    c.kubectl_ok(&[
+        "get",
+        "registry/dev",
+        "registry/mirror",
+        "replicationpolicy/dev-to-mirror",
+    ]);
+    let dev_after = real_node::pods(
+        c,
+        "default",
+        "app.kubernetes.io/name=registry,app.kubernetes.io/instance=dev",
+    );
+    assert_eq!(
+        dev_after
+            .iter()
+            .map(|p| (&p.name, p.ready))
+            .collect::<Vec<_>>(),
+        dev.iter().map(|p| (&p.name, true)).collect::<Vec<_>>(),
+        "dev's pods changed with helm uninstall"
+    );
+    assert_eq!(
+        minio.list("dev", "").await,
+        objects_before,
+        "dev's bucket changed with helm uninstall"
+    );
+    assert_eq!(
+        manifest_digest(http, at_mirror).await.as_deref(),
+        Some(digest),
+        "mirror no longer serves demo/hello:v1 after helm uninstall"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_keeps_the_data() {
+    let t0 = Instant::now();
+    let c = Cluster::start_real_node();
+    let env = real_node::node_env(c.dir());
+    let minio = s3::Minio::start_on(&env["NODE_HOST_IP"]).await;
+    minio.create_bucket("dev").await;
+
+    let (operators, operator_ready) = install_operator(&c).await;
+    let http = real_node::http();
+    check_leader_and_metrics(&c, &http, &operators).await;
+    let (registry_image, dev) = apply_fleets(&c, &minio).await;
+    let secure_http = apply_secure(&c, &registry_image).await;
     c.kubectl_ok(&[
         "apply",
         "-f",
@@ -272,6 +481,31 @@ spec:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let lag = pushed.elapsed() - pushed_in;
+    let at_secure = "https://secure.default.svc:5000/v2/demo/hello/manifests/v1";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = secure_http
+            .head(at_secure)
+            .basic_auth(USER, Some(PASSWORD))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await;
+        let got = r.ok().filter(|r| r.status().is_success()).and_then(|r| {
+            r.headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        if got.as_deref() == Some(digest.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo/hello:v1 did not reach secure (TLS, htpasswd) within 60 s; operator logs:\n{}",
+            c.kubectl_ok(&["logs", "-n", NS, "-l", OPERATOR, "--tail=40"])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut status_lag = String::new();
     wait_for(
         "status.destinations[0].lastPushLagMillis",
@@ -285,58 +519,7 @@ spec:
         },
     );
 
-    // helm uninstall: the operator goes, the fleets and their data stay.
-    let objects_before = minio.list("dev", "").await;
-    assert!(
-        objects_before.contains("demo/hello"),
-        "dev's bucket holds no demo/hello: {objects_before}"
-    );
-    helm(
-        &c,
-        &[
-            "uninstall",
-            "flotilla",
-            "--namespace",
-            NS,
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
-    );
-    wait_for("operator pods gone", READY, || {
-        real_node::pods(&c, NS, OPERATOR).is_empty()
-    });
-    let crds = c.kubectl_ok(&["get", "crd", "-o", "name"]);
-    assert!(
-        crds.contains("registries.flotilla.dev")
-            && crds.contains("replicationpolicies.flotilla.dev"),
-        "helm uninstall removed a CRD: {crds}"
-    );
-    c.kubectl_ok(&[
-        "get",
-        "registry/dev",
-        "registry/mirror",
-        "replicationpolicy/dev-to-mirror",
-    ]);
-    let dev_after = real_node::pods(&c, "default", "app.kubernetes.io/instance=dev");
-    assert_eq!(
-        dev_after
-            .iter()
-            .map(|p| (&p.name, p.ready))
-            .collect::<Vec<_>>(),
-        dev.iter().map(|p| (&p.name, true)).collect::<Vec<_>>(),
-        "dev's pods changed with helm uninstall"
-    );
-    assert_eq!(
-        minio.list("dev", "").await,
-        objects_before,
-        "dev's bucket changed with helm uninstall"
-    );
-    assert_eq!(
-        manifest_digest(&http, &at_mirror).await.as_deref(),
-        Some(digest.as_str()),
-        "mirror no longer serves demo/hello:v1 after helm uninstall"
-    );
+    uninstall_keeps_fleets(&c, &minio, &http, &dev, &at_mirror, &digest).await;
 
     eprintln!(
         "operator pod: helm install to 2 Ready operator pods {:.1}s; push to dev through its Service {:.2}s, \

@@ -444,9 +444,14 @@ stringData: {{accessKey: test-access, secretKey: test-secret}}
 ---
 apiVersion: flotilla.dev/v1alpha1
 kind: Registry
-metadata: {{name: fleet, namespace: {ns}}}
+metadata:
+  name: fleet
+  namespace: {ns}
+  # A garbage-collection window: the fleet rolls read-only, then its Job is created.
+  annotations: {{flotilla.dev/gc-requested: "1"}}
 spec:
   replicas: 2
+  garbageCollection: {{uploadGraceSeconds: 0}}
   storage:
     s3:
       bucket: registry
@@ -577,6 +582,24 @@ fn scenario(
                         "name",
                     ],
                 ) && exists(c, &["get", "pdb", "fleet", "-n", ns, "-o", "name"])
+            }),
+        ),
+        (
+            "the garbage-collection Job of fleet (window entered, Job created)",
+            Box::new(|| {
+                exists(
+                    c,
+                    &[
+                        "get",
+                        "jobs",
+                        "-n",
+                        ns,
+                        "-l",
+                        "app.kubernetes.io/name=registry-gc",
+                        "-o",
+                        "name",
+                    ],
+                )
             }),
         ),
         (
@@ -977,6 +1000,10 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     apply_json(&c, &clusterrole);
     apply_json(&c, &role);
     println!("RBAC removals ({}):\n  {}", all.len(), report.join("\n  "));
+    // Deleting a GC Job happens only when the Job controller has not stopped it a minute past
+    // its deadline: the operator then kills it before the fleet leaves read-only (shown by
+    // registry::gc_tests), which no scenario of this length can show.
+    unnoticed.retain(|p| p != "delete batch/jobs");
     assert!(
         unnoticed.is_empty(),
         "these permissions are granted but the scenario completes without them: {unnoticed:?}"

@@ -5,7 +5,9 @@
 //! is pulled byte-identical from each pod's own address; a blob upload started on one pod is
 //! finished on another; `kubectl scale registry/NAME --replicas=5` gives 5 serving pods; a
 //! scale-down to 2 and a rolling update (config change) lose no pull of a loop through the
-//! Service; a deleted pod and a killed container are replaced with no data lost.
+//! Service; a deleted pod and a killed container are replaced with no data lost; a
+//! garbage-collection window runs its Job as a real pod and frees exactly the blobs no
+//! manifest reaches.
 //!
 //! Needs root and what `.ci/run` installs (containernetworking-plugins, busybox-static,
 //! docker-registry, libseccomp-dev) plus the binaries of `e2e/build-tools.sh`; a missing piece
@@ -29,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 const NAME: &str = "fleet";
 const REPLICAS: usize = 3;
-const SELECTOR: &str = "app.kubernetes.io/instance=fleet";
+const SELECTOR: &str = "app.kubernetes.io/name=registry,app.kubernetes.io/instance=fleet";
 const PODS_READY: Duration = Duration::from_secs(180);
 
 fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
@@ -42,6 +44,7 @@ fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
 struct Layout {
     dir: std::path::PathBuf,
     tag: String,
+    digest: String,
     manifest: Vec<u8>,
     blobs: Vec<String>,
 }
@@ -66,6 +69,7 @@ impl Layout {
         Layout {
             dir,
             tag,
+            digest: digest.to_string(),
             manifest,
             blobs,
         }
@@ -250,7 +254,7 @@ spec:
 
 /// An upload started on one pod is finished on another (upload state signed with the shared
 /// http.secret, data in the shared bucket) and served by a third.
-async fn check_upload_across_pods(http: &reqwest::Client, pods: &[Pod]) {
+async fn check_upload_across_pods(http: &reqwest::Client, pods: &[Pod]) -> String {
     let (first, second, third) = (&pods[0].ip, &pods[1].ip, &pods[2].ip);
     let start = http
         .post(format!("http://{first}:5000/v2/e2e/upload/blobs/uploads/"))
@@ -296,6 +300,7 @@ async fn check_upload_across_pods(http: &reqwest::Client, pods: &[Pod]) {
         got[..] == body[..],
         "pod {third} serves other bytes for {digest}"
     );
+    digest
 }
 
 fn assert_no_failed_pull(what: &str, pulls: &real_node::Pulls) {
@@ -315,6 +320,188 @@ fn assert_no_failed_pull(what: &str, pulls: &real_node::Pulls) {
         pulls.ok + pulls.failed,
         pulls.errors
     );
+}
+
+/// The fleet's blob data in the bucket (rootDirectory /fleet): digest -> size.
+async fn bucket_blobs(minio: &s3::Minio) -> BTreeMap<String, u64> {
+    minio
+        .sizes("fleet", "fleet/docker/registry/v2/blobs/")
+        .await
+        .into_iter()
+        .filter_map(|(key, size)| {
+            // fleet/docker/registry/v2/blobs/sha256/ab/<hex>/data
+            let hex = key.strip_suffix("/data")?.rsplit('/').next()?;
+            Some((format!("sha256:{hex}"), size))
+        })
+        .collect()
+}
+
+fn gc_status(c: &Cluster, path: &str) -> String {
+    c.jsonpath(
+        &format!("registry/{NAME}"),
+        &format!("{{.status.garbageCollection{path}}}"),
+    )
+}
+
+/// Garbage collection on real pods: the manifest of `gone` is deleted; a dry run names its blobs
+/// and deletes nothing; then a window: the fleet
+/// rolls read-only (pushes refused, pulls served), the Job runs `registry garbage-collect` in
+/// a pod of its own, the fleet rolls back to read-write. The bucket loses exactly the blobs
+/// no manifest reaches any more; `kept` still pulls byte-exact from every pod.
+async fn check_garbage_collection(
+    c: &Cluster,
+    minio: &s3::Minio,
+    http: &reqwest::Client,
+    service_ip: &str,
+    gone: &Layout,
+    unreferenced: &str,
+    kept: &Layout,
+) -> (usize, u64) {
+    c.kubectl_ok(&[
+        "patch",
+        &format!("registry/{NAME}"),
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deleteEnabled":true,"garbageCollection":{"uploadGraceSeconds":0}}}"#,
+    ]);
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{NAME}"),
+        "--timeout=240s",
+    ]);
+    await_pod_count(c, 2).await;
+    await_fleet(c, 2).await;
+    let service = format!("http://{service_ip}:5000/v2");
+    let deleted = http
+        .delete(format!(
+            "{service}/e2e/distribution/manifests/{}",
+            gone.digest
+        ))
+        .send()
+        .await
+        .expect("DELETE manifest");
+    assert_eq!(
+        deleted.status().as_u16(),
+        202,
+        "delete of e2e/distribution's manifest"
+    );
+    let before = bucket_blobs(minio).await;
+    let mut expected: Vec<String> = gone.blobs.clone();
+    expected.push(gone.digest.clone());
+    expected.push(unreferenced.to_string());
+    expected.sort();
+
+    // A dry run first: the Job's log (read through the kubelet) names what would go; the
+    // bucket keeps everything.
+    let registry = format!("registry/{NAME}");
+    let dry_run = |on: bool| {
+        c.kubectl_ok(&[
+            "patch",
+            &registry,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"garbageCollection":{{"dryRun":{on}}}}}}}"#),
+        ]);
+    };
+    dry_run(true);
+    c.kubectl_ok(&["annotate", &registry, "flotilla.dev/gc-requested=dry-run"]);
+    wait_for("GC dry run Succeeded", PODS_READY, || {
+        gc_status(c, ".phase") == "Idle"
+            && gc_status(c, ".lastRun.result") == "Succeeded"
+            && gc_status(c, ".lastRun.dryRun") == "true"
+    });
+    let dry_job = gc_status(c, ".lastRun.jobName");
+    let log = c.kubectl_ok(&["logs", &format!("job/{dry_job}")]);
+    for digest in &expected {
+        assert!(
+            log.contains(&format!("blob eligible for deletion: {digest}")),
+            "the dry run's log does not name {digest}:\n{log}"
+        );
+    }
+    assert_eq!(bucket_blobs(minio).await, before, "a dry run deleted blobs");
+    dry_run(false);
+
+    c.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        &registry,
+        "flotilla.dev/gc-requested=1",
+    ]);
+    wait_for("GC phase Collecting", PODS_READY, || {
+        gc_status(c, ".phase") == "Collecting"
+    });
+    let job = gc_status(c, ".current.jobName");
+    // Every ready pod serves the read-only configuration now.
+    for pod in &fleet_pods(c)
+        .into_iter()
+        .filter(|p| p.ready)
+        .collect::<Vec<_>>()
+    {
+        let push = http
+            .post(format!(
+                "http://{}:5000/v2/e2e/refused/blobs/uploads/",
+                pod.ip
+            ))
+            .send()
+            .await
+            .expect("POST upload");
+        assert_eq!(
+            push.status().as_u16(),
+            405,
+            "push to {} during the window",
+            pod.name
+        );
+        pull_exact(http, pod, "e2e/pause", kept).await;
+    }
+    wait_for("GC lastRun Succeeded, phase Idle", PODS_READY, || {
+        gc_status(c, ".phase") == "Idle" && gc_status(c, ".lastRun.result") == "Succeeded"
+    });
+    let job_pod = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name={job}"),
+        "-o",
+        "jsonpath={.items[0].status.phase}",
+    ]);
+    assert_eq!(job_pod, "Succeeded", "the pod of GC Job {job}");
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{NAME}"),
+        "--timeout=240s",
+    ]);
+    await_pod_count(c, 2).await;
+    let pods = await_fleet(c, 2).await;
+
+    let after = bucket_blobs(minio).await;
+    let removed: Vec<&String> = before.keys().filter(|d| !after.contains_key(*d)).collect();
+    let mut got: Vec<String> = removed.iter().map(|d| d.to_string()).collect();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "GC removed other blobs than those no manifest reaches"
+    );
+    for pod in &pods {
+        pull_exact(http, pod, "e2e/pause", kept).await;
+        let push = http
+            .post(format!(
+                "http://{}:5000/v2/e2e/again/blobs/uploads/",
+                pod.ip
+            ))
+            .send()
+            .await
+            .expect("POST upload");
+        assert_eq!(
+            push.status().as_u16(),
+            202,
+            "push to {} after the window",
+            pod.name
+        );
+    }
+    let freed = removed.iter().map(|d| before[*d]).sum();
+    (removed.len(), freed)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -403,7 +590,7 @@ spec:
     for pod in &pods {
         pulled += pull_exact(&http, pod, "e2e/distribution", &big).await;
     }
-    check_upload_across_pods(&http, &pods).await;
+    let uploaded = check_upload_across_pods(&http, &pods).await;
 
     // Scaled like a Deployment: 5 pods, each serving the same image from the shared storage.
     let t_scale = Instant::now();
@@ -513,10 +700,16 @@ spec:
     pull_exact(&http, &restarted, "e2e/distribution", &big).await;
     let recover_time = t_recover.elapsed();
 
+    let t_gc = Instant::now();
+    let (removed, freed) =
+        check_garbage_collection(&c, &minio, &http, &service_ip, &big, &uploaded, &small).await;
+    let gc_time = t_gc.elapsed();
+
     eprintln!(
         "real node: cluster up {:.1}s, {REPLICAS} pods Ready {:.1}s, push of {} bytes through {service_ip} {:.1}s, \
          {pulled} bytes pulled byte-identical from {} pod IPs, scaled to 5 serving pods {:.1}s, \
-         rolling update {:.1}s, pod deleted and container killed, both recovered {:.1}s, total {:.1}s",
+         rolling update {:.1}s, pod deleted and container killed, both recovered {:.1}s, \
+         GC dry run then window (each: roll read-only, Job, roll back) {:.1}s freeing {removed} blobs of {freed} bytes, total {:.1}s",
         up.as_secs_f64(),
         pods_ready.as_secs_f64(),
         big.bytes(),
@@ -525,7 +718,12 @@ spec:
         scale_time.as_secs_f64(),
         roll_time.as_secs_f64(),
         recover_time.as_secs_f64(),
+        gc_time.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
     drop(op);
+    // `down` (the cluster's drop) leaves nothing of the node on the host.
+    let dir = c.dir().to_path_buf();
+    drop(c);
+    real_node::assert_node_gone(&env, &dir);
 }

@@ -495,6 +495,21 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     );
     if !waiting.is_empty() {
         tracing::info!(destinations = ?waiting, "destination in a garbage-collection window; waiting");
+        let message = format!(
+            "waiting: destination {} in its garbage-collection window (read-only)",
+            waiting.join(", ")
+        );
+        conditions::upsert(
+            &mut st.conditions,
+            &Desired {
+                type_: report_status::SYNCING,
+                status: false,
+                reason: crate::replication::maintenance::WAITING_REASON,
+                message: &message,
+            },
+            generation,
+            Timestamp::now(),
+        );
         publish_status(&api, obj, &old, &st).await?;
         return Ok(Action::requeue(crate::registry::gc::WINDOW_POLL));
     }

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use crate::api::registry::Registry;
 use crate::api::replication_policy::ReplicationPolicySpec;
 
+/// Reason of the `Syncing` condition while a policy waits for a destination's window to end
+/// (not a failure: no failed run, no Degraded, no alert).
+pub const WAITING_REASON: &str = "MaintenanceWindow";
+
 /// Names of the destinations of `spec` (a policy in `namespace`) that name by `registryRef`
 /// a Registry of `registries` (by `namespace/name`) in its garbage-collection window.
 pub fn destinations_in_window(

@@ -280,3 +280,44 @@ async fn pull_once(
     }
     Ok(())
 }
+
+/// After `down`: nothing of the node is left on the host (link, netns, filter rules, cgroups,
+/// mounts, processes).
+pub fn assert_node_gone(env: &BTreeMap<String, String>, dir: &Path) {
+    let run = |cmd: &[&str]| {
+        let out = Command::new(cmd[0]).args(&cmd[1..]).output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let link = &env["NODE_HOST_IF"];
+    assert!(
+        !run(&["ip", "-o", "link", "show"]).contains(&format!(" {link}@")),
+        "link {link} left"
+    );
+    let netns = &env["NODE_NETNS"];
+    assert!(
+        !run(&["ip", "netns", "list"])
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(netns)),
+        "netns {netns} left"
+    );
+    let rule = format!("flotilla node {}", env["NODE_SLOT"]);
+    assert!(
+        !run(&["iptables", "-S", "FORWARD"]).contains(&rule),
+        "FORWARD rules \"{rule}\" left"
+    );
+    let cgroup = format!("/sys/fs/cgroup/memory{}", env["NODE_CGROUP"]);
+    assert!(!Path::new(&cgroup).exists(), "cgroup {cgroup} left");
+    let d = dir.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&d), "mounts under {d} left");
+    let procs: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(&d).then_some(cmd)
+        })
+        .collect();
+    assert!(procs.is_empty(), "processes of the node left: {procs:?}");
+}

@@ -1148,6 +1148,12 @@ impl TestCa {
 
     /// A server certificate for 127.0.0.1 and localhost signed by this CA: (cert, key).
     pub fn server_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.server_cert_for(name, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A server certificate for `sans` (openssl's subjectAltName syntax, e.g.
+    /// `DNS:hq.fleet.svc`) signed by this CA: (cert, key).
+    pub fn server_cert_for(&self, name: &str, sans: &str) -> (PathBuf, PathBuf) {
         let (key, csr, crt, ext) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -1171,7 +1177,7 @@ impl TestCa {
         );
         std::fs::write(
             self.dir.join(&ext),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+            format!("subjectAltName={sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"),
         )
         .expect("ext");
         let (ca_crt, ca_key) = (

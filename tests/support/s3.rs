@@ -191,6 +191,30 @@ impl Minio {
         body
     }
 
+    /// Sizes of the objects under `prefix` in `bucket`, by key (one listing page: panics when
+    /// there are more).
+    pub async fn sizes(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let xml = self.list(bucket, prefix).await;
+        assert!(!xml.contains("<IsTruncated>true"), "more than one page");
+        xml.split("<Contents>")
+            .skip(1)
+            .map(|c| {
+                let field = |f: &str| {
+                    c.split(&format!("<{f}>"))
+                        .nth(1)
+                        .and_then(|r| r.split(&format!("</{f}>")).next())
+                        .expect("field")
+                        .to_string()
+                };
+                (field("Key"), field("Size").parse().expect("size"))
+            })
+            .collect()
+    }
+
     /// The server-side encryption MinIO reports for an object (`x-amz-server-side-encryption`
     /// of a HEAD), if any.
     pub async fn object_encryption(&self, bucket: &str, key: &str) -> Option<String> {
