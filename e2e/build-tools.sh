@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs Flotilla's tests run (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kwok; for a real node kubelet, kube-proxy, containerd, its runc shim, ctr and runc) from their Go modules at the versions pinned under e2e/tools/, into a cache
+# kubectl, kwok; for a real node kubelet, kube-proxy, containerd, its runc shim, ctr and runc;
+# for the supply-chain tests olareg, cosign and oras) from their Go modules at the versions pinned under e2e/tools/, into a cache
 # outside the repository keyed by version. A binary already in the cache is reused.
 # Prints the cache directory (use it as KUBEBUILDER_ASSETS) on its last line.
 set -euo pipefail
@@ -82,6 +83,25 @@ build_module kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd
 # promtool (alert rule checks and unit tests: tests/chart_alerts.rs), from the Prometheus module.
 PROMTOOL_VERSION=v0.316.0
 build_module promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+# --- supply chain (tests/engine_signatures*.rs) ------------------------------------------------
+# olareg: a registry that serves the OCI 1.1 referrers API (Distribution 2.8/3.x has none);
+# cosign: real key-based signatures (simple signing, cosign's tag scheme or OCI 1.1 referrers);
+# oras: real `oras attach --artifact-type` (an SBOM as an OCI 1.1 referrer).
+# The proxy refuses olareg's version list (so `go install olareg@v…` fails loading its
+# deprecation): olareg builds from e2e/tools/olareg, whose go.mod pins it.
+OLAREG_VERSION=v0.1.2
+COSIGN_VERSION=v2.6.5
+ORAS_VERSION=v1.3.6
+olareg_dir="$cache/bin/olareg-$OLAREG_VERSION"
+if [ ! -x "$olareg_dir/olareg" ]; then
+  echo "building olareg (github.com/olareg/olareg/cmd/olareg@$OLAREG_VERSION, e2e/tools/olareg)" >&2
+  mkdir -p "$olareg_dir"
+  (cd "$here/tools/olareg" && go build -ldflags="-s -w" -o "$olareg_dir/olareg.tmp" github.com/olareg/olareg/cmd/olareg)
+  mv "$olareg_dir/olareg.tmp" "$olareg_dir/olareg"
+fi
+build_module cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign \
+  "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
+build_module oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 # lua-health: Argo CD's Lua VM (gopher-lua) running examples/argocd/health.lua on live objects
 # (tests/e2e_argocd_health.rs). Our own small module: keyed by its sources' hash.
 lua_src="$here/tools/lua-health"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prints the path of a packaging-test tool (helm, kubeconform) built by e2e/build-tools.sh:
+# Prints the path of a test tool built by e2e/build-tools.sh into a versioned cache directory
+# (helm, kubeconform, promtool, minio; olareg, cosign and oras for the supply-chain tests):
 # $HELM_BIN / $KUBECONFORM_BIN when set, else the newest cache dir ~/.cache/flotilla/bin/NAME-*/.
 set -euo pipefail
 name=${1:?usage: e2e/tool-path.sh NAME}

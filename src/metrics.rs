@@ -45,6 +45,15 @@ pub struct DestinationLabels {
     pub result: String,
 }
 
+/// Labels of artifacts held back by `spec.verify`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnverifiedLabels {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// `unsigned`, `untrusted`, `digestMismatch` or `missingAttestation`.
+    pub reason: String,
+}
+
 /// Labels of per-policy metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -96,6 +105,8 @@ pub struct Metrics {
     pub bytes_written: Family<DestinationLabels, Counter>,
     /// Bytes read from the source.
     pub bytes_read: Family<PolicyLabels, Counter>,
+    /// Artifacts held back because their signatures do not verify, by reason.
+    pub unverified: Family<UnverifiedLabels, Counter>,
     /// Seconds from a push event's arrival to the end of the run that replicated it.
     pub replication_lag: Family<DestinationStateLabels, Histogram>,
     /// 1 while this process holds the leader Lease (or runs without leader election).
@@ -143,6 +154,12 @@ impl Default for Metrics {
         let artifacts = Family::<DestinationLabels, Counter>::default();
         let bytes_written = Family::<DestinationLabels, Counter>::default();
         let bytes_read = Family::<PolicyLabels, Counter>::default();
+        let unverified = Family::<UnverifiedLabels, Counter>::default();
+        registry.register(
+            "artifacts_unverified",
+            "Artifacts held back (not copied) because their signatures do not verify (spec.verify), by policy and reason",
+            unverified.clone(),
+        );
         let replication_lag =
             Family::<DestinationStateLabels, Histogram>::new_with_constructor(seconds);
         registry.register(
@@ -234,6 +251,7 @@ impl Default for Metrics {
             artifacts,
             bytes_written,
             bytes_read,
+            unverified,
             replication_lag,
         }
     }

@@ -4,12 +4,14 @@
 
 mod docker_config;
 mod quantity;
+mod supply_chain;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use docker_config::{DockerConfigError, parse as parse_docker_config};
 pub use quantity::{SUFFIXES, parse_quantity};
+pub use supply_chain::referrer_rules;
 
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
 use crate::engine::auth::{Credentials, DockerConfig, normalize_host};
@@ -27,6 +29,8 @@ pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 pub struct Resolved {
     /// Secrets by name.
     pub secrets: SecretData,
+    /// ConfigMaps by name (`data` and `binaryData` together), for `spec.verify.keys`.
+    pub config_maps: SecretData,
     /// A docker config used for endpoints without `credentialsSecretRef`.
     pub docker_config: Option<DockerConfig>,
 }
@@ -41,6 +45,7 @@ impl std::fmt::Debug for Resolved {
             .collect();
         f.debug_struct("Resolved")
             .field("secrets", &keys)
+            .field("config_maps", &self.config_maps.keys().collect::<Vec<_>>())
             .field("docker_config", &self.docker_config)
             .finish()
     }
@@ -100,6 +105,28 @@ pub enum SpecProblem {
         /// As written.
         value: String,
     },
+    /// A key reference with neither or both of secretKeyRef and configMapKeyRef.
+    #[error("set exactly one of secretKeyRef or configMapKeyRef")]
+    KeyReference,
+    /// A Secret or ConfigMap without the named key.
+    #[error("{kind} {name:?} has no key {key:?}")]
+    ObjectKey {
+        /// `Secret` or `ConfigMap`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A referenced ConfigMap is not known.
+    #[error("ConfigMap {name:?} was not provided")]
+    MissingConfigMap {
+        /// ConfigMap name.
+        name: String,
+    },
+    /// Public key material that cannot be used.
+    #[error(transparent)]
+    Key(#[from] crate::engine::verify::KeyError),
     /// A number below its minimum.
     #[error("{value} is below the minimum of {min}")]
     TooSmall {
@@ -223,14 +250,7 @@ pub fn to_sync_config(
         tags,
         platforms: spec.platforms.iter().map(|p| p.0.clone()).collect(),
         referrers: spec.referrers,
-        rewrite: spec
-            .rewrite
-            .as_ref()
-            .map(|r| Rewrite {
-                strip_prefix: r.strip_prefix.clone(),
-                prefix: r.prefix.clone(),
-            })
-            .unwrap_or_default(),
+        rewrite: rewrite(spec),
         deletion: spec.deletion,
         max_deletions,
         deadline: Duration::from_secs(deadline),
@@ -254,7 +274,20 @@ pub fn to_sync_config(
             request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
+        referrer_rules: supply_chain::referrer_rules(spec),
+        verify: supply_chain::verify(spec, resolved)?,
     })
+}
+
+/// `spec.rewrite` (none: names unchanged).
+fn rewrite(spec: &ReplicationPolicySpec) -> Rewrite {
+    spec.rewrite
+        .as_ref()
+        .map(|r| Rewrite {
+            strip_prefix: r.strip_prefix.clone(),
+            prefix: r.prefix.clone(),
+        })
+        .unwrap_or_default()
 }
 
 fn endpoint(
@@ -374,234 +407,4 @@ fn credentials_from_secret(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_of_resolved_credentials_names_keys_only() {
-        let mut secrets = SecretData::new();
-        secrets.insert(
-            "src".into(),
-            BTreeMap::from([("password".to_string(), b"hunter2-planted".to_vec())]),
-        );
-        let r = Resolved {
-            secrets,
-            docker_config: Some(
-                DockerConfig::parse(
-                    br#"{"auths":{"h":{"username":"u","password":"hunter3-planted"}}}"#,
-                )
-                .expect("config"),
-            ),
-        };
-        let text = format!("{r:?}");
-        assert!(!text.contains("planted"), "{text}");
-        assert!(text.contains("password"), "{text}");
-    }
-
-    fn spec(yaml: &str) -> ReplicationPolicySpec {
-        serde_yaml::from_str(yaml).expect("valid spec")
-    }
-
-    #[test]
-    fn converts_with_secrets_and_docker_config() {
-        let s = spec(
-            r#"
-source: {url: "http://127.0.0.1:5000", insecure: true, credentialsSecretRef: {name: src}}
-destinations:
-  - {name: east, url: "https://east.example.com"}
-  - {name: city, url: "https://city.example.com", from: east}
-tags: {include: ["v*"], semver: ">=1"}
-rewrite: {prefix: mirror}
-concurrency: 8
-bandwidthLimit: 10Mi
-"#,
-        );
-        let mut secrets = SecretData::new();
-        secrets.insert(
-            "src".into(),
-            [
-                ("username".to_string(), b"u".to_vec()),
-                ("password".to_string(), b"p".to_vec()),
-            ]
-            .into(),
-        );
-        let docker = DockerConfig::parse(
-            br#"{"auths":{"east.example.com":{"username":"e","password":"x"}}}"#,
-        )
-        .expect("docker config");
-        let cfg = to_sync_config(
-            &s,
-            &Resolved {
-                secrets,
-                docker_config: Some(docker),
-            },
-        )
-        .expect("converts");
-        assert_eq!(
-            cfg.source.credentials.as_ref().map(|c| c.username.as_str()),
-            Some("u")
-        );
-        assert!(cfg.source.insecure);
-        assert_eq!(
-            cfg.destinations[0]
-                .endpoint
-                .credentials
-                .as_ref()
-                .map(|c| c.username.as_str()),
-            Some("e")
-        );
-        assert!(cfg.destinations[1].endpoint.credentials.is_none());
-        assert_eq!(cfg.destinations[1].from.as_deref(), Some("east"));
-        assert_eq!(cfg.concurrency, 8);
-        assert_eq!(cfg.bandwidth_limit, Some(10 * 1024 * 1024));
-        assert_eq!(cfg.rewrite.apply("a"), "mirror/a");
-        assert_eq!(cfg.tags.include, vec!["v*".to_string()]);
-        assert!(cfg.referrers && cfg.overwrite && !cfg.deletion);
-    }
-
-    #[test]
-    fn authfile_stands_in_for_an_absent_secret() {
-        let s = spec(
-            "source: {url: 'https://s.example.com', credentialsSecretRef: {name: absent}}\ndestinations: [{name: a, url: 'https://a'}]",
-        );
-        let docker = DockerConfig::parse(
-            br#"{"auths":{"s.example.com":{"username":"cli","password":"x"}}}"#,
-        )
-        .expect("docker config");
-        let cfg = to_sync_config(
-            &s,
-            &Resolved {
-                secrets: SecretData::new(),
-                docker_config: Some(docker),
-            },
-        )
-        .expect("converts");
-        assert_eq!(
-            cfg.source.credentials.map(|c| c.username),
-            Some("cli".to_string())
-        );
-    }
-
-    #[test]
-    fn explains_what_to_fix() {
-        let s =
-            spec("source: {registryRef: {name: hq}}\ndestinations: [{name: a, url: 'https://a'}]");
-        let e = to_sync_config(&s, &Resolved::default()).expect_err("registryRef");
-        assert!(
-            e.to_string().starts_with("spec.source.registryRef: ")
-                && e.to_string().contains("set url"),
-            "{e}"
-        );
-        let s = spec(
-            "source: {url: 'https://s', credentialsSecretRef: {name: nope}}\ndestinations: [{name: a, url: 'https://a'}]",
-        );
-        let e = to_sync_config(&s, &Resolved::default()).expect_err("missing secret");
-        assert!(
-            e.to_string()
-                .starts_with("spec.source.credentialsSecretRef: Secret \"nope\""),
-            "{e}"
-        );
-    }
-
-    fn error(yaml: &str, secrets: SecretData) -> String {
-        let resolved = Resolved {
-            secrets,
-            docker_config: None,
-        };
-        to_sync_config(&spec(yaml), &resolved)
-            .expect_err("refused")
-            .to_string()
-    }
-
-    const ONE_DEST: &str = "destinations: [{name: east, url: 'https://east'}]\n";
-
-    #[test]
-    fn every_error_names_its_field() {
-        let src = "source: {url: 'https://s'}\n";
-        let e = error(
-            &format!("{src}{ONE_DEST}bandwidthLimit: 5Xi"),
-            SecretData::new(),
-        );
-        assert!(
-            e.starts_with("spec.bandwidthLimit: \"5Xi\" is not a byte quantity"),
-            "{e}"
-        );
-        let e = error(&format!("{src}{ONE_DEST}concurrency: 0"), SecretData::new());
-        assert_eq!(e, "spec.concurrency: 0 is below the minimum of 1");
-        let e = error(
-            &format!("{src}{ONE_DEST}maxDeletions: -1"),
-            SecretData::new(),
-        );
-        assert_eq!(e, "spec.maxDeletions: -1 is below the minimum of 0");
-        let e = error(
-            &format!("{src}{ONE_DEST}activeDeadlineSeconds: 0"),
-            SecretData::new(),
-        );
-        assert!(e.starts_with("spec.activeDeadlineSeconds: "), "{e}");
-        let e = error(
-            &format!("{src}{ONE_DEST}retry: {{requestTimeoutSeconds: 0}}"),
-            SecretData::new(),
-        );
-        assert!(e.starts_with("spec.retry.requestTimeoutSeconds: "), "{e}");
-        let e = error(
-            &format!("{src}{ONE_DEST}retry: {{maxAttempts: 0}}"),
-            SecretData::new(),
-        );
-        assert!(e.starts_with("spec.retry.maxAttempts: "), "{e}");
-        let e = error(
-            &format!("{src}{ONE_DEST}retry: {{initialBackoffMillis: -1}}"),
-            SecretData::new(),
-        );
-        assert!(e.starts_with("spec.retry.initialBackoffMillis: "), "{e}");
-        let e = error(
-            &format!("{src}destinations: [{{name: east, registryRef: {{name: hq}}}}]"),
-            SecretData::new(),
-        );
-        assert!(
-            e.starts_with("spec.destinations[east].registryRef: "),
-            "{e}"
-        );
-        let e = error(
-            &format!("{src}destinations: [{{name: east}}]"),
-            SecretData::new(),
-        );
-        assert_eq!(
-            e,
-            "spec.destinations[east]: neither url nor registryRef is set"
-        );
-        let mut secrets = SecretData::new();
-        secrets.insert("ca".into(), [("other".to_string(), b"x".to_vec())].into());
-        let e = error(
-            &format!(
-                "source: {{url: 'https://s', caSecretRef: {{name: ca, key: ca.crt}}}}\n{ONE_DEST}"
-            ),
-            secrets,
-        );
-        assert_eq!(
-            e,
-            "spec.source.caSecretRef: Secret \"ca\" has no key \"ca.crt\""
-        );
-    }
-
-    #[test]
-    fn a_malformed_dockerconfigjson_is_reported_without_its_content() {
-        let mut secrets = SecretData::new();
-        secrets.insert(
-            "creds".into(),
-            [(
-                ".dockerconfigjson".to_string(),
-                br#"{"auths": {"east": {"username": "u", "password": 4711123}}}"#.to_vec(),
-            )]
-            .into(),
-        );
-        let e = error(
-            "source: {url: 'https://s'}\ndestinations: [{name: east, url: 'https://east', credentialsSecretRef: {name: creds}}]",
-            secrets,
-        );
-        assert!(
-            e.starts_with("spec.destinations[east].credentialsSecretRef: Secret \"creds\" key .dockerconfigjson: auths[\"east\"].password must be a string"),
-            "{e}"
-        );
-        assert!(!e.contains("4711123"), "{e}");
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@ pub mod common;
 pub mod gc;
 pub mod registry;
 pub mod replication_policy;
+pub mod verify;
 
 pub use common::{Condition, LocalObjectReference, SecretKeySelector, SecretReference};
 pub use registry::{Registry, RegistrySpec, RegistryStatus};

@@ -93,6 +93,16 @@ pub struct ReplicationPolicySpec {
     #[serde(default = "default_true")]
     pub referrers: bool,
 
+    /// Which referrers travel with their subject, by artifact type and annotations (e.g.
+    /// signatures and SBOMs but not scan reports). Unset: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_filter: Option<super::verify::ReferrerFilter>,
+
+    /// Copy only artifacts signed by a trusted key (cosign), optionally also attested.
+    /// Unset: no signature is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<super::verify::Verify>,
+
     /// Rename repositories on the way to every destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,
@@ -385,6 +395,9 @@ pub struct SyncRecord {
     /// Destination tags deleted (`deletion: true`).
     #[serde(default)]
     pub deleted: i64,
+    /// Artifacts held back because their signatures do not verify (`spec.verify`).
+    #[serde(default)]
+    pub unverified: i64,
     /// Bytes read from the source.
     #[serde(default)]
     pub bytes: i64,

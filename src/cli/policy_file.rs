@@ -20,6 +20,8 @@ pub enum Kind {
     ReplicationPolicy,
     /// `kind: Secret`.
     Secret,
+    /// `kind: ConfigMap` (public keys of `spec.verify`).
+    ConfigMap,
 }
 
 impl fmt::Display for Kind {
@@ -27,6 +29,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::ReplicationPolicy => "ReplicationPolicy",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
         })
     }
 }
@@ -65,7 +68,9 @@ pub enum PolicyFileError {
         document: usize,
     },
     /// A kind other than ReplicationPolicy and Secret.
-    #[error("document {document} has kind {kind:?}; only ReplicationPolicy and Secret are read")]
+    #[error(
+        "document {document} has kind {kind:?}; only ReplicationPolicy, Secret and ConfigMap are read"
+    )]
     OtherKind {
         /// Which.
         document: usize,
@@ -98,11 +103,13 @@ pub enum PolicyFileError {
         /// Why.
         source: serde_yaml::Error,
     },
-    /// A Secret that cannot be used.
-    #[error("document {document} (Secret{}): {field}: {problem}", name.as_ref().map(|n| format!(" {n:?}")).unwrap_or_default())]
+    /// A Secret (or ConfigMap) that cannot be used.
+    #[error("document {document} ({kind}{}): {field}: {problem}", name.as_ref().map(|n| format!(" {n:?}")).unwrap_or_default())]
     Secret {
         /// Which.
         document: usize,
+        /// `Secret` or `ConfigMap`.
+        kind: Kind,
         /// `metadata.name`, when it has one.
         name: Option<String>,
         /// Where, e.g. `data.password`.
@@ -135,10 +142,23 @@ pub enum SecretProblem {
     NotBase64,
 }
 
-/// The one ReplicationPolicy of a multi-document YAML stream, and its Secrets.
-pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData), PolicyFileError> {
+/// The one ReplicationPolicy of a multi-document YAML stream, its Secrets and its
+/// ConfigMaps.
+#[derive(Debug)]
+pub struct Documents {
+    /// The policy's spec.
+    pub spec: ReplicationPolicySpec,
+    /// Secrets by name.
+    pub secrets: SecretData,
+    /// ConfigMaps by name (`data` and `binaryData` together).
+    pub config_maps: SecretData,
+}
+
+/// Reads the documents of a policy file.
+pub fn parse_documents(text: &str) -> Result<Documents, PolicyFileError> {
     let mut specs = Vec::new();
     let mut secrets = SecretData::new();
+    let mut config_maps = SecretData::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value = <Value as serde::Deserialize>::deserialize(doc)
@@ -153,6 +173,7 @@ pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData)
         {
             "ReplicationPolicy" => Kind::ReplicationPolicy,
             "Secret" => Kind::Secret,
+            "ConfigMap" => Kind::ConfigMap,
             "" => return Err(PolicyFileError::NoKind { document }),
             other => {
                 return Err(PolicyFileError::OtherKind {
@@ -164,6 +185,7 @@ pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData)
         let shape = match kind {
             Kind::ReplicationPolicy => Shape::replication_policy(),
             Kind::Secret => Shape::secret(),
+            Kind::ConfigMap => Shape::config_map(),
         };
         let unknown = unknown_fields(&value, &shape);
         if !unknown.is_empty() {
@@ -176,13 +198,21 @@ pub fn parse_documents(text: &str) -> Result<(ReplicationPolicySpec, SecretData)
         match kind {
             Kind::ReplicationPolicy => specs.push(spec(document, &value)?),
             Kind::Secret => {
-                let (name, data) = secret(document, &value)?;
+                let (name, data) = secret(document, &value, kind, SECRET_SECTIONS)?;
                 secrets.insert(name, data);
+            }
+            Kind::ConfigMap => {
+                let (name, data) = secret(document, &value, kind, CONFIG_MAP_SECTIONS)?;
+                config_maps.insert(name, data);
             }
         }
     }
     match specs.len() {
-        1 => Ok((specs.remove(0), secrets)),
+        1 => Ok(Documents {
+            spec: specs.remove(0),
+            secrets,
+            config_maps,
+        }),
         0 => Err(PolicyFileError::NoPolicy),
         n => Err(PolicyFileError::ManyPolicies(n)),
     }
@@ -211,12 +241,21 @@ fn field_path(base: FieldPath, path: &serde_path_to_error::Path) -> FieldPath {
     })
 }
 
+/// The data sections of a Secret, and whether each is base64.
+const SECRET_SECTIONS: &[(&str, bool)] = &[("data", true), ("stringData", false)];
+/// The data sections of a ConfigMap, and whether each is base64.
+const CONFIG_MAP_SECTIONS: &[(&str, bool)] = &[("data", false), ("binaryData", true)];
+
+/// The name and data of a Secret or ConfigMap document (`sections`: which maps hold data).
 fn secret(
     document: usize,
     value: &Value,
+    kind: Kind,
+    sections: &[(&str, bool)],
 ) -> Result<(String, BTreeMap<String, Vec<u8>>), PolicyFileError> {
     let fail = |name: Option<&str>, field: FieldPath, problem| PolicyFileError::Secret {
         document,
+        kind,
         name: name.map(str::to_string),
         field,
         problem,
@@ -228,7 +267,7 @@ fn secret(
         .and_then(Value::as_str)
         .ok_or_else(|| fail(None, name_field, SecretProblem::NoName))?;
     let mut data = BTreeMap::new();
-    for (section, encoded) in [("data", true), ("stringData", false)] {
+    for &(section, encoded) in sections {
         let Some(section_value) = value.get(section).filter(|v| !v.is_null()) else {
             continue;
         };
@@ -288,7 +327,7 @@ spec:
   source: {url: "https://src", credentialsSecretRef: {name: creds}}
   destinations: [{name: a, url: "https://a"}]
 "#;
-        let (spec, secrets) = parse_documents(text).expect("parses");
+        let Documents { spec, secrets, .. } = parse_documents(text).expect("parses");
         assert_eq!(spec.destinations[0].name, "a");
         assert_eq!(secrets["creds"]["password"], b"p".to_vec());
         assert_eq!(secrets["b64"]["username"], b"u".to_vec());

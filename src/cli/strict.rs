@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -89,13 +89,24 @@ impl Shape {
 
     /// A `kind: Secret` document.
     pub fn secret() -> Shape {
-        let mut fields = top_level_fields(schemars::schema_for!(Secret));
-        fields.insert("metadata".into(), object_meta());
-        for free in ["data", "stringData"] {
-            fields.insert(free.into(), Shape::Map(Box::new(Shape::Any)));
-        }
-        Shape::Object(fields)
+        data_document(schemars::schema_for!(Secret), ["data", "stringData"])
     }
+
+    /// A `kind: ConfigMap` document.
+    pub fn config_map() -> Shape {
+        data_document(schemars::schema_for!(ConfigMap), ["data", "binaryData"])
+    }
+}
+
+/// A Secret or ConfigMap: its top-level fields, `metadata`, and the `free` maps of data
+/// whose keys are the user's.
+fn data_document(schema: schemars::Schema, free: [&str; 2]) -> Shape {
+    let mut fields = top_level_fields(schema);
+    fields.insert("metadata".into(), object_meta());
+    for f in free {
+        fields.insert(f.into(), Shape::Map(Box::new(Shape::Any)));
+    }
+    Shape::Object(fields)
 }
 
 /// `metadata`: the fields of `ObjectMeta`, each free-form.

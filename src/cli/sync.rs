@@ -296,10 +296,11 @@ pub fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncC
         path: path.to_path_buf(),
         source,
     })?;
-    let (spec, secrets) = parse_documents(&text).map_err(|source| LoadError::File {
+    let docs = parse_documents(&text).map_err(|source| LoadError::File {
         path: path.to_path_buf(),
         source,
     })?;
+    let spec = docs.spec;
     let issues = validate(&spec);
     if !issues.is_empty() {
         return Err(LoadError::Invalid {
@@ -311,7 +312,8 @@ pub fn load(path: &Path, authfile: Option<&Path>) -> Result<crate::engine::SyncC
     sync_config::to_sync_config(
         &spec,
         &Resolved {
-            secrets,
+            secrets: docs.secrets,
+            config_maps: docs.config_maps,
             docker_config,
         },
     )

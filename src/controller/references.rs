@@ -125,7 +125,29 @@ pub fn policy_secrets(spec: &ReplicationPolicySpec) -> Vec<SecretRequirement> {
             &mut out,
         );
     }
+    for (i, k) in spec.verify.iter().flat_map(|v| v.keys.iter()).enumerate() {
+        if let Some(r) = &k.secret_key_ref {
+            out.push(SecretRequirement {
+                field: format!("spec.verify.keys[{i}].secretKeyRef"),
+                name: r.name.clone(),
+                needs: Needs::Keys(vec![r.key.clone()]),
+            });
+        }
+    }
     out
+}
+
+/// The ConfigMaps (name) a ReplicationPolicy spec refers to: public keys of `spec.verify`.
+pub fn policy_config_maps(spec: &ReplicationPolicySpec) -> Vec<String> {
+    let mut names: Vec<String> = spec
+        .verify
+        .iter()
+        .flat_map(|v| v.keys.iter())
+        .filter_map(|k| k.config_map_key_ref.as_ref().map(|c| c.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The Registries a ReplicationPolicy spec refers to; `namespace` is the policy's.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -292,6 +292,24 @@ async fn read_secrets(
                 .map(|(k, v)| (k, v.0))
                 .collect();
             resolved.secrets.insert(req.name.clone(), data);
+        }
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    for name in references::policy_config_maps(spec) {
+        if let Some(cm) = config_maps.get_opt(&name).await? {
+            let mut data: std::collections::BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            data.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            resolved.config_maps.insert(name, data);
         }
     }
     Ok(resolved)
@@ -637,6 +655,11 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     )
     .await;
     if let Ok(report) = &result
+        && let Some(msg) = report_status::held_back_note(report)
+    {
+        status::event(ctx, obj, true, "ArtifactsHeldBack", "Sync", msg).await;
+    }
+    if let Ok(report) = &result
         && report.deletions_withheld > 0
     {
         let msg = format!(
@@ -712,6 +735,14 @@ fn record_metrics(
         m.bytes_read
             .get_or_create(&policy)
             .inc_by(r.bytes_read_from_source);
+        for h in &r.unverified_details {
+            m.unverified
+                .get_or_create(&crate::metrics::UnverifiedLabels {
+                    policy: key.into(),
+                    reason: h.reason.into(),
+                })
+                .inc();
+        }
         for d in &r.destinations {
             for (result, n) in [
                 ("copied", d.copied),

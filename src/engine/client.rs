@@ -932,6 +932,29 @@ impl RegistryClient {
             .boxed())
     }
 
+    /// A small blob's bytes (a signature payload, an attestation), at most `limit`, checked
+    /// against its digest.
+    pub async fn get_small_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Bytes, ClientError> {
+        self.check_repo(repo)?;
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let what = format!("blob {repo}@{digest}");
+        let resp = self.send(&pull(repo), |c| c.get(url.clone())).await?;
+        let resp = self.expect(resp, &[StatusCode::OK], &what).await?;
+        let bytes = self.read_limited(resp, limit, &what).await?;
+        if &Digest::of(&bytes) != digest {
+            return Err(ClientError::Protocol {
+                registry: self.name.clone(),
+                reason: format!("{what} arrived with other content"),
+            });
+        }
+        Ok(bytes)
+    }
+
     fn location(&self, resp: &Response) -> Result<Url, ClientError> {
         let loc = resp
             .headers()

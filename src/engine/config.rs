@@ -2,7 +2,9 @@
 
 use super::backoff::RetryConfig;
 use super::client::EndpointConfig;
+use super::referrers::ReferrerRules;
 use super::rewrite::Rewrite;
+use super::verify::VerifyConfig;
 
 /// Errors in a sync configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +74,10 @@ pub struct SyncConfig {
     pub platforms: Vec<String>,
     /// Copy referrers (signatures, SBOMs).
     pub referrers: bool,
+    /// Which referrers travel with their subject (empty: all).
+    pub referrer_rules: ReferrerRules,
+    /// Copy only artifacts signed by one of these keys (`None`: no signature required).
+    pub verify: Option<VerifyConfig>,
     /// Repository renaming.
     pub rewrite: Rewrite,
     /// Delete destination tags the source no longer has.
@@ -103,6 +109,8 @@ impl Default for SyncConfig {
             tags: TagRules::default(),
             platforms: Vec::new(),
             referrers: true,
+            referrer_rules: ReferrerRules::default(),
+            verify: None,
             rewrite: Rewrite::default(),
             deletion: false,
             max_deletions: DEFAULT_MAX_DELETIONS,

@@ -158,6 +158,32 @@ pub fn platform_selected(wanted: &[String], platform: Option<&str>) -> bool {
         })
 }
 
+/// The include list itself when it has patterns and every one is a repository name of the
+/// Distribution grammar (so no glob character), sorted and without duplicates; `None`
+/// otherwise (the catalog must be read, e.g. for a pattern that can match nothing).
+pub fn plain_names(include: &[String]) -> Option<Vec<String>> {
+    let plain = |p: &String| super::names::check_repository(p).is_ok();
+    if include.is_empty() || !include.iter().all(plain) {
+        return None;
+    }
+    let mut names = include.to_vec();
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// Whether a tag has the form of the cosign / OCI-fallback referrer tag scheme
+/// (`sha256-<64 hex>[.sig|.att|.sbom]`), of whatever digest.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-")
+        .and_then(|rest| rest.get(..64).map(|hex| (hex, &rest[64..])))
+        .is_some_and(|(hex, tail)| {
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && matches!(tail, "" | ".sig" | ".att" | ".sbom")
+        })
+}
+
 /// Whether a tag belongs to the cosign / OCI-fallback referrer tag scheme of a digest.
 pub fn is_referrer_tag_of(tag: &str, digest_hex: &str) -> bool {
     let Some(rest) = tag.strip_prefix("sha256-") else {
@@ -261,11 +287,27 @@ mod tests {
     }
 
     #[test]
+    fn plain_include_lists_need_no_catalog() {
+        assert_eq!(
+            plain_names(&s(&["b/x", "a", "b/x"])),
+            Some(s(&["a", "b/x"]))
+        );
+        assert_eq!(plain_names(&s(&["a", "b/*"])), None);
+        // The controller's "nothing in scope" pattern is no name: the catalog decides.
+        assert_eq!(plain_names(&s(&["\u{0}no-match"])), None);
+        assert_eq!(plain_names(&[]), None);
+    }
+
+    #[test]
     fn referrer_tags() {
         let h = "ab".repeat(32);
         assert!(is_referrer_tag_of(&format!("sha256-{h}.sig"), &h));
         assert!(is_referrer_tag_of(&format!("sha256-{h}"), &h));
         assert!(!is_referrer_tag_of(&format!("sha256-{h}.foo"), &h));
         assert!(!is_referrer_tag_of("v1", &h));
+        assert!(
+            is_referrer_tag(&format!("sha256-{h}.att")) && is_referrer_tag(&format!("sha256-{h}"))
+        );
+        assert!(!is_referrer_tag("sha256-abc.sig") && !is_referrer_tag(&format!("sha256-{h}.x")));
     }
 }

@@ -5,7 +5,9 @@
 //! - [`client`]: one registry (auth, retries, manifests as exact bytes, blobs as streams);
 //!   [`layout`]: an OCI layout directory; [`store`]: either of them.
 //! - Pure parts: [`digest`], [`backoff`], [`auth`] (challenges, docker config), [`link`],
-//!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`].
+//!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`], [`verify`]
+//!   (cosign signatures and attestations), [`referrers`] (which referrers travel).
+//! - [`gate`]: reads the referrers of each artifact and holds back what does not verify.
 //! - [`fanout`]: one read of a blob streamed to every destination needing it;
 //!   [`copy`]: a manifest tree, children first, tag last; [`sync`]: a whole run;
 //!   [`single`]: one artifact (`flotilla copy`); [`report`]: the summary; [`progress`]:
@@ -19,6 +21,7 @@ pub mod copy;
 pub mod digest;
 pub mod fanout;
 pub mod filter;
+pub mod gate;
 pub mod layout;
 pub mod limit;
 pub mod link;
@@ -26,11 +29,13 @@ pub mod manifest;
 pub mod names;
 pub mod plan;
 pub mod progress;
+pub mod referrers;
 pub mod report;
 pub mod rewrite;
 pub mod single;
 pub mod store;
 pub mod sync;
+pub mod verify;
 
 pub use client::{EndpointConfig, RegistryClient};
 pub use config::{DestinationConfig, SyncConfig, TagRules};

@@ -14,6 +14,9 @@ pub struct Item {
     pub tag: Option<String>,
     /// Manifest digest at the source.
     pub digest: Digest,
+    /// The artifact this one refers to, for a referrer that travels with it (`None`: in
+    /// scope by its own tag).
+    pub subject: Option<Digest>,
 }
 
 impl Item {

@@ -46,6 +46,19 @@ pub struct PlannedChange {
     pub change: &'static str,
 }
 
+/// An artifact not copied because its signatures do not verify (`spec.verify`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HeldBack {
+    /// `repo:tag` or `repo@digest`.
+    pub artifact: String,
+    /// Its digest at the source.
+    pub digest: String,
+    /// `unsigned`, `untrusted`, `digestMismatch` or `missingAttestation`.
+    pub reason: &'static str,
+    /// What was found, in words.
+    pub message: String,
+}
+
 /// One conflict.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Conflict {
@@ -87,6 +100,11 @@ pub struct Report {
     pub platform_filtered: u64,
     /// Indexes left out because none of their platforms is wanted.
     pub platform_unmatched: u64,
+    /// Artifacts held back because their signatures do not verify (`spec.verify`): copied
+    /// nowhere, with their referrers.
+    pub unverified: u64,
+    /// Every artifact held back, and why.
+    pub unverified_details: Vec<HeldBack>,
     /// Wall time.
     pub duration_seconds: f64,
     /// Per destination.
@@ -139,6 +157,19 @@ impl Report {
                 });
                 None
             }
+        }
+    }
+
+    /// Counts the artifacts the gate held back.
+    pub fn record_unverified(&mut self, held_back: Vec<super::gate::Unverified>) {
+        for u in held_back {
+            self.unverified += 1;
+            self.unverified_details.push(HeldBack {
+                artifact: u.artifact,
+                digest: u.digest.to_string(),
+                reason: u.refusal.code(),
+                message: u.refusal.to_string(),
+            });
         }
     }
 
@@ -206,6 +237,20 @@ impl Report {
                 s,
                 "  {} foreign/non-distributable layers not copied",
                 self.foreign_layers_skipped
+            );
+        }
+        if self.unverified > 0 {
+            let _ = writeln!(
+                s,
+                "  {} artifacts held back: their signatures do not verify (spec.verify)",
+                self.unverified
+            );
+        }
+        for h in &self.unverified_details {
+            let _ = writeln!(
+                s,
+                "  held back: {} ({}): {}",
+                h.artifact, h.digest, h.message
             );
         }
         for c in &self.conflict_details {

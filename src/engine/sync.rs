@@ -15,12 +15,15 @@ use super::config::{ConfigError, SyncConfig, feed_levels};
 use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
+use super::gate::{Gate, Unverified};
 use super::limit::Limiter;
-use super::manifest;
-use super::names;
 use super::plan::{self, Action, Item};
+use super::referrers::ReferrerFilter;
 use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
 use super::store::Store;
+
+mod delete;
+mod discover;
 
 /// Errors that stop a sync before it changes anything.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +60,15 @@ const PLAN_CONCURRENCY: usize = 32;
 /// resolved, so planning needs no further request).
 type Held = Vec<Result<Option<Digest>, String>>;
 
-/// Items of a repository with what the destinations hold, and every tag the source has there.
-type Discovered = (Vec<(Item, Held)>, HashSet<String>);
+/// Items of a repository with what the destinations hold, every tag the source has there,
+/// and the artifacts the gate held back.
+type Discovered = (Vec<(Item, Held)>, HashSet<String>, Vec<Unverified>);
 
 /// The digest destinations get after the platform filter (`None`: nothing of it is wanted).
 type Selected = Result<Option<Digest>, CopyError>;
+
+/// An artifact with what to do at each destination.
+type Planned = (Item, Vec<Result<Action, String>>);
 
 /// A ping of one endpoint, awaited by every request that needs the endpoint usable first.
 type Ready = Shared<BoxFuture<'static, Result<(), ClientError>>>;
@@ -90,6 +97,8 @@ struct Run<'a> {
     /// Held by the one repository asking while `referrers_api` is unknown (the others wait
     /// for its answer instead of each probing).
     referrers_probe: tokio::sync::Mutex<()>,
+    /// Signatures required, referrer rules.
+    gate: Gate,
 }
 
 /// Runs one sync. `Err` only for problems found before anything is written; failures of
@@ -123,6 +132,12 @@ async fn run_inner(
         cfg.tags.regex.as_deref(),
         cfg.tags.semver.as_deref(),
     )?;
+    let gate = Gate {
+        verify: cfg.verify.clone(),
+        filter: ReferrerFilter::new(&cfg.referrer_rules)?,
+        filtering: !cfg.referrer_rules.is_empty(),
+        copy_referrers: cfg.referrers,
+    };
     let endpoint = |role: String| move |source| SyncError::Endpoint { role, source };
     let source_client = Arc::new(
         RegistryClient::new(&cfg.source, cfg.retry)
@@ -158,6 +173,7 @@ async fn run_inner(
         tags,
         referrers_api: AtomicU8::new(0),
         referrers_probe: tokio::sync::Mutex::new(()),
+        gate,
     };
     let mut report = Report {
         destinations: cfg
@@ -191,9 +207,10 @@ async fn run_inner(
     let mut source_tags = Vec::new();
     for (repo, r) in discovered {
         match r {
-            Ok((its, all)) => {
+            Ok((its, all, unverified)) => {
                 items.extend(its);
                 source_tags.push((repo, all));
+                report.record_unverified(unverified);
             }
             Err(e) => report.failures.push(Failure {
                 artifact: repo,
@@ -224,7 +241,7 @@ async fn run_inner(
     let items = run.select_platforms(items, &mut report).await;
 
     // Plan: what to do at each destination (no request: what they hold is known).
-    let planned: Vec<(Item, Vec<Result<Action, String>>)> = items
+    let planned: Vec<Planned> = items
         .into_iter()
         .map(|(item, held)| {
             let actions = run.actions(&item, &held);
@@ -237,85 +254,38 @@ async fn run_inner(
     progress.count_bytes(run.copier.relay_read.clone());
     progress.set_total(planned.len() as u64);
     progress.phase(super::progress::Phase::Copying);
-    let outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(planned)
-        .map(|(item, actions)| {
+    // Subjects first, then their referrers: those of one subject one after the other (a
+    // registry keeps one referrers list per subject; olareg 0.1.2 loses one of two updates
+    // made at once), different subjects' at once.
+    let (subjects, referrers): (Vec<_>, Vec<_>) =
+        planned.into_iter().partition(|(i, _)| i.subject.is_none());
+    let mut outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(subjects)
+        .map(|(item, actions)| run.copy_one(item, actions, progress))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut by_subject: HashMap<Digest, Vec<Planned>> = HashMap::new();
+    for (item, actions) in referrers {
+        let subject = item.subject.clone().unwrap_or_else(|| item.digest.clone());
+        by_subject.entry(subject).or_default().push((item, actions));
+    }
+    let groups: Vec<Vec<(Item, Vec<Status>)>> = futures::stream::iter(by_subject.into_values())
+        .map(|group| {
             let run = &run;
             async move {
-                let st = run.sync_item(&item, &actions).await;
-                progress.artifact_done(
-                    st.iter()
-                        .any(|s| matches!(s, Status::Holds { copied: true })),
-                    st.iter().any(|s| matches!(s, Status::Failed(_))),
-                );
-                for (i, s) in st.iter().enumerate() {
-                    let dest = &run.cfg.destinations[i].name;
-                    match s {
-                        Status::Holds { copied: true } => {
-                            tracing::info!(artifact = %item.display(), %dest, "copied")
-                        }
-                        Status::Holds { copied: false } => {
-                            tracing::debug!(artifact = %item.display(), %dest, "in sync")
-                        }
-                        Status::Failed(error) => {
-                            tracing::warn!(artifact = %item.display(), %dest, %error, "failed")
-                        }
-                        Status::Conflict(found) => {
-                            tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
-                        }
-                    }
+                let mut done = Vec::with_capacity(group.len());
+                for (item, actions) in group {
+                    done.push(run.copy_one(item, actions, progress).await);
                 }
-                (item, st)
+                done
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    outcomes.extend(groups.into_iter().flatten());
     for (item, statuses) in outcomes {
-        let mut any_failed = false;
-        let mut any_copied = false;
-        for (i, st) in statuses.iter().enumerate() {
-            let dr = &mut report.destinations[i];
-            match st {
-                Status::Holds { copied: true } => {
-                    any_copied = true;
-                    dr.copied += 1;
-                    if cfg.dry_run {
-                        report.planned.push(PlannedChange {
-                            artifact: item.display(),
-                            destination: dr.name.clone(),
-                            change: "copy",
-                        });
-                    }
-                }
-                Status::Holds { copied: false } => dr.skipped += 1,
-                Status::Failed(e) => {
-                    any_failed = true;
-                    dr.failed += 1;
-                    report.failures.push(Failure {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        error: e.clone(),
-                    });
-                }
-                Status::Conflict(found) => {
-                    dr.conflicts += 1;
-                    report.conflicts += 1;
-                    report.conflict_details.push(Conflict {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        source_digest: item.digest.to_string(),
-                        destination_digest: found.to_string(),
-                    });
-                }
-            }
-        }
-        if any_failed {
-            report.failed += 1;
-        } else if any_copied {
-            report.copied += 1;
-        } else {
-            report.skipped += 1;
-        }
+        tally(&mut report, cfg.dry_run, &item, &statuses);
     }
 
     // Delete: only in repositories whose source listing completed (`source_tags` holds no
@@ -339,6 +309,56 @@ async fn run_inner(
     Ok(report)
 }
 
+/// Counts one artifact's outcome at every destination into `report` (in a dry run, a copy
+/// made is a copy planned).
+fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &[Status]) {
+    let mut any_failed = false;
+    let mut any_copied = false;
+    for (i, st) in statuses.iter().enumerate() {
+        let dr = &mut report.destinations[i];
+        match st {
+            Status::Holds { copied: true } => {
+                any_copied = true;
+                dr.copied += 1;
+                if dry_run {
+                    report.planned.push(PlannedChange {
+                        artifact: item.display(),
+                        destination: dr.name.clone(),
+                        change: "copy",
+                    });
+                }
+            }
+            Status::Holds { copied: false } => dr.skipped += 1,
+            Status::Failed(e) => {
+                any_failed = true;
+                dr.failed += 1;
+                report.failures.push(Failure {
+                    artifact: item.display(),
+                    destination: dr.name.clone(),
+                    error: e.clone(),
+                });
+            }
+            Status::Conflict(found) => {
+                dr.conflicts += 1;
+                report.conflicts += 1;
+                report.conflict_details.push(Conflict {
+                    artifact: item.display(),
+                    destination: dr.name.clone(),
+                    source_digest: item.digest.to_string(),
+                    destination_digest: found.to_string(),
+                });
+            }
+        }
+    }
+    if any_failed {
+        report.failed += 1;
+    } else if any_copied {
+        report.copied += 1;
+    } else {
+        report.skipped += 1;
+    }
+}
+
 /// Pings `c` once, shared by everyone who awaits the returned future.
 fn ready(c: &Arc<RegistryClient>) -> Ready {
     let c = c.clone();
@@ -346,139 +366,6 @@ fn ready(c: &Arc<RegistryClient>) -> Ready {
 }
 
 impl Run<'_> {
-    /// Lists the source's repositories and discovers those in scope, `concurrency` at once.
-    /// `Err` when the catalog cannot be read.
-    async fn discover_all(
-        &self,
-        repos: &GlobFilter,
-        concurrency: usize,
-    ) -> Result<Vec<(String, Result<Discovered, ClientError>)>, ClientError> {
-        let catalog = self.source_client.catalog().await?;
-        let in_scope: Vec<String> = catalog.into_iter().filter(|r| repos.matches(r)).collect();
-        Ok(futures::stream::iter(in_scope)
-            .map(|repo| async move {
-                // A name outside the grammar never becomes a URL: the client's first request
-                // (the tag listing) refuses it as `ClientError::InvalidName`.
-                let r = self.discover(&repo).await;
-                (repo, r)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await)
-    }
-
-    /// Items of one repository with what the destinations hold, and every tag the source has
-    /// there.
-    async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
-        let listed = self.source_client.tags(repo).await?;
-        let (all, invalid): (Vec<String>, Vec<String>) =
-            listed.into_iter().partition(|t| names::is_tag(t));
-        if let Some(bad) = invalid.first() {
-            // Never a URL, never a deletion decision: the repository is refused whole, so
-            // that a broken listing cannot pass for a shorter one.
-            return Err(ClientError::InvalidName {
-                registry: self.source_client.name().to_string(),
-                source: names::NameError::Reference(format!(
-                    "{bad} (one of {} invalid tags of {repo})",
-                    invalid.len()
-                )),
-            });
-        }
-        let selected: HashSet<String> = all
-            .iter()
-            .filter(|t| self.tags.matches(t))
-            .cloned()
-            .collect();
-        let mut items = self.resolve(repo, selected.iter().cloned()).await?;
-        if self.cfg.referrers {
-            let subjects: Vec<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
-            let extra = plan::referrer_tags(&all, &subjects, &selected);
-            items.extend(self.resolve(repo, extra).await?);
-            let known: HashSet<Digest> = items.iter().map(|i| i.0.digest.clone()).collect();
-            let by_api = self.referrers_of(repo, subjects, known).await?;
-            let held = futures::future::join_all(
-                by_api
-                    .iter()
-                    .map(|d| self.held(repo, d.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .await;
-            items.extend(by_api.into_iter().zip(held).map(|(digest, held)| {
-                let item = Item {
-                    repo: repo.to_string(),
-                    tag: None,
-                    digest,
-                };
-                (item, held)
-            }));
-        }
-        Ok((items, all.into_iter().collect()))
-    }
-
-    /// Referrers of `subjects` by the OCI 1.1 API, those not `known` yet (none when the source
-    /// has no such API).
-    async fn referrers_of(
-        &self,
-        repo: &str,
-        subjects: Vec<Digest>,
-        mut known: HashSet<Digest>,
-    ) -> Result<Vec<Digest>, ClientError> {
-        let mut out = Vec::new();
-        for d in subjects {
-            let _probing = match self.referrers_api.load(Ordering::Relaxed) {
-                0 => Some(self.referrers_probe.lock().await),
-                _ => None,
-            };
-            if self.referrers_api.load(Ordering::Relaxed) == 2 {
-                break;
-            }
-            match self.source_client.referrers(repo, &d).await? {
-                Some(list) => {
-                    self.referrers_api.store(1, Ordering::Relaxed);
-                    out.extend(list.into_iter().filter(|r| known.insert(r.clone())));
-                }
-                None => {
-                    self.referrers_api.store(2, Ordering::Relaxed);
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Resolves `tags` at the source and looks each up at every destination at the same time.
-    async fn resolve(
-        &self,
-        repo: &str,
-        tags: impl IntoIterator<Item = String>,
-    ) -> Result<Vec<(Item, Held)>, ClientError> {
-        let heads: Vec<Result<Option<(Item, Held)>, ClientError>> = futures::stream::iter(tags)
-            .map(|tag| async move {
-                let (source, held) = futures::join!(
-                    self.source_client.head_manifest(repo, &tag),
-                    self.held(repo, &tag)
-                );
-                Ok(source?.map(|h| {
-                    let item = Item {
-                        repo: repo.to_string(),
-                        tag: Some(tag),
-                        digest: h.digest,
-                    };
-                    (item, held)
-                }))
-            })
-            .buffer_unordered(PLAN_CONCURRENCY)
-            .collect()
-            .await;
-        let mut out = Vec::new();
-        for h in heads {
-            if let Some(i) = h? {
-                out.push(i);
-            }
-        }
-        Ok(out)
-    }
-
     /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
     /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
     /// re-sync is a no-op); an index with no wanted child is left out.
@@ -518,25 +405,38 @@ impl Run<'_> {
         out
     }
 
-    /// What every destination holds under `reference` of source repository `repo` (one HEAD
-    /// each, once the destination answered its ping).
-    async fn held(&self, repo: &str, reference: &str) -> Held {
-        let dest_repo = self.cfg.rewrite.apply(repo);
-        let lookups = self
-            .dests
-            .iter()
-            .zip(&self.dests_ready)
-            .map(|((_, c), ready)| {
-                let dest_repo = &dest_repo;
-                async move {
-                    ready.clone().await.map_err(|e| e.to_string())?;
-                    c.head_manifest(dest_repo, reference)
-                        .await
-                        .map(|h| h.map(|h| h.digest))
-                        .map_err(|e| e.to_string())
+    /// Copies one artifact where it is needed, counts it on `progress` and logs the outcome
+    /// at each destination.
+    async fn copy_one(
+        &self,
+        item: Item,
+        actions: Vec<Result<Action, String>>,
+        progress: &super::progress::Progress,
+    ) -> (Item, Vec<Status>) {
+        let st = self.sync_item(&item, &actions).await;
+        progress.artifact_done(
+            st.iter()
+                .any(|s| matches!(s, Status::Holds { copied: true })),
+            st.iter().any(|s| matches!(s, Status::Failed(_))),
+        );
+        for (i, s) in st.iter().enumerate() {
+            let dest = &self.cfg.destinations[i].name;
+            match s {
+                Status::Holds { copied: true } => {
+                    tracing::info!(artifact = %item.display(), %dest, "copied")
                 }
-            });
-        futures::future::join_all(lookups).await
+                Status::Holds { copied: false } => {
+                    tracing::debug!(artifact = %item.display(), %dest, "in sync")
+                }
+                Status::Failed(error) => {
+                    tracing::warn!(artifact = %item.display(), %dest, %error, "failed")
+                }
+                Status::Conflict(found) => {
+                    tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
+                }
+            }
+        }
+        (item, st)
     }
 
     /// What to do at each destination for one artifact, given what they hold.
@@ -629,141 +529,5 @@ impl Run<'_> {
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Status::Failed("not planned".into())))
             .collect()
-    }
-
-    /// The tags in scope that each destination holds in `repo` and the source does not, from
-    /// complete listings of both (a destination's 404 means it holds none). A destination
-    /// whose listing failed gets no deletion, and the failure is reported.
-    async fn plan_deletions(
-        &self,
-        repo: &str,
-        source_tags: &HashSet<String>,
-        report: &mut Report,
-    ) -> Vec<Deletion> {
-        let dest_repo = self.cfg.rewrite.apply(repo);
-        let mut out = Vec::new();
-        for (i, (_, c)) in self.dests.iter().enumerate() {
-            match c.tags_if_present(&dest_repo).await {
-                Ok(dest_tags) => {
-                    let dest_tags = Arc::new(dest_tags);
-                    for tag in plan::deletions(&dest_tags, source_tags, |t| self.tags.matches(t)) {
-                        out.push(Deletion {
-                            destination: i,
-                            repo: dest_repo.clone(),
-                            tag,
-                            all_tags: dest_tags.clone(),
-                        });
-                    }
-                }
-                Err(e) => report.failures.push(Failure {
-                    artifact: dest_repo.clone(),
-                    destination: self.cfg.destinations[i].name.clone(),
-                    error: format!("listing tags for deletion failed, nothing deleted: {e}"),
-                }),
-            }
-        }
-        out
-    }
-
-    /// Makes the planned deletions, or none when they are more than `max_deletions`.
-    async fn delete(&self, doomed: Vec<Deletion>, report: &mut Report) {
-        if doomed.len() > self.cfg.max_deletions {
-            report.deletions_withheld = doomed.len() as u64;
-            report.failures.push(Failure {
-                artifact: "deletion".into(),
-                destination: String::new(),
-                error: format!(
-                    "would delete {} tags, more than spec.maxDeletions ({}), so none is deleted; check the source (flotilla sync --dry-run lists them), then raise spec.maxDeletions if they are meant to go",
-                    doomed.len(),
-                    self.cfg.max_deletions
-                ),
-            });
-            if !self.cfg.dry_run {
-                return;
-            }
-        }
-        for d in doomed {
-            let name = self.cfg.destinations[d.destination].name.clone();
-            let result = if self.cfg.dry_run {
-                report.planned.push(PlannedChange {
-                    artifact: format!("{}:{}", d.repo, d.tag),
-                    destination: name.clone(),
-                    change: "delete",
-                });
-                Ok(())
-            } else {
-                let c = &self.dests[d.destination].1;
-                delete_tag(c, &d.repo, &d.tag, &d.all_tags).await
-            };
-            match result {
-                Ok(()) => {
-                    report.deleted += 1;
-                    report.destinations[d.destination].deleted += 1;
-                }
-                Err(error) => report.failures.push(Failure {
-                    artifact: format!("{}:{}", d.repo, d.tag),
-                    destination: name,
-                    error,
-                }),
-            }
-        }
-    }
-}
-
-/// One tag a deletion sync removes at one destination.
-struct Deletion {
-    destination: usize,
-    repo: String,
-    tag: String,
-    /// Every tag of the repository there (shared by the repository's deletions).
-    all_tags: Arc<Vec<String>>,
-}
-
-/// Deletes a tag; where the registry only deletes by digest (Distribution 2.8), deletes the
-/// digest only when no other tag of the repository points at it.
-async fn delete_tag(
-    c: &RegistryClient,
-    repo: &str,
-    tag: &str,
-    all_tags: &[String],
-) -> Result<(), String> {
-    let err = |e: ClientError| format!("deletion failed: {e}");
-    if c.delete_manifest(repo, tag).await.map_err(err)? {
-        return Ok(());
-    }
-    let Some(head) = c.head_manifest(repo, tag).await.map_err(err)? else {
-        return Ok(());
-    };
-    for other in all_tags.iter().filter(|t| t.as_str() != tag) {
-        let Some(h) = c.head_manifest(repo, other).await.map_err(err)? else {
-            continue;
-        };
-        if h.digest == head.digest {
-            return Err(format!(
-                "not deleted: this registry deletes by digest only and tag {other:?} shares digest {}",
-                head.digest
-            ));
-        }
-        if manifest::is_index(&h.media_type) {
-            let (bytes, mt) = c.get_manifest(repo, h.digest.as_str()).await.map_err(err)?;
-            let children = match manifest::parse(&mt, &bytes) {
-                Ok(manifest::Parsed::Index { manifests }) => manifests,
-                _ => Vec::new(),
-            };
-            if children.iter().any(|m| m.digest == head.digest) {
-                return Err(format!(
-                    "not deleted: this registry deletes by digest only and the index that tag {other:?} points at holds {}",
-                    head.digest
-                ));
-            }
-        }
-    }
-    if c.delete_manifest(repo, head.digest.as_str())
-        .await
-        .map_err(err)?
-    {
-        Ok(())
-    } else {
-        Err("not deleted: the registry refuses deletes (enable storage.delete on it)".into())
     }
 }

@@ -102,6 +102,7 @@ pub fn finished(
                 failed: as_i64(report.failed),
                 conflicts: as_i64(report.conflicts),
                 deleted: as_i64(report.deleted),
+                unverified: as_i64(report.unverified),
                 bytes: as_i64(report.bytes_read_from_source),
             };
             (record, failed)
@@ -232,8 +233,56 @@ pub fn finished(
     conditions::upsert(&mut status.conditions, &ready, generation, now);
 }
 
+/// The Event text for the artifacts a run held back (`spec.verify`), naming the first few
+/// and why; `None` when none was. Digests and reasons only: no key material.
+pub fn held_back_note(report: &crate::engine::Report) -> Option<String> {
+    const NAMED: usize = 5;
+    if report.unverified == 0 {
+        return None;
+    }
+    let named: Vec<String> = report
+        .unverified_details
+        .iter()
+        .take(NAMED)
+        .map(|h| format!("{} ({})", h.artifact, h.reason))
+        .collect();
+    let more = report.unverified_details.len().saturating_sub(NAMED);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} artifacts not copied: their signatures do not verify against spec.verify.keys: {}{tail}",
+        report.unverified,
+        named.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn held_back_artifacts_are_named_in_the_event() {
+        let mut r = crate::engine::Report::default();
+        assert_eq!(held_back_note(&r), None);
+        let d = crate::engine::digest::Digest::of(b"x");
+        r.record_unverified(
+            (0..7)
+                .map(|i| crate::engine::gate::Unverified {
+                    artifact: format!("app:v{i}"),
+                    digest: d.clone(),
+                    refusal: crate::engine::verify::Refusal::Unsigned,
+                })
+                .collect(),
+        );
+        let note = held_back_note(&r).expect("note");
+        assert!(note.starts_with("7 artifacts not copied"), "{note}");
+        assert!(
+            note.contains("app:v0 (unsigned)") && note.ends_with("and 2 more"),
+            "{note}"
+        );
+    }
+
     use super::*;
     use crate::engine::report::{DestinationReport, Failure};
 

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::replication_policy::{Destination, ReplicationPolicySpec};
 use crate::engine::filter::{self, FilterError, FilterProblem, GlobList};
+use crate::engine::referrers::ReferrerFilter;
 use crate::field_path::FieldPath;
 pub use crate::issue::Issue;
+use crate::sync_config::referrer_rules;
 
 /// Every problem of the spec, in a stable order (empty when valid).
 pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
@@ -67,6 +69,7 @@ fn filter_problems(spec: &ReplicationPolicySpec) -> Vec<FilterError> {
                 .and_then(|r| filter::semver_range(r).err()),
         );
     }
+    problems.extend(ReferrerFilter::new(&referrer_rules(spec)).err());
     problems
 }
 
@@ -339,6 +342,25 @@ mod tests {
                 "spec.tags.regex",
                 "spec.tags.semver"
             ]
+        );
+    }
+
+    #[test]
+    fn a_bad_referrer_type_glob_is_reported_with_its_field() {
+        let mut s = spec(vec![dest("a", None)]);
+        s.referrer_filter = Some(crate::api::verify::ReferrerFilter {
+            include: vec![],
+            exclude: vec![crate::api::verify::ReferrerRule {
+                artifact_type: Some("application/[x".into()),
+                annotations: Default::default(),
+            }],
+        });
+        let issues = validate(&s);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].reason, "InvalidFilter");
+        assert_eq!(
+            issues[0].field,
+            "spec.referrerFilter.exclude[0].artifactType"
         );
     }
 

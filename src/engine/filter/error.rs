@@ -13,6 +13,10 @@ pub enum GlobList {
     TagsInclude,
     /// `spec.tags.exclude`.
     TagsExclude,
+    /// `spec.referrerFilter.include`.
+    ReferrersInclude,
+    /// `spec.referrerFilter.exclude`.
+    ReferrersExclude,
 }
 
 impl fmt::Display for GlobList {
@@ -22,6 +26,8 @@ impl fmt::Display for GlobList {
             GlobList::RepositoriesExclude => "spec.repositories.exclude",
             GlobList::TagsInclude => "spec.tags.include",
             GlobList::TagsExclude => "spec.tags.exclude",
+            GlobList::ReferrersInclude => "spec.referrerFilter.include",
+            GlobList::ReferrersExclude => "spec.referrerFilter.exclude",
         })
     }
 }
@@ -38,6 +44,8 @@ pub enum FilterField {
     TagsRegex,
     /// `spec.tags.semver`.
     TagsSemver,
+    /// The `artifactType` glob of one referrer rule, by index.
+    ReferrerType(GlobList, usize),
 }
 
 impl fmt::Display for FilterField {
@@ -47,6 +55,7 @@ impl fmt::Display for FilterField {
             FilterField::Globs(list) => write!(f, "{list}"),
             FilterField::TagsRegex => f.write_str("spec.tags.regex"),
             FilterField::TagsSemver => f.write_str("spec.tags.semver"),
+            FilterField::ReferrerType(list, i) => write!(f, "{list}[{i}].artifactType"),
         }
     }
 }
