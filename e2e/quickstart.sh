@@ -29,7 +29,7 @@ say "installing missing Debian packages (docker-registry, CNI plugins, busybox, 
 "$root/e2e/install-packages.sh"
 command -v go >/dev/null || die "no Go toolchain: the cluster's programs are built from their Go modules (apt-get install golang-go, or Go from go.dev)"
 command -v cargo >/dev/null || die "no cargo: Flotilla is built with Rust (rustup.rs)"
-say "building the cluster's programs from their Go modules (cached; the first time takes about 25 minutes on 2 cores)"
+say "building the cluster's programs from their Go modules (cached; the first time takes about 45-50 minutes on 2 cores)"
 "$root/e2e/build-tools.sh" >/dev/null
 say "building flotilla (release)"
 (cd "$root" && cargo build --quiet --release --locked --bin flotilla)
