@@ -102,28 +102,24 @@ fi
 build_module cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign \
   "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
 build_module oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+# Our own small modules under e2e/tools/NAME, each keyed by its sources' hash (e2e/tool-path.sh
+# finds exactly the build of the current sources): build_own NAME LABEL WHAT.
+build_own() {
+  local name=$1 label=$2 what=$3 key dir
+  key=$("$here/tool-path.sh" --key "$name")
+  dir="$cache/bin/$name-$label-$key"
+  if [ -x "$dir/$name" ]; then return; fi
+  echo "building $name ($what)" >&2
+  mkdir -p "$dir"
+  (cd "$here/tools/$name" && go build -ldflags="-s -w" -o "$dir/$name.tmp" .)
+  mv "$dir/$name.tmp" "$dir/$name"
+}
 # lua-health: Argo CD's Lua VM (gopher-lua) running examples/argocd/health.lua on live objects
-# (tests/e2e_argocd_health.rs). Our own small module: keyed by its sources' hash.
-lua_src="$here/tools/lua-health"
-lua_key=$(cat "$lua_src/main.go" "$lua_src/go.mod" "$lua_src/go.sum" | sha256sum | cut -c1-12)
-lua_dir="$cache/bin/lua-health-v1.1.2-$lua_key"
-if [ ! -x "$lua_dir/lua-health" ]; then
-  echo "building lua-health (github.com/yuin/gopher-lua v1.1.2)" >&2
-  mkdir -p "$lua_dir"
-  (cd "$lua_src" && go build -ldflags="-s -w" -o "$lua_dir/lua-health.tmp" .)
-  mv "$lua_dir/lua-health.tmp" "$lua_dir/lua-health"
-fi
-# coredns: the real node's cluster DNS (Services by name, as in any cluster). Our own small
-# module: CoreDNS's own server with only the plugins a cluster DNS needs; keyed by its hash.
-dns_src="$here/tools/coredns"
-dns_key=$(cat "$dns_src/main.go" "$dns_src/go.mod" "$dns_src/go.sum" | sha256sum | cut -c1-12)
-dns_dir="$cache/bin/coredns-v1.15.0-$dns_key"
-if [ ! -x "$dns_dir/coredns" ]; then
-  echo "building coredns (github.com/coredns/coredns v1.15.0, plugins of e2e/tools/coredns)" >&2
-  mkdir -p "$dns_dir"
-  (cd "$dns_src" && go build -ldflags="-s -w" -o "$dns_dir/coredns.tmp" .)
-  mv "$dns_dir/coredns.tmp" "$dns_dir/coredns"
-fi
+# (tests/e2e_argocd_health.rs).
+build_own lua-health v1.1.2 "github.com/yuin/gopher-lua v1.1.2"
+# coredns: the real node's cluster DNS (Services by name, as in any cluster): CoreDNS's own
+# server with only the plugins a cluster DNS needs.
+build_own coredns v1.15.0 "github.com/coredns/coredns v1.15.0, plugins of e2e/tools/coredns"
 # ----------------------------------------------------------------------------------------------
 # --- container runtime for a real node (e2e/cluster.sh up DIR --real-node) --------------------
 # containerd v2 (Kubernetes 1.36+ needs 2.x; Debian's 1.6 is too old) builds without cgo.

@@ -53,13 +53,9 @@ node_check() {
   coredns_bin >/dev/null; flotilla_bin >/dev/null
 }
 
-coredns_bin() { # -> the CoreDNS build of e2e/tools/coredns (keyed by its sources, as built)
-  if [ -n "${COREDNS_BIN:-}" ]; then echo "$COREDNS_BIN"; return; fi
-  local src=$here/tools/coredns key
-  key=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
-  local path=${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/bin/coredns-v1.15.0-$key/coredns
-  [ -x "$path" ] || die "no coredns for a real node's cluster DNS: run e2e/build-tools.sh, or set COREDNS_BIN"
-  echo "$path"
+coredns_bin() { # -> the CoreDNS build of e2e/tools/coredns's current sources ($COREDNS_BIN)
+  "$here/tool-path.sh" coredns 2>/dev/null \
+    || die "no coredns for a real node's cluster DNS: run e2e/build-tools.sh, or set COREDNS_BIN"
 }
 
 flotilla_bin() { # -> the flotilla binary that pushes images into the bootstrap registry
