@@ -2,6 +2,12 @@
 //! the Grafana dashboard's panel queries, rendered by the real `helm`.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "tools.rs"]
+mod tools;
+pub use tools::tool;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,21 +15,6 @@ use std::process::Command;
 /// Repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool built by e2e/build-tools.sh; panics saying how to get it.
-pub fn tool(name: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("e2e/tool-path.sh"))
-        .arg(name)
-        .output()
-        .expect("run e2e/tool-path.sh");
-    assert!(
-        out.status.success(),
-        "{name} is missing: run e2e/build-tools.sh (it builds {name} from its Go module into ~/.cache/flotilla/bin/): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// `helm template` of the chart with the monitoring objects on, one template at a time.

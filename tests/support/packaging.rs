@@ -11,27 +11,16 @@
 mod ports;
 pub use ports::free_port;
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "tools.rs"]
+mod tools;
+pub use tools::tool;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Path of a tool built by e2e/build-tools.sh (via e2e/tool-path.sh); panics with the hint.
-pub fn tool(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("e2e/tool-path.sh"))
-        .arg(name)
-        .output()
-        .expect("run e2e/tool-path.sh");
-    assert!(
-        out.status.success(),
-        "{name} is missing: run e2e/build-tools.sh (it builds {name} from its Go module into \
-         ~/.cache/flotilla/bin/): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Runs a program, returning its output.
 pub fn run(program: &Path, args: &[&str]) -> Output {

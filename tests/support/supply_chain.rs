@@ -5,6 +5,12 @@
 //! missing one fails the test with how to build it.
 #![allow(dead_code)]
 
+// Several support files of one test each load this file: one copy per includer.
+#[allow(clippy::duplicate_mod)]
+#[path = "tools.rs"]
+mod tools;
+pub use tools::tool;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,24 +22,6 @@ pub const TOOLS_HINT: &str = "run e2e/build-tools.sh (builds olareg, cosign and 
 
 /// The password of every test key pair.
 const PASSWORD: &str = "flotilla-test-password";
-
-/// The path of `name` as e2e/tool-path.sh finds it (`$NAME_BIN` or the build cache); panics
-/// with how to build it.
-pub fn tool(name: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/tool-path.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(name)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let var = format!("{}_BIN", name.to_uppercase());
-    assert!(
-        out.status.success(),
-        "{name} is missing: {TOOLS_HINT}, or set {var} ({})",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Runs `cmd`; panics with its output when it fails. Returns stdout.
 fn run(cmd: &mut Command, what: &str) -> String {
