@@ -189,8 +189,7 @@ async fn check_leader_and_metrics(
 /// The quickstart's fleets on the node: returns the registry image and dev's pods.
 async fn apply_fleets(c: &Cluster, minio: &s3::Minio) -> (String, Vec<real_node::Pod>) {
     // The quickstart's fleets (dev on S3 with 2 pods, mirror on emptyDir) and its policy.
-    let registry_image =
-        std::fs::read_to_string(c.dir().join("registry.image")).expect("registry.image");
+    let registry_image = real_node::registry_image(c);
     c.apply(&format!(
         r#"apiVersion: v1
 kind: Secret
@@ -218,7 +217,7 @@ spec:
         s3::SECRET_KEY,
         s3::REGION,
         minio.endpoint,
-        img = registry_image.trim()
+        img = registry_image
     ));
     let dev = real_node::await_ready_pods(
         c,
@@ -290,7 +289,7 @@ spec:
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(format!("{users}\n"))
         },
-        registry_image.trim()
+        registry_image
     ));
     real_node::await_ready_pods(
         c,

@@ -181,6 +181,49 @@ async fn await_pod_count(c: &Cluster, n: usize) {
     }
 }
 
+/// `kubectl patch --type=merge` of the Registry under test.
+fn patch_fleet(c: &Cluster, patch: &str) {
+    c.kubectl_ok(&[
+        "patch",
+        &format!("registry/{NAME}"),
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+}
+
+/// Waits for the Deployment's rollout to finish and its 2 pods to serve.
+async fn await_rollout(c: &Cluster) -> Vec<Pod> {
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{NAME}"),
+        "--timeout=240s",
+    ]);
+    await_pod_count(c, 2).await;
+    await_fleet(c, 2).await
+}
+
+/// A pull loop of `image` through `base` (`http://SERVICE:5000/v2/REPO`).
+fn pull_loop(base: &str, image: &Layout) -> real_node::PullLoop {
+    real_node::PullLoop::start(
+        base,
+        &image.tag,
+        image.manifest.clone(),
+        image.blobs.clone(),
+    )
+}
+
+/// The status of a blob upload started on `pod` in `repo` (202 accepted, 405 read-only).
+async fn upload_status(http: &reqwest::Client, pod: &Pod, repo: &str) -> u16 {
+    http.post(format!("http://{}:5000/v2/{repo}/blobs/uploads/", pod.ip))
+        .send()
+        .await
+        .expect("POST upload")
+        .status()
+        .as_u16()
+}
+
 fn await_available(c: &Cluster, what: &str) {
     wait_for(what, Duration::from_secs(120), || {
         c.jsonpath(
@@ -355,13 +398,10 @@ async fn check_gc_dry_run(
     // bucket keeps everything.
     let registry = format!("registry/{NAME}");
     let dry_run = |on: bool| {
-        c.kubectl_ok(&[
-            "patch",
-            &registry,
-            "--type=merge",
-            "-p",
+        patch_fleet(
+            c,
             &format!(r#"{{"spec":{{"garbageCollection":{{"dryRun":{on}}}}}}}"#),
-        ]);
+        );
     };
     dry_run(true);
     c.kubectl_ok(&["annotate", &registry, "flotilla.dev/gc-requested=dry-run"]);
@@ -400,21 +440,11 @@ async fn check_garbage_collection(
     unreferenced: &str,
     kept: &Layout,
 ) -> (usize, u64) {
-    c.kubectl_ok(&[
-        "patch",
-        &format!("registry/{NAME}"),
-        "--type=merge",
-        "-p",
+    patch_fleet(
+        c,
         r#"{"spec":{"deleteEnabled":true,"garbageCollection":{"uploadGraceSeconds":0}}}"#,
-    ]);
-    c.kubectl_ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{NAME}"),
-        "--timeout=240s",
-    ]);
-    await_pod_count(c, 2).await;
-    await_fleet(c, 2).await;
+    );
+    await_rollout(c).await;
     let service = format!("http://{service_ip}:5000/v2");
     let deleted = http
         .delete(format!(
@@ -454,16 +484,8 @@ async fn check_garbage_collection(
         .filter(|p| p.ready)
         .collect::<Vec<_>>()
     {
-        let push = http
-            .post(format!(
-                "http://{}:5000/v2/e2e/refused/blobs/uploads/",
-                pod.ip
-            ))
-            .send()
-            .await
-            .expect("POST upload");
         assert_eq!(
-            push.status().as_u16(),
+            upload_status(http, pod, "e2e/refused").await,
             405,
             "push to {} during the window",
             pod.name
@@ -482,14 +504,7 @@ async fn check_garbage_collection(
         "jsonpath={.items[0].status.phase}",
     ]);
     assert_eq!(job_pod, "Succeeded", "the pod of GC Job {job}");
-    c.kubectl_ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{NAME}"),
-        "--timeout=240s",
-    ]);
-    await_pod_count(c, 2).await;
-    let pods = await_fleet(c, 2).await;
+    let pods = await_rollout(c).await;
 
     let after = bucket_blobs(minio).await;
     let removed: Vec<&String> = before.keys().filter(|d| !after.contains_key(*d)).collect();
@@ -501,16 +516,8 @@ async fn check_garbage_collection(
     );
     for pod in &pods {
         pull_exact(http, pod, "e2e/pause", kept).await;
-        let push = http
-            .post(format!(
-                "http://{}:5000/v2/e2e/again/blobs/uploads/",
-                pod.ip
-            ))
-            .send()
-            .await
-            .expect("POST upload");
         assert_eq!(
-            push.status().as_u16(),
+            upload_status(http, pod, "e2e/again").await,
             202,
             "push to {} after the window",
             pod.name
@@ -529,41 +536,18 @@ async fn check_scale_down_and_roll(
     small: &Layout,
 ) -> (Vec<Pod>, Duration) {
     let base = format!("http://{service_ip}:5000/v2/e2e/pause");
-    let pulls = real_node::PullLoop::start(
-        &base,
-        &small.tag,
-        small.manifest.clone(),
-        small.blobs.clone(),
-    );
+    let pulls = pull_loop(&base, small);
     c.kubectl_ok(&["scale", &format!("registry/{NAME}"), "--replicas=2"]);
     await_pod_count(c, 2).await;
     await_fleet(c, 2).await;
     assert_no_failed_pull("scale 5 -> 2", &pulls.stop().await);
 
     // A configuration change (delete API off) rolls the pods, again under a pull loop.
-    let pulls = real_node::PullLoop::start(
-        &base,
-        &small.tag,
-        small.manifest.clone(),
-        small.blobs.clone(),
-    );
+    let pulls = pull_loop(&base, small);
     let before: Vec<String> = fleet_pods(c).into_iter().map(|p| p.name).collect();
-    c.kubectl_ok(&[
-        "patch",
-        &format!("registry/{NAME}"),
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deleteEnabled":false}}"#,
-    ]);
+    patch_fleet(c, r#"{"spec":{"deleteEnabled":false}}"#);
     let t_roll = Instant::now();
-    c.kubectl_ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{NAME}"),
-        "--timeout=240s",
-    ]);
-    await_pod_count(c, 2).await;
-    let rolled = await_fleet(c, 2).await;
+    let rolled = await_rollout(c).await;
     let roll_time = t_roll.elapsed();
     assert_no_failed_pull("rolling update of 2 pods", &pulls.stop().await);
     assert!(
@@ -646,8 +630,7 @@ async fn registry_pods_on_a_real_node_serve_scale_roll_and_recover_without_a_fai
     let logs = c.dir().join("test-logs");
     std::fs::create_dir_all(&logs).expect("log dir");
     let op = Operator::start(&c, &logs);
-    let image = std::fs::read_to_string(c.dir().join("registry.image"))
-        .expect("registry.image written by cluster.sh --real-node");
+    let image = real_node::registry_image(&c);
     c.apply(&format!(
         r#"apiVersion: v1
 kind: Secret
@@ -671,7 +654,7 @@ spec:
 "#,
         s3::ACCESS_KEY,
         s3::SECRET_KEY,
-        image.trim(),
+        image,
         s3::REGION,
         minio.endpoint
     ));

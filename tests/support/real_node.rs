@@ -22,6 +22,14 @@ pub fn node_env(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The Distribution image built for the node (`registry.image` of `cluster.sh --real-node`).
+pub fn registry_image(c: &Cluster) -> String {
+    std::fs::read_to_string(c.dir().join("registry.image"))
+        .expect("registry.image written by cluster.sh --real-node")
+        .trim()
+        .to_string()
+}
+
 /// One pod as the API server reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
