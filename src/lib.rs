@@ -13,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 pub mod registry;
 pub mod replication;
+pub mod s3;
 pub mod server;
 pub mod sync_config;
 pub mod telemetry;

@@ -120,7 +120,7 @@ fn the_dashboard_is_valid_and_uses_known_metric_families() {
 }
 
 #[test]
-fn the_network_policy_opens_only_metrics_receiver_dns_api_and_registries() {
+fn the_network_policy_opens_only_metrics_receiver_dns_api_registries_and_storage() {
     let np = render("templates/networkpolicy.yaml");
     assert_eq!(np["kind"], "NetworkPolicy");
     let ingress: Vec<u64> = np["spec"]["ingress"]
@@ -138,5 +138,6 @@ fn the_network_policy_opens_only_metrics_receiver_dns_api_and_registries() {
         .flat_map(|r| r["ports"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|p| p["port"].as_u64())
         .collect();
-    assert_eq!(egress, BTreeSet::from([53, 443, 5000, 6443]));
+    // 9000: MinIO's S3 port, for the blob listings of a garbage collection.
+    assert_eq!(egress, BTreeSet::from([53, 443, 5000, 6443, 9000]));
 }

@@ -362,6 +362,26 @@ async fn a_gc_window_frees_deleted_bytes_keeps_every_tag_and_always_returns_to_r
         before.len(),
         after.len()
     );
+    // The operator's own listing of the bucket, in the status, says the same.
+    let measured = |what: &str| gc(&c, &format!(".lastRun.measured.{what}"));
+    assert_eq!(
+        (measured("before.blobs"), measured("before.bytes")),
+        (before.len().to_string(), sum_before.to_string()),
+        "status.garbageCollection.lastRun.measured.before (note: {})",
+        measured("note")
+    );
+    assert_eq!(
+        (measured("after.blobs"), measured("after.bytes")),
+        (after.len().to_string(), sum_after.to_string())
+    );
+    assert_eq!(
+        (measured("freed.blobs"), measured("freed.bytes")),
+        ((before.len() - after.len()).to_string(), freed.to_string())
+    );
+    println!(
+        "window 1 measured by the operator: {}",
+        gc(&c, ".lastRun.measured")
+    );
     let (host_a, host_b) = (pods[0].host.clone(), pods[1].host.clone());
     pulls_byte_exact(&host_a, "app", "v1", &v1).await;
     pulls_byte_exact(&host_b, "app", &sig_tag, &sig).await;

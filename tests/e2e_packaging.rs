@@ -1003,7 +1003,11 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     // Deleting a GC Job happens only when the Job controller has not stopped it a minute past
     // its deadline: the operator then kills it before the fleet leaves read-only (shown by
     // registry::gc_tests), which no scenario of this length can show.
-    unnoticed.retain(|p| p != "delete batch/jobs");
+    // The GC Job pod's log is read only once the Job has ended, which needs a kubelet to run
+    // it: tests/e2e_real_node.rs shows the figures read from it (status ...measured.wouldFree).
+    unnoticed.retain(|p| {
+        !["delete batch/jobs", "list core/pods", "get core/pods/log"].contains(&p.as_str())
+    });
     assert!(
         unnoticed.is_empty(),
         "these permissions are granted but the scenario completes without them: {unnoticed:?}"

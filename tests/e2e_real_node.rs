@@ -423,6 +423,17 @@ async fn check_gc_dry_run(
         before,
         "a dry run deleted blobs"
     );
+    // The status says what it would free: the log's blobs, sized by the operator's listing.
+    let would_bytes: u64 = expected.iter().map(|d| before[d]).sum();
+    assert_eq!(
+        (
+            gc_status(c, ".lastRun.measured.wouldFree.blobs"),
+            gc_status(c, ".lastRun.measured.wouldFree.bytes")
+        ),
+        (expected.len().to_string(), would_bytes.to_string()),
+        "status.garbageCollection.lastRun.measured of the dry run: {}",
+        gc_status(c, ".lastRun.measured")
+    );
     dry_run(false);
 }
 
@@ -523,7 +534,16 @@ async fn check_garbage_collection(
             pod.name
         );
     }
-    let freed = removed.iter().map(|d| before[*d]).sum();
+    let freed: u64 = removed.iter().map(|d| before[*d]).sum();
+    assert_eq!(
+        (
+            gc_status(c, ".lastRun.measured.freed.blobs"),
+            gc_status(c, ".lastRun.measured.freed.bytes")
+        ),
+        (removed.len().to_string(), freed.to_string()),
+        "status.garbageCollection.lastRun.measured: {}",
+        gc_status(c, ".lastRun.measured")
+    );
     (removed.len(), freed)
 }
 

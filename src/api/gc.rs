@@ -123,6 +123,46 @@ pub struct GcRun {
     /// What happened, for `result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The storage as measured during this run so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<GcMeasurement>,
+}
+
+/// Blob data in the fleet's storage: the `data` objects under `docker/registry/v2/blobs/`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageUsage {
+    /// Number of blobs.
+    pub blobs: i64,
+    /// Their bytes.
+    pub bytes: i64,
+}
+
+/// What a run found in the storage (listed by the operator while the fleet is read-only) and
+/// in its Job's log. Absent figures could not be measured; `note` says why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcMeasurement {
+    /// Blob data before the Job ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<StorageUsage>,
+    /// Blob data after the Job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<StorageUsage>,
+    /// What the run freed: `before` − `after` (not for a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freed: Option<StorageUsage>,
+    /// A dry run: the blobs its log named eligible for deletion and their bytes (as listed
+    /// before the Job ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_free: Option<StorageUsage>,
+    /// Manifests the Job's log named eligible for deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests_eligible: Option<i64>,
+    /// Why a figure is missing (e.g. storage that is not S3, a listing or log that could not be
+    /// read). Never a reason for the run itself to fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The last finished (or refused) run.
@@ -147,6 +187,9 @@ pub struct GcRecord {
     /// Whether it was a dry run.
     #[serde(default)]
     pub dry_run: bool,
+    /// Storage before and after, what was freed (or a dry run would free).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<GcMeasurement>,
 }
 
 /// Observed garbage-collection state; an operator restart resumes from here.

@@ -199,6 +199,14 @@ pub struct S3Storage {
     pub credentials_secret_ref: Option<S3CredentialsRef>,
 }
 
+impl S3Storage {
+    /// Whether the bucket is addressed as `endpoint/bucket`: asked for, or implied by an
+    /// S3-compatible endpoint (whose DNS rarely has a name per bucket).
+    pub fn path_style(&self) -> bool {
+        self.force_path_style || self.endpoint.is_some()
+    }
+}
+
 /// Secret holding an S3 access key pair.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]

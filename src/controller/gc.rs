@@ -13,8 +13,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, status};
+use super::{Context, Error, gc_measure, status};
 use crate::api::GC_REQUESTED_ANNOTATION;
+use crate::api::gc::{GcPhase, GcResult};
 use crate::api::registry::{Registry, RegistryStatus};
 use crate::conditions::{Desired, upsert};
 use crate::registry::Children;
@@ -88,7 +89,7 @@ pub async fn window(
         None => None,
     };
     let now = Timestamp::now();
-    let step = gc::step(&Input {
+    let mut step = gc::step(&Input {
         instance: &name,
         spec,
         status: &old,
@@ -99,6 +100,7 @@ pub async fn window(
         job: job.as_ref(),
         now,
     });
+    measure(ctx, obj, old.phase, &mut step).await;
     let run = step.status.current.as_ref();
     match (step.job, run.and_then(|r| r.job_name.as_deref())) {
         (JobAction::Create, Some(job_name)) => {
@@ -157,6 +159,32 @@ pub async fn window(
         .await;
     }
     Ok(step.wake)
+}
+
+/// Lists the storage when the Job is about to be created for the first time (every pod serves
+/// read-only), and again with the Job's log when it has just succeeded (the pods still serve
+/// read-only: they roll back in the next reconcile).
+async fn measure(ctx: &Context, obj: &Registry, was: GcPhase, step: &mut gc::Step) {
+    let phase = step.status.phase;
+    let Some(run) = step.status.current.as_mut() else {
+        return;
+    };
+    let entering = was == GcPhase::EnteringReadOnly && step.job == JobAction::Create;
+    if entering && run.measured.is_none() {
+        run.measured = Some(gc_measure::before(ctx, obj).await);
+    }
+    // After a failed or stopped Job too: it may have deleted part of what it found.
+    let ended = was == GcPhase::Collecting && phase == GcPhase::LeavingReadOnly;
+    if let (true, Some(job)) = (ended, run.job_name.clone()) {
+        let so_far = run.measured.take().unwrap_or_default();
+        let log = run.result == Some(GcResult::Succeeded);
+        run.measured = Some(gc_measure::after(ctx, obj, &job, run.dry_run, log, so_far).await);
+    }
+    if (entering || ended)
+        && let Some(note) = run.measured.as_ref().and_then(|m| m.note.as_deref())
+    {
+        tracing::warn!(note, "garbage-collection figures incomplete");
+    }
 }
 
 #[cfg(test)]

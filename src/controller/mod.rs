@@ -3,6 +3,7 @@
 //! status.
 
 mod gc;
+mod gc_measure;
 pub mod references;
 pub mod registry;
 pub mod replication;

@@ -292,7 +292,7 @@ fn s3(s: &S3Storage) -> S3 {
         secure: !endpoint
             .as_deref()
             .is_some_and(|e| e.starts_with("http://")),
-        forcepathstyle: s.force_path_style || endpoint.is_some(),
+        forcepathstyle: s.path_style(),
         regionendpoint: endpoint,
         rootdirectory: s.root_directory.clone(),
         encrypt: s.encrypt,

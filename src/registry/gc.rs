@@ -318,6 +318,7 @@ fn idle(input: &Input<'_>, mut st: GarbageCollectionStatus) -> Step {
             message: issue.to_string(),
             job_name: None,
             dry_run: spec.dry_run,
+            measured: None,
         };
         st.last_run = Some(record.clone());
         return Step {
@@ -492,7 +493,16 @@ fn leaving(input: &Input<'_>, mut st: GarbageCollectionStatus, run: GcRun) -> St
         message: run.message.clone().unwrap_or_default(),
         job_name: run.job_name.clone(),
         dry_run: run.dry_run,
+        measured: run
+            .measured
+            .clone()
+            .map(|m| super::gc_report::finish(m, run.dry_run)),
     };
+    let figures = record
+        .measured
+        .as_ref()
+        .and_then(super::gc_report::summary)
+        .map_or_else(String::new, |s| format!("; {s}"));
     st.phase = GcPhase::Idle;
     st.current = None;
     st.last_run = Some(record.clone());
@@ -505,7 +515,7 @@ fn leaving(input: &Input<'_>, mut st: GarbageCollectionStatus, run: GcRun) -> St
                 _ => "GarbageCollectionFailed",
             },
             message: format!(
-                "{}; the fleet serves read-write again after {} s",
+                "{}{figures}; the fleet serves read-write again after {} s",
                 record.message, record.duration_seconds
             ),
         }),

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod gc;
 pub mod gc_job;
+pub mod gc_report;
 pub mod generated;
 pub mod names;
 pub mod objects;
