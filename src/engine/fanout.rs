@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::copy::CopyError;
+use super::copy_error::CopyError;
 use super::digest::{Digest, Verifier};
 use super::limit::Limiter;
 use super::store::Store;

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod copy;
+pub mod copy_error;
 pub mod digest;
 pub mod fanout;
 pub mod filter;

@@ -40,21 +40,7 @@ impl std::fmt::Debug for GeneratedSecrets {
     }
 }
 
-/// A fresh random `http.secret`: 32 bytes from the OS-seeded CSPRNG, hex encoded.
-pub fn generate_http_secret() -> String {
-    random_hex()
-}
-
-/// A fresh random bearer token for notifications: 32 random bytes, hex encoded.
-pub fn generate_token() -> String {
-    random_hex()
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes);
-    hex::encode(bytes)
-}
+pub use super::random::{generate_http_secret, generate_token};
 
 /// The string value of `key` in an existing Secret (`data`, then `stringData`), if present and
 /// non-empty UTF-8.

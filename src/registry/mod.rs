@@ -12,6 +12,7 @@ pub mod objects;
 pub mod operator_account;
 pub mod ownership;
 pub mod pod;
+pub mod random;
 pub mod status;
 pub mod validate;
 

@@ -58,7 +58,7 @@ pub fn account(
     existing_password: Option<String>,
     existing_htpasswd: Option<&str>,
 ) -> Result<OperatorAccount, bcrypt::BcryptError> {
-    let password = existing_password.unwrap_or_else(super::generated::generate_token);
+    let password = existing_password.unwrap_or_else(super::random::generate_token);
     let kept = existing_htpasswd.and_then(|file| {
         file.lines()
             .find(|l| user_of(l) == Some(OPERATOR_USERNAME))
