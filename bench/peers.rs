@@ -9,7 +9,9 @@
 //! `FLOTILLA_BIN=<path>` runs another build of flotilla (to compare two builds).
 //! crane and regsync are built from their Go modules into `~/.cache/flotilla/bin/<tool>-<version>/`.
 
-#[path = "../tests/support/registry.rs"]
+#[path = "../tests/it/support/ports.rs"]
+mod ports;
+#[path = "../tests/it/support/registry.rs"]
 mod registry;
 
 use std::path::{Path, PathBuf};

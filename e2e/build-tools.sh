@@ -80,7 +80,7 @@ build_module helm "$HELM_VERSION" $helm_x/cmd/helm "-X $helm_x/internal/version.
   -X $helm_x/pkg/lint/rules.k8sVersionMajor=1 -X $helm_x/pkg/lint/rules.k8sVersionMinor=37 \
   -X $helm_x/pkg/chartutil.k8sVersionMajor=1 -X $helm_x/pkg/chartutil.k8sVersionMinor=37"
 build_module kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
-# promtool (alert rule checks and unit tests: tests/chart_alerts.rs), from the Prometheus module.
+# promtool (alert rule checks and unit tests: tests/it/chart_alerts.rs), from the Prometheus module.
 PROMTOOL_VERSION=v0.316.0
 build_module promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
 # --- supply chain (tests/engine_signatures*.rs) ------------------------------------------------

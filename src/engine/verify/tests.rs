@@ -1,5 +1,5 @@
 //! The verdicts, with keys and signatures made here by the same crate (real cosign
-//! signatures are the integration tests' part: tests/engine_signatures.rs).
+//! signatures are the integration tests' part: tests/it/engine_signatures.rs).
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
