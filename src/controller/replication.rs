@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use super::{
@@ -43,10 +43,16 @@ pub fn controller(
     scope: &Scope,
     secrets: Api<super::SecretMeta>,
 ) -> Controller<ReplicationPolicy> {
-    let controller = Controller::new(
+    let (reader, writer) = reflector::store();
+    let policies = watcher(
         scope.api::<ReplicationPolicy>(client),
         watcher::Config::default(),
-    );
+    )
+    .default_backoff()
+    .modify(super::trim_for_cache)
+    .reflect(writer)
+    .applied_objects();
+    let controller = Controller::for_stream(policies, reader);
     let by_secret = controller.store();
     let by_registry = controller.store();
     controller

@@ -130,7 +130,9 @@ impl Cluster {
             .expect("run kubectl")
     }
 
-    /// Runs kubectl with `stdin` piped in.
+    /// Runs kubectl with `stdin` piped in. The input is written by a thread of its own while
+    /// the output is read: kubectl answers as it reads, and a large input would otherwise
+    /// fill both pipes and wait forever.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new(&self.kubectl)
@@ -142,13 +144,12 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("kubectl output")
+        let mut pipe = child.stdin.take().expect("stdin");
+        let input = stdin.to_string();
+        let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+        let out = child.wait_with_output().expect("kubectl output");
+        writer.join().expect("stdin writer").expect("write stdin");
+        out
     }
 
     /// Runs kubectl and returns stdout, panicking with stderr on failure.
