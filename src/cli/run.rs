@@ -173,7 +173,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 /// Name of the leader-election Lease.
 pub const LEASE_NAME: &str = "flotilla-leader";
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
