@@ -2,6 +2,7 @@
 //! validation and status. Nothing here performs I/O; the reconciler dereferences, calls these,
 //! and applies what they return.
 
+pub mod access;
 pub mod config;
 pub mod gc;
 pub mod gc_job;

@@ -173,7 +173,12 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
         });
         mounts.push(mount("tls", TLS_DIR));
     }
-    if spec.auth.is_some() {
+    if spec.access.is_some() {
+        // Token auth: the registry trusts the token certificate; users are the sidecar's.
+        let (token_volumes, cert_mount, _) = super::access::volumes(names);
+        volumes.extend(token_volumes);
+        mounts.push(cert_mount);
+    } else if spec.auth.is_some() {
         // The generated Secret's file: the user's entries plus the operator's account.
         volumes.push(Volume {
             secret: Some(SecretVolumeSource {
@@ -286,6 +291,7 @@ pub fn template(
     names: &Names,
     env: Vec<EnvVar>,
     checksum: &str,
+    token_service_image: Option<&str>,
 ) -> PodTemplateSpec {
     let overrides = spec.pod.clone().unwrap_or_default();
     let (volumes, volume_mounts) = volumes(spec, names);
@@ -327,6 +333,12 @@ pub fn template(
         }),
         ..Container::default()
     };
+    let sidecar = token_service_image
+        .filter(|_| spec.access.is_some())
+        .map(|image| {
+            let (_, _, mounts) = super::access::volumes(names);
+            super::access::sidecar(image, mounts, security_context())
+        });
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_CHECKSUM_ANNOTATION.into(), checksum.into());
     let spread = if overrides.topology_spread_constraints.is_empty() {
@@ -341,7 +353,7 @@ pub fn template(
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container],
+            containers: std::iter::once(container).chain(sidecar).collect(),
             volumes: Some(volumes),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
