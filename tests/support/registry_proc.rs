@@ -112,7 +112,8 @@ impl Drop for RegistryProc {
 }
 
 /// Rewrites the in-pod addresses and paths of a rendered config to local ones: `http.addr`,
-/// `http.debug.addr`, filesystem root directory, htpasswd and TLS file paths. Nothing else.
+/// `http.debug.addr`, filesystem root directory, htpasswd, token certificate and TLS file
+/// paths. Nothing else.
 pub fn localize(config: &str, port: u16, debug_port: u16, dir: &Path) -> String {
     let mut v: serde_yaml::Value = serde_yaml::from_str(config).expect("rendered config is YAML");
     let s = |x: String| serde_yaml::Value::String(x);
@@ -121,8 +122,16 @@ pub fn localize(config: &str, port: u16, debug_port: u16, dir: &Path) -> String 
     if v["storage"].get("filesystem").is_some() {
         v["storage"]["filesystem"]["rootdirectory"] = s(dir.join("data").display().to_string());
     }
-    if v.get("auth").is_some() {
+    if v["auth"].get("htpasswd").is_some() {
         v["auth"]["htpasswd"]["path"] = s(dir.join("htpasswd").display().to_string());
+    }
+    if v["auth"].get("token").is_some() {
+        let bundle = v["auth"]["token"]["rootcertbundle"]
+            .as_str()
+            .and_then(|p| Path::new(p).file_name())
+            .expect("rootcertbundle names a file")
+            .to_owned();
+        v["auth"]["token"]["rootcertbundle"] = s(dir.join(bundle).display().to_string());
     }
     if v["http"].get("tls").is_some() {
         v["http"]["tls"]["certificate"] = s(dir.join("tls.crt").display().to_string());
