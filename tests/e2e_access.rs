@@ -5,7 +5,7 @@
 //! kubelet: it starts the real `docker-registry` from the ConfigMap, environment and Secret
 //! files the operator rendered, and `flotilla token-service` from the sidecar container's own
 //! arguments and Secret volumes, adapting only addresses and paths (the token realm points at
-//! the local token port instead of `<name>.<namespace>.svc:5002`). When a mounted Secret
+//! `localhost:<local token port>` instead of `<name>.<namespace>.svc:5002`). When a mounted Secret
 //! changes, the test rewrites the files as the kubelet's refresh would.
 
 #[path = "support/cluster.rs"]
@@ -87,6 +87,25 @@ fn registry_yaml(name: &str, rules: &str) -> String {
     )
 }
 
+/// A `kubernetes.io/tls` Secret for 127.0.0.1 (where the test runs the pod) with the test CA
+/// as `ca.crt`, as cert-manager writes it; returns the CA certificate's path.
+fn tls_secret(c: &Cluster, name: &str) -> std::path::PathBuf {
+    let dir = logs_dir().join(name);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    let ca = registry::TestCa::new(&dir, "flotilla-access-test-ca");
+    let (crt, key) = ca.server_cert(name);
+    let b64 = |f: &std::path::Path| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
+    };
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
+        b64(&crt),
+        b64(&key),
+        b64(&ca.cert)
+    ));
+    ca.cert.clone()
+}
+
 fn pod_of(c: &Cluster, name: &str) -> PodSpec {
     let deployment: Deployment = get_json(c, &format!("deployment/{name}"));
     deployment.spec.template.spec.expect("pod template")
@@ -130,11 +149,23 @@ async fn run_pod(c: &Cluster, name: &str, port: u16) -> Member {
     }
     let rendered = c.jsonpath(&format!("configmap/{name}-config"), "{.data.config\\.yml}");
     let mut config: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("yaml");
+    let scheme = if config["http"].get("tls").is_some() {
+        "https"
+    } else {
+        "http"
+    };
     assert_eq!(
         config["auth"]["token"]["realm"].as_str(),
-        Some(format!("http://{name}.default.svc:5002/token").as_str())
+        Some(format!("{scheme}://{name}.default.svc:5002/token").as_str())
     );
-    config["auth"]["token"]["realm"] = format!("{}/token", token.url).into();
+    assert!(
+        token.url.starts_with(scheme),
+        "the token service serves {scheme}"
+    );
+    // By name, as in the cluster (`<name>.<namespace>.svc`): crane refuses a realm that is a
+    // private IP literal on another port than the registry's.
+    let realm = format!("{}/token", token.url.replace("127.0.0.1", "localhost"));
+    config["auth"]["token"]["realm"] = realm.into();
     let config = serde_yaml::to_string(&config).expect("yaml");
     let mut registry_pod = pod.clone();
     registry_pod.containers.truncate(1);
@@ -273,6 +304,9 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
     let edge_port = std::iter::repeat_with(registry_proc::free_port)
         .find(|p| *p != hq_port)
         .expect("a second free port");
+    let secure_port = std::iter::repeat_with(registry_proc::free_port)
+        .find(|p| *p != hq_port && *p != edge_port)
+        .expect("a third free port");
     let op = Operator::start_with(
         &c,
         &logs_dir(),
@@ -281,6 +315,8 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
             &format!("default/hq=http://127.0.0.1:{hq_port}"),
             "--registry-url",
             &format!("default/edge=http://127.0.0.1:{edge_port}"),
+            "--registry-url",
+            &format!("default/secure=https://127.0.0.1:{secure_port}"),
             "--token-service-image=ghcr.io/flotilla-dev/flotilla:test",
         ],
         &[],
@@ -305,6 +341,15 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
         "edge",
         "\n    - {repositories: [\"imports/**\"], users: [alice], actions: [pull, push]}",
     ));
+    // HTTPS: the registry and its token service serve the Registry's certificate.
+    let ca = tls_secret(&c, "secure-tls");
+    c.apply(&format!(
+        "{}  tls: {{secretName: secure-tls}}\n",
+        registry_yaml(
+            "secure",
+            "\n    - {repositories: [\"team-a/**\"], anonymous: [pull]}"
+        )
+    ));
     wait_for("the bad rule named in a condition", WAIT, || {
         c.jsonpath(
             "registry/bad",
@@ -326,6 +371,7 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
     }
     let hq = run_pod(&c, "hq", hq_port).await;
     let edge = run_pod(&c, "edge", edge_port).await;
+    let secure = run_pod(&c, "secure", secure_port).await;
     let host = hq.registry.host.clone();
 
     // Content: library/base pushed by an admin, pulled by anyone.
@@ -497,16 +543,29 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
         "alice pushes imports/tool at edge",
     );
     c.apply(
-        "apiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {name: out}\nspec:\n  source: {registryRef: {name: hq}}\n  repositories: {include: [\"team-a/**\"]}\n  destinations:\n  - {name: edge, registryRef: {name: edge}}\n---\napiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {name: in}\nspec:\n  source: {registryRef: {name: edge}}\n  repositories: {include: [\"imports/**\"]}\n  destinations:\n  - {name: hq, registryRef: {name: hq}}\n",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {name: out}\nspec:\n  source: {registryRef: {name: hq}}\n  repositories: {include: [\"team-a/**\"]}\n  destinations:\n  - {name: edge, registryRef: {name: edge}}\n  - {name: secure, registryRef: {name: secure}}\n---\napiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {name: in}\nspec:\n  source: {registryRef: {name: edge}}\n  repositories: {include: [\"imports/**\"]}\n  destinations:\n  - {name: hq, registryRef: {name: hq}}\n",
     );
-    for p in ["out", "in"] {
+    for (p, n) in [("out", 2), ("in", 1)] {
         wait_for(&format!("policy {p} in sync"), WAIT, || {
             c.jsonpath(
                 &format!("replicationpolicy/{p}"),
                 r#"{.status.conditions[?(@.type=="Ready")].reason}/{.status.destinationsInSync}"#,
-            ) == "InSync/1/1"
+            ) == format!("InSync/{n}/{n}")
         });
     }
+    // At the HTTPS fleet: an anonymous pull trusting only the test CA (registry and realm),
+    // an anonymous push refused.
+    let secure_host = secure.registry.host.clone();
+    let pulled =
+        registry::skopeo_raw_trusting(&logs_dir(), &ca, &format!("{secure_host}/team-a/app:v1"));
+    assert_eq!(
+        pulled, manifest,
+        "replicated into the HTTPS fleet by registryRef"
+    );
+    refused(
+        &skopeo_push(&src, &format!("{secure_host}/team-a/other:v1"), None),
+        "anonymous push over HTTPS",
+    );
     let out = ok(
         &skopeo_inspect(
             &format!("{}/team-a/app:v1", edge.registry.host),
@@ -555,6 +614,7 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
     let logs = [
         ("hq token service", hq.token.log()),
         ("edge token service", edge.token.log()),
+        ("secure token service", secure.token.log()),
         ("operator", op.log()),
     ];
     assert!(

@@ -6,3 +6,4 @@ pub mod bundle;
 pub mod jwt;
 pub mod rules;
 pub mod service;
+pub mod tls;

@@ -22,6 +22,9 @@ pub struct TokenServiceArgs {
     /// Directory holding `token-key.pem` and `token-cert.pem`.
     #[arg(long)]
     pub key_dir: PathBuf,
+    /// Directory holding `tls.crt` and `tls.key`: serve HTTPS (the Registry's `spec.tls`).
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
     /// Log line format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -44,11 +47,26 @@ pub async fn run(args: TokenServiceArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(addr = %args.listen, "serving tokens on /token");
+    let tls = match args.tls_dir.as_deref().map(crate::access::tls::acceptor) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(addr = %args.listen, https = tls.is_some(), "serving tokens on /token");
     let watcher = tokio::spawn(service::watch(service.clone()));
-    let served = axum::serve(listener, service::router(service))
-        .with_graceful_shutdown(super::run::shutdown_signal())
-        .await;
+    let router = service::router(service);
+    let shutdown = super::run::shutdown_signal();
+    let served = match tls {
+        Some(acceptor) => crate::access::tls::serve(listener, acceptor, router, shutdown).await,
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     watcher.abort();
     match served {
         Ok(()) => ExitCode::SUCCESS,

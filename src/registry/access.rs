@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::TokenAuth;
 use super::names::{
-    ACCESS_DIR, Names, OPERATOR_USERNAME, TOKEN_CERT_DIR, TOKEN_CERT_KEY, TOKEN_KEY_DIR,
+    ACCESS_DIR, Names, OPERATOR_USERNAME, TLS_DIR, TOKEN_CERT_DIR, TOKEN_CERT_KEY, TOKEN_KEY_DIR,
     TOKEN_KEY_KEY, TOKEN_PORT,
 };
 use crate::access::bundle::{BUNDLE_KEY, Bundle, USERS_KEY, parse_groups};
@@ -29,8 +29,6 @@ pub const INVALID_ACCESS_RULE: &str = "InvalidAccessRule";
 pub const GROUPS_INVALID: &str = "GroupsInvalid";
 /// Reason: the operator does not know which image runs the token service.
 pub const TOKEN_SERVICE_IMAGE_UNKNOWN: &str = "TokenServiceImageUnknown";
-/// Reason: a combination not supported yet.
-pub const ACCESS_UNSUPPORTED: &str = "AccessUnsupported";
 /// Field of the groups Secret reference.
 pub const GROUPS_FIELD: &str = "spec.access.groupsSecretRef";
 
@@ -43,7 +41,7 @@ fn issue(field: String, reason: &'static str, message: String) -> Issue {
 }
 
 /// What the schema cannot check about `spec.access`: globs, groups without a groups Secret,
-/// the reserved operator user, combinations not supported.
+/// the reserved operator user, an operator that knows no token service image.
 pub fn validate(spec: &RegistrySpec, token_service_image: Option<&str>) -> Vec<Issue> {
     let Some(access) = &spec.access else {
         return Vec::new();
@@ -82,13 +80,6 @@ pub fn validate(spec: &RegistrySpec, token_service_image: Option<&str>) -> Vec<I
                 format!("{field} names groups but no groups are defined; set {GROUPS_FIELD} to a Secret key in htgroup format (`group: user1 user2`)"),
             ));
         }
-    }
-    if spec.tls.is_some() {
-        issues.push(issue(
-            "spec.access".into(),
-            ACCESS_UNSUPPORTED,
-            "the token service does not serve HTTPS yet, and clients would send passwords to it in the clear; remove spec.tls or spec.access".into(),
-        ));
     }
     if token_service_image.is_none() {
         issues.push(issue(
@@ -143,10 +134,11 @@ pub fn secret_data(
 }
 
 /// Distribution's `auth.token` for the fleet: clients are sent to the token port of the
-/// fleet's own Service host.
-pub fn token_auth(names: &Names) -> TokenAuth {
+/// fleet's own Service host, over HTTPS when the registry serves HTTPS.
+pub fn token_auth(names: &Names, tls: bool) -> TokenAuth {
+    let scheme = if tls { "https" } else { "http" };
     TokenAuth {
-        realm: format!("http://{}:{TOKEN_PORT}/token", names.token_service()),
+        realm: format!("{scheme}://{}:{TOKEN_PORT}/token", names.token_service()),
         service: names.token_service(),
         issuer: names.token_issuer(),
         rootcertbundle: format!("{TOKEN_CERT_DIR}/{TOKEN_CERT_KEY}"),
@@ -184,9 +176,9 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 }
 
 /// The pod's token volumes, the registry container's mount (the certificate only) and the
-/// sidecar's mounts (rules, users, key). The access Secret is mounted whole, without
-/// `subPath`, so the kubelet refreshes it in place.
-pub fn volumes(names: &Names) -> (Vec<Volume>, VolumeMount, Vec<VolumeMount>) {
+/// sidecar's mounts (rules, users, key; the registry's `tls` volume when `tls`). The access
+/// Secret is mounted whole, without `subPath`, so the kubelet refreshes it in place.
+pub fn volumes(names: &Names, tls: bool) -> (Vec<Volume>, VolumeMount, Vec<VolumeMount>) {
     let generated = names.generated_secret();
     (
         vec![
@@ -199,28 +191,34 @@ pub fn volumes(names: &Names) -> (Vec<Volume>, VolumeMount, Vec<VolumeMount>) {
             secret_volume("access", names.access_secret(), None),
         ],
         mount("token-cert", TOKEN_CERT_DIR),
-        vec![
-            mount("access", ACCESS_DIR),
-            mount("token-key", TOKEN_KEY_DIR),
-        ],
+        std::iter::once(mount("access", ACCESS_DIR))
+            .chain([mount("token-key", TOKEN_KEY_DIR)])
+            .chain(tls.then(|| mount("tls", TLS_DIR)))
+            .collect(),
     )
 }
 
-/// The token service sidecar: `flotilla token-service` from `image`.
+/// The token service sidecar: `flotilla token-service` from `image`, serving HTTPS with the
+/// registry's certificate when `tls`.
 pub fn sidecar(
     image: &str,
+    tls: bool,
     mounts: Vec<VolumeMount>,
     security: k8s_openapi::api::core::v1::SecurityContext,
 ) -> Container {
+    let mut args = vec![
+        "token-service".to_string(),
+        format!("--listen=0.0.0.0:{TOKEN_PORT}"),
+        format!("--access-dir={ACCESS_DIR}"),
+        format!("--key-dir={TOKEN_KEY_DIR}"),
+    ];
+    if tls {
+        args.push(format!("--tls-dir={TLS_DIR}"));
+    }
     Container {
         name: "token-service".into(),
         image: Some(image.into()),
-        args: Some(vec![
-            "token-service".into(),
-            format!("--listen=0.0.0.0:{TOKEN_PORT}"),
-            format!("--access-dir={ACCESS_DIR}"),
-            format!("--key-dir={TOKEN_KEY_DIR}"),
-        ]),
+        args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some("token".into()),
             container_port: TOKEN_PORT,
@@ -231,7 +229,7 @@ pub fn sidecar(
             http_get: Some(HTTPGetAction {
                 path: Some("/healthz".into()),
                 port: IntOrString::String("token".into()),
-                scheme: Some("HTTP".into()),
+                scheme: Some(if tls { "HTTPS" } else { "HTTP" }.into()),
                 ..HTTPGetAction::default()
             }),
             period_seconds: Some(5),
@@ -306,9 +304,31 @@ mod tests {
         assert_eq!(b.service, "hq.fleet.svc");
         assert_eq!(b.issuer, "flotilla/fleet/hq");
         assert_eq!(b.expiry_seconds, 60);
-        let t = token_auth(&names);
+        let t = token_auth(&names, false);
         assert_eq!(t.realm, "http://hq.fleet.svc:5002/token");
+        assert_eq!(
+            token_auth(&names, true).realm,
+            "https://hq.fleet.svc:5002/token"
+        );
         assert_eq!(t.service, b.service);
         assert!(groups("bad line").is_err_and(|i| i.message.contains("line 1")));
+    }
+
+    #[test]
+    fn with_tls_the_sidecar_serves_https_with_the_registry_certificate() {
+        let names = Names::new("hq", "fleet");
+        let (_, _, mounts) = volumes(&names, true);
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.name == "tls" && m.mount_path == TLS_DIR)
+        );
+        let c = sidecar("img", true, mounts, Default::default());
+        let args = c.args.expect("args");
+        assert!(args.contains(&format!("--tls-dir={TLS_DIR}")), "{args:?}");
+        let probe = c.readiness_probe.and_then(|p| p.http_get).expect("probe");
+        assert_eq!(probe.scheme.as_deref(), Some("HTTPS"));
+        let (_, _, plain) = volumes(&names, false);
+        assert!(!plain.iter().any(|m| m.name == "tls"));
     }
 }

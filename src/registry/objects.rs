@@ -110,7 +110,10 @@ pub fn build(
         &registry.spec
     };
 
-    let token = spec.access.as_ref().map(|_| access::token_auth(&names));
+    let token = spec
+        .access
+        .as_ref()
+        .map(|_| access::token_auth(&names, spec.tls.is_some()));
     let config = render_config(spec, token.as_ref())?;
     let endpoints = match (
         spec.notifications,

@@ -175,7 +175,7 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
     }
     if spec.access.is_some() {
         // Token auth: the registry trusts the token certificate; users are the sidecar's.
-        let (token_volumes, cert_mount, _) = super::access::volumes(names);
+        let (token_volumes, cert_mount, _) = super::access::volumes(names, spec.tls.is_some());
         volumes.extend(token_volumes);
         mounts.push(cert_mount);
     } else if spec.auth.is_some() {
@@ -336,8 +336,9 @@ pub fn template(
     let sidecar = token_service_image
         .filter(|_| spec.access.is_some())
         .map(|image| {
-            let (_, _, mounts) = super::access::volumes(names);
-            super::access::sidecar(image, mounts, security_context())
+            let tls = spec.tls.is_some();
+            let (_, _, mounts) = super::access::volumes(names, tls);
+            super::access::sidecar(image, tls, mounts, security_context())
         });
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_CHECKSUM_ANNOTATION.into(), checksum.into());

@@ -19,7 +19,7 @@ pub struct TokenProc {
     args: Vec<String>,
     /// (Secret, items or every key, local directory) of each mounted Secret volume.
     mounts: Vec<(String, Option<Vec<String>>, PathBuf)>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when the sidecar serves TLS.
     pub url: String,
     logs: Vec<PathBuf>,
 }
@@ -76,12 +76,17 @@ impl TokenProc {
             args[0], "token-service",
             "the sidecar runs flotilla token-service"
         );
+        let scheme = if args.iter().any(|a| a.starts_with("--tls-dir=")) {
+            "https"
+        } else {
+            "http"
+        };
         let mut proc = TokenProc {
             child: None,
             dir,
             args,
             mounts,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             logs: Vec::new(),
         };
         proc.refresh(secret);
@@ -130,7 +135,7 @@ impl TokenProc {
                 panic!("token service exited with {status}: {}", self.log());
             }
             let ok = Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", &health])
+                .args(["-skf", "-o", "/dev/null", &health])
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
