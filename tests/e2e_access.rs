@@ -51,17 +51,6 @@ fn logs_dir() -> std::path::PathBuf {
     dir
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(c: &Cluster, resource: &str) -> T {
-    let json = c.kubectl_ok(&["get", resource, "-o", "json"]);
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{resource}: {e}"))
-}
-
-fn secret_key(c: &Cluster, name: &str, key: &str) -> Option<Vec<u8>> {
-    let out = c.kubectl(&["get", &format!("secret/{name}"), "-o", "json"]);
-    let secret: Secret = serde_json::from_slice(&out.stdout).ok()?;
-    secret.data?.remove(key).map(|b| b.0)
-}
-
 fn string_secret(name: &str, key: &str, value: &str) -> String {
     let indented = value.replace('\n', "\n    ");
     format!(
@@ -87,27 +76,17 @@ fn registry_yaml(name: &str, rules: &str) -> String {
     )
 }
 
-/// A `kubernetes.io/tls` Secret for 127.0.0.1 (where the test runs the pod) with the test CA
-/// as `ca.crt`, as cert-manager writes it; returns the CA certificate's path.
+/// A `kubernetes.io/tls` Secret of a fresh test CA; returns the CA certificate's path.
 fn tls_secret(c: &Cluster, name: &str) -> std::path::PathBuf {
     let dir = logs_dir().join(name);
     std::fs::create_dir_all(&dir).expect("cert dir");
     let ca = registry::TestCa::new(&dir, "flotilla-access-test-ca");
-    let (crt, key) = ca.server_cert(name);
-    let b64 = |f: &std::path::Path| {
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
-    };
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
-        b64(&crt),
-        b64(&key),
-        b64(&ca.cert)
-    ));
+    c.apply(&ca.tls_secret_yaml(name));
     ca.cert.clone()
 }
 
 fn pod_of(c: &Cluster, name: &str) -> PodSpec {
-    let deployment: Deployment = get_json(c, &format!("deployment/{name}"));
+    let deployment: Deployment = c.get_json(&format!("deployment/{name}"));
     deployment.spec.template.spec.expect("pod template")
 }
 
@@ -130,23 +109,9 @@ async fn run_pod(c: &Cluster, name: &str, port: u16) -> Member {
     let token_port = std::iter::repeat_with(registry_proc::free_port)
         .find(|p| *p != port)
         .expect("a free port");
-    let secret = |n: &str| get_json::<Secret>(c, &format!("secret/{n}"));
+    let secret = |n: &str| c.get_json::<Secret>(&format!("secret/{n}"));
     let token = TokenProc::start(&pod, token_port, logs_dir().join(name), &secret);
-    let mut secrets = Vec::new();
-    for v in pod.volumes.iter().flatten() {
-        if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            secrets.push(secret(&s));
-        }
-    }
-    for e in pod.containers[0].env.iter().flatten() {
-        if let Some(r) = e
-            .value_from
-            .as_ref()
-            .and_then(|f| f.secret_key_ref.as_ref())
-        {
-            secrets.push(secret(&r.name));
-        }
-    }
+    let secrets = registry_proc::pod_secrets(&pod, &secret);
     let rendered = c.jsonpath(&format!("configmap/{name}-config"), "{.data.config\\.yml}");
     let mut config: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("yaml");
     let scheme = if config["http"].get("tls").is_some() {
@@ -181,7 +146,7 @@ async fn run_pod(c: &Cluster, name: &str, port: u16) -> Member {
 
 fn refresh(c: &Cluster, m: &Member) {
     m.token
-        .refresh(&|n: &str| get_json::<Secret>(c, &format!("secret/{n}")));
+        .refresh(&|n: &str| c.get_json::<Secret>(&format!("secret/{n}")));
 }
 
 fn run(cmd: &mut Command, what: &str) -> Output {
@@ -270,6 +235,31 @@ async fn token(url: &str, user: Option<&str>, scope: &str) -> (u16, serde_json::
     let r = req.send().await.expect("token request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or_default())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Status of a GET of a manifest with a bearer token (curl, the header from stdin, so the
+/// token is not in a process listing).
+fn bearer_get(url: &str, token: &str) -> u16 {
+    use std::io::Write as _;
+    let mut child = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "@-"])
+        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"])
+        .arg(url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "Authorization: Bearer {token}").expect("header");
+    drop(stdin);
+    let out = child.wait_with_output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
 fn claims(jwt: &str) -> serde_json::Value {
@@ -362,7 +352,8 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
             &format!("{name}'s access Secret and Deployment"),
             WAIT,
             || {
-                secret_key(&c, &format!("{name}-access"), "access.json").is_some()
+                c.secret_key(&format!("{name}-access"), "access.json")
+                    .is_some()
                     && c.kubectl(&["get", &format!("deployment/{name}")])
                         .status
                         .success()
@@ -463,7 +454,7 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
         ),
     ));
     wait_for("the new rule in hq-access", WAIT, || {
-        secret_key(&c, "hq-access", "access.json")
+        c.secret_key("hq-access", "access.json")
             .is_some_and(|b| String::from_utf8_lossy(&b).matches("team-b/**").count() == 2)
     });
     refresh(&c, &hq);
@@ -503,7 +494,7 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
         &htpasswd(&["alice", "root", "carol"]),
     ));
     wait_for("bob gone from hq-access", WAIT, || {
-        secret_key(&c, "hq-access", "htpasswd")
+        c.secret_key("hq-access", "htpasswd")
             .is_some_and(|f| !String::from_utf8_lossy(&f).contains("bob:"))
     });
     refresh(&c, &hq);
@@ -532,6 +523,14 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
     );
     let (wrong, _) = token(&hq.token.url, None, "repository:team-a/app:pull").await;
     assert_eq!(wrong, 200, "anonymous gets a token, with no access");
+    // The token bob got before lives on until it expires (checked at the end).
+    let old_exp = cl["exp"].as_i64().expect("exp");
+    let bobs_url = format!("{}/v2/team-b/app/manifests/v1", hq.registry.url);
+    assert_eq!(
+        bearer_get(&bobs_url, &old_token),
+        200,
+        "an issued token is valid until it expires"
+    );
 
     // Replication out of and into the fleet through registryRef, with the operator's account.
     ok(
@@ -587,29 +586,40 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
     let mut hq = hq;
     hq.token.restart();
     let manifest_url = format!("{}/v2/team-a/app/manifests/v1", hq.registry.url);
-    let accept = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json";
-    let r = reqwest::Client::new()
-        .get(&manifest_url)
-        .bearer_auth(&kept)
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("manifest");
-    assert_eq!(r.status().as_u16(), 200, "a token from before the restart");
+    assert_eq!(
+        bearer_get(&manifest_url, &kept),
+        200,
+        "a token from before the restart"
+    );
     let (_, after) = token(&hq.token.url, Some("alice"), "repository:team-a/app:pull").await;
     let fresh = after["token"].as_str().expect("token").to_string();
-    let r = reqwest::Client::new()
-        .get(&manifest_url)
-        .bearer_auth(&fresh)
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("manifest");
-    assert_eq!(r.status().as_u16(), 200, "a token from after the restart");
+    assert_eq!(
+        bearer_get(&manifest_url, &fresh),
+        200,
+        "a token from after the restart"
+    );
+
+    // Bob's old token: refused once expired (Distribution adds up to 60 s clock-skew leeway).
+    let deadline = Duration::from_secs(u64::try_from(old_exp - unix_now() + 75).unwrap_or(0));
+    let mut refused_at = 0;
+    wait_for("bob's old token refused after its expiry", deadline, || {
+        let status = bearer_get(&bobs_url, &old_token);
+        refused_at = unix_now();
+        status == 401
+    });
+    assert!(
+        refused_at >= old_exp,
+        "refused {}s before its expiry",
+        old_exp - refused_at
+    );
+    eprintln!(
+        "bob's old token refused {}s after its exp",
+        refused_at - old_exp
+    );
 
     // No password and no token in any log.
     let operator_password =
-        String::from_utf8(secret_key(&c, "hq-generated", "password").expect("password"))
+        String::from_utf8(c.secret_key("hq-generated", "password").expect("password"))
             .expect("utf-8");
     let logs = [
         ("hq token service", hq.token.log()),

@@ -98,11 +98,16 @@ pub fn load(dir: &Path) -> Result<Loaded, ServiceError> {
     })
 }
 
+/// Password checks (bcrypt) running at once; more wait, so a flood of wrong passwords costs
+/// the pod at most this many cores.
+const MAX_CONCURRENT_CHECKS: usize = 2;
+
 /// The service's state.
 pub struct Service {
     signer: Signer,
     current: RwLock<Arc<Loaded>>,
     dir: PathBuf,
+    checks: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -122,6 +127,7 @@ impl Service {
             signer,
             current: RwLock::new(Arc::new(loaded)),
             dir: access_dir.to_path_buf(),
+            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
         })
     }
 
@@ -203,6 +209,9 @@ async fn token(
         Some(Ok((user, password))) => {
             let file = loaded.clone();
             let name = user.clone();
+            let Ok(_permit) = service.checks.acquire().await else {
+                return unauthorized();
+            };
             let ok = tokio::task::spawn_blocking(move || {
                 verify_password(&file.htpasswd, &name, &password)
             })

@@ -65,6 +65,7 @@ pub fn controller(
                 .filter(|r| {
                     r.namespace() == ns
                         && (Names::new(r.name_any(), "").generated_secret() == name
+                            || Names::new(r.name_any(), "").access_secret() == name
                             || references::registry_secrets(&r.spec)
                                 .iter()
                                 .any(|s| s.name == name))

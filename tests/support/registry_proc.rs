@@ -79,6 +79,25 @@ pub fn secret_files(
         .collect()
 }
 
+/// Every Secret the registry container of `pod` reads (its Secret volumes and the
+/// `secretKeyRef`s of its environment), fetched by `get`.
+pub fn pod_secrets(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    get: &dyn Fn(&str) -> k8s_openapi::api::core::v1::Secret,
+) -> Vec<k8s_openapi::api::core::v1::Secret> {
+    let volumes = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone());
+    let env = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some(e.value_from.as_ref()?.secret_key_ref.as_ref()?.name.clone()));
+    volumes.chain(env).map(|n| get(&n)).collect()
+}
+
 fn secret_value(secrets: &[k8s_openapi::api::core::v1::Secret], name: &str, key: &str) -> String {
     let s = secrets
         .iter()
