@@ -111,52 +111,8 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Dereference.
-    let mut issues: Vec<Issue> = validate(&obj.spec);
-    issues.extend(access::validate(
-        &obj.spec,
-        ctx.token_service_image.as_deref(),
-    ));
-    let mut access_groups = Default::default();
-    let mut proxy_secret = None;
-    let mut user_htpasswd = None;
-    for req in references::registry_secrets(&obj.spec) {
-        let found = secrets.get_opt(&req.name).await?;
-        if let Some(p) = references::check_secret(&req, &ns, found.as_ref()) {
-            issues.push(Issue {
-                reason: secret_reason(&p.field, p.reason),
-                field: p.field,
-                message: p.message,
-            });
-        } else if req.field == "spec.tls.secretName" {
-            issues.extend(found.as_ref().and_then(check_tls_secret));
-        } else if req.field == "spec.proxy.credentialsSecretRef" {
-            proxy_secret = found;
-        } else if let Some(g) = obj
-            .spec
-            .access
-            .as_ref()
-            .and_then(|a| a.groups_secret_ref.as_ref())
-            .filter(|_| req.field == access::GROUPS_FIELD)
-        {
-            let text = existing_value(found.as_ref(), &g.key).unwrap_or_default();
-            match access::groups(&text) {
-                Ok(groups) => access_groups = groups,
-                Err(issue) => issues.push(issue),
-            }
-        } else if let Some(auth) = obj
-            .spec
-            .auth
-            .as_ref()
-            .filter(|_| req.field == HTPASSWD_FIELD)
-        {
-            let file = existing_value(found.as_ref(), &auth.htpasswd.secret_ref.key);
-            issues.extend(
-                file.as_deref()
-                    .and_then(|f| operator_account::check_reserved(f, HTPASSWD_FIELD)),
-            );
-            user_htpasswd = file;
-        }
-    }
+    let mut found = dereference(obj, ctx, &ns, &secrets).await?;
+    let mut issues = std::mem::take(&mut found.issues);
     let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
     let access_secret = secrets.get_opt(&names.access_secret()).await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -180,27 +136,10 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
             .as_ref()
             .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
         let receiver_url = ctx.receiver_url.clone();
-        let generated = GeneratedSecrets {
-            http_secret: existing_value(reusable, HTTP_SECRET_KEY)
-                .unwrap_or_else(generate_http_secret),
-            notification_token: (obj.spec.notifications && receiver_url.is_some()).then(|| {
-                existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
-            }),
-            proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
-            operator: operator(
-                obj,
-                user_htpasswd.as_deref(),
-                reusable,
-                access_secret
-                    .as_ref()
-                    .filter(|s| ownership::may_apply(Some(&s.metadata), owner)),
-            )?,
-            token_key: match &obj.spec.access {
-                Some(_) => Some(token_key(reusable, &names)?),
-                None => None,
-            },
-            access_groups,
-        };
+        let own_access = access_secret
+            .as_ref()
+            .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
+        let generated = generated_secrets(obj, ctx, &names, found, reusable, own_access)?;
         let children = build(
             obj,
             &BuildContext {
@@ -271,6 +210,99 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         RESYNC_PERIOD
     };
     Ok(Action::requeue(gc_wake.map_or(requeue, |w| w.min(requeue))))
+}
+
+/// What the Registry's references hold, and the problems found on the way.
+struct Dereferenced {
+    issues: Vec<Issue>,
+    proxy_secret: Option<Secret>,
+    user_htpasswd: Option<String>,
+    access_groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Validates the spec and reads every Secret it refers to.
+async fn dereference(
+    obj: &Registry,
+    ctx: &Context,
+    ns: &str,
+    secrets: &Api<Secret>,
+) -> Result<Dereferenced, Error> {
+    let mut issues: Vec<Issue> = validate(&obj.spec);
+    issues.extend(access::validate(
+        &obj.spec,
+        ctx.token_service_image.as_deref(),
+    ));
+    let mut found_refs = Dereferenced {
+        issues: Vec::new(),
+        proxy_secret: None,
+        user_htpasswd: None,
+        access_groups: Default::default(),
+    };
+    for req in references::registry_secrets(&obj.spec) {
+        let found = secrets.get_opt(&req.name).await?;
+        if let Some(p) = references::check_secret(&req, ns, found.as_ref()) {
+            issues.push(Issue {
+                reason: secret_reason(&p.field, p.reason),
+                field: p.field,
+                message: p.message,
+            });
+        } else if req.field == "spec.tls.secretName" {
+            issues.extend(found.as_ref().and_then(check_tls_secret));
+        } else if req.field == "spec.proxy.credentialsSecretRef" {
+            found_refs.proxy_secret = found;
+        } else if let Some(g) = obj
+            .spec
+            .access
+            .as_ref()
+            .and_then(|a| a.groups_secret_ref.as_ref())
+            .filter(|_| req.field == access::GROUPS_FIELD)
+        {
+            let text = existing_value(found.as_ref(), &g.key).unwrap_or_default();
+            match access::groups(&text) {
+                Ok(groups) => found_refs.access_groups = groups,
+                Err(issue) => issues.push(issue),
+            }
+        } else if let Some(auth) = obj
+            .spec
+            .auth
+            .as_ref()
+            .filter(|_| req.field == HTPASSWD_FIELD)
+        {
+            let file = existing_value(found.as_ref(), &auth.htpasswd.secret_ref.key);
+            issues.extend(
+                file.as_deref()
+                    .and_then(|f| operator_account::check_reserved(f, HTPASSWD_FIELD)),
+            );
+            found_refs.user_htpasswd = file;
+        }
+    }
+    found_refs.issues = issues;
+    Ok(found_refs)
+}
+
+/// The generated values: kept from the Registry's own generated (`reusable`) and access
+/// Secrets, generated where missing, with what the references held.
+fn generated_secrets(
+    obj: &Registry,
+    ctx: &Context,
+    names: &Names,
+    found: Dereferenced,
+    reusable: Option<&Secret>,
+    own_access: Option<&Secret>,
+) -> Result<GeneratedSecrets, Error> {
+    Ok(GeneratedSecrets {
+        http_secret: existing_value(reusable, HTTP_SECRET_KEY).unwrap_or_else(generate_http_secret),
+        notification_token: (obj.spec.notifications && ctx.receiver_url.is_some()).then(|| {
+            existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
+        }),
+        proxy_credentials: proxy_credentials(&obj.spec, found.proxy_secret.as_ref()),
+        operator: operator(obj, found.user_htpasswd.as_deref(), reusable, own_access)?,
+        token_key: match &obj.spec.access {
+            Some(_) => Some(token_key(reusable, names)?),
+            None => None,
+        },
+        access_groups: found.access_groups,
+    })
 }
 
 /// The operator's own account: with htpasswd auth or access rules (then with no users of

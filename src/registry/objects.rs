@@ -144,26 +144,8 @@ pub fn build(
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config)])),
         ..ConfigMap::default()
     };
-    let access_secret = match (&spec.access, &generated.operator) {
-        (Some(a), Some(account)) => {
-            let bundle = access::bundle(a, &names, generated.access_groups.clone());
-            Some(Secret {
-                metadata: meta(names.access_secret()),
-                type_: Some("Opaque".into()),
-                data: Some(access::secret_data(&bundle, &account.htpasswd)?),
-                ..Secret::default()
-            })
-        }
-        _ => None,
-    };
-    let sidecar = match &spec.access {
-        Some(_) => Some(
-            ctx.token_service_image
-                .as_deref()
-                .ok_or(BuildError::NoTokenServiceImage)?,
-        ),
-        None => None,
-    };
+    let access_secret = access_secret(spec, &names, generated, meta(names.access_secret()))?;
+    let sidecar = token_service_image(spec, ctx)?;
     let env = pod::env(spec, &names, generated, endpoints.is_some());
     let template = pod::template(spec, &names, env, &checksum, sidecar);
     let single_writer = spec
@@ -209,6 +191,40 @@ pub fn build(
         claim,
         checksum,
     })
+}
+
+/// The image of the token service sidecar, with `spec.access` only.
+fn token_service_image<'a>(
+    spec: &crate::api::registry::RegistrySpec,
+    ctx: &'a BuildContext,
+) -> Result<Option<&'a str>, BuildError> {
+    match &spec.access {
+        Some(_) => ctx
+            .token_service_image
+            .as_deref()
+            .map(Some)
+            .ok_or(BuildError::NoTokenServiceImage),
+        None => Ok(None),
+    }
+}
+
+/// `<name>-access`: the token service's bundle and users, with `spec.access` only.
+fn access_secret(
+    spec: &crate::api::registry::RegistrySpec,
+    names: &Names,
+    generated: &GeneratedSecrets,
+    metadata: ObjectMeta,
+) -> Result<Option<Secret>, BuildError> {
+    let (Some(a), Some(account)) = (&spec.access, &generated.operator) else {
+        return Ok(None);
+    };
+    let bundle = access::bundle(a, names, generated.access_groups.clone());
+    Ok(Some(Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(access::secret_data(&bundle, &account.htpasswd)?),
+        ..Secret::default()
+    }))
 }
 
 fn secret_data(
