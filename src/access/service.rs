@@ -161,27 +161,24 @@ impl Service {
     }
 }
 
-/// `user:password` of a Basic Authorization header.
+/// `user:password` of a Basic Authorization header value; `None` when it is not one.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The Basic credentials of a request: `None` without an Authorization header, `Err` for
+/// one that is not Basic credentials.
 fn basic(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let value = headers.get(header::AUTHORIZATION)?;
-    let parsed = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-        });
-    Some(parsed.ok_or(()))
+    Some(value.to_str().ok().and_then(parse_basic).ok_or(()))
 }
 
 fn unauthorized() -> Response {
