@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, KeyToPath, Probe, ResourceRequirements,
-    SecretVolumeSource, Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, Probe, ResourceRequirements, SecretVolumeSource,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -17,6 +17,7 @@ use super::names::{
     ACCESS_DIR, Names, OPERATOR_USERNAME, TLS_DIR, TOKEN_CERT_DIR, TOKEN_CERT_KEY, TOKEN_KEY_DIR,
     TOKEN_KEY_KEY, TOKEN_PORT,
 };
+use super::pod::{key_to_path, mount};
 use crate::access::bundle::{BUNDLE_KEY, Bundle, USERS_KEY, parse_groups};
 use crate::access::rules::check_rules;
 use crate::api::access::AccessSpec;
@@ -150,28 +151,10 @@ fn secret_volume(name: &str, secret: String, items: Option<&[&str]>) -> Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret),
-            items: items.map(|keys| {
-                keys.iter()
-                    .map(|k| KeyToPath {
-                        key: (*k).into(),
-                        path: (*k).into(),
-                        mode: None,
-                        user: None,
-                    })
-                    .collect()
-            }),
+            items: items.map(|keys| keys.iter().map(|k| key_to_path(k)).collect()),
             ..SecretVolumeSource::default()
         }),
         ..Volume::default()
-    }
-}
-
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
     }
 }
 

@@ -106,7 +106,8 @@ fn volume(name: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+/// A read-only mount of volume `name` at `path`.
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -193,7 +194,8 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
     (volumes, mounts)
 }
 
-fn key_to_path(key: &str) -> KeyToPath {
+/// A Secret or ConfigMap item mounted under its own key as file name.
+pub(super) fn key_to_path(key: &str) -> KeyToPath {
     KeyToPath {
         key: key.into(),
         path: key.into(),
