@@ -102,6 +102,9 @@ fi
 build_module cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign \
   "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION"
 build_module oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+# crane: a second real client (go-containerregistry) for the access-rule tests (tests/e2e_access.rs).
+CRANE_VERSION=v0.22.1  # the version bench/peers.rs measures
+build_module crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane
 # Our own small modules under e2e/tools/NAME, each keyed by its sources' hash (e2e/tool-path.sh
 # finds exactly the build of the current sources): build_own NAME LABEL WHAT.
 build_own() {

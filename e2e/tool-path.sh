@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a test tool built by e2e/build-tools.sh into a versioned cache directory
-# (helm, kubeconform, promtool, minio; olareg, cosign and oras for the supply-chain tests):
+# (helm, kubeconform, promtool, minio; olareg, cosign and oras for the supply-chain tests; crane for the access tests):
 # $HELM_BIN / $KUBECONFORM_BIN when set, else the newest cache dir ~/.cache/flotilla/bin/NAME-*/.
 # Our own modules with a main.go under e2e/tools/NAME (lua-health, coredns) are keyed by their
 # sources' hash: only the build of the current sources is found.

@@ -1,6 +1,7 @@
 //! Flotilla: a Kubernetes operator that runs fleets of OCI registries and replicates
 //! artifacts between them.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod conditions;

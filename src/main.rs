@@ -24,6 +24,8 @@ enum Command {
     Copy(flotilla::cli::copy::CopyArgs),
     /// Show every Registry and, under each policy's source, its tree of destinations.
     Status(flotilla::cli::status::StatusArgs),
+    /// Serve Distribution tokens for a Registry with access rules (the registry pods' sidecar).
+    TokenService(flotilla::cli::token_service::TokenServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +43,8 @@ fn main() -> ExitCode {
         Command::Sync(args) => flotilla::cli::block_on(flotilla::cli::sync::run(args)),
         Command::Copy(args) => flotilla::cli::block_on(flotilla::cli::copy::run(args)),
         Command::Status(args) => flotilla::cli::block_on(flotilla::cli::status::run(args)),
+        Command::TokenService(args) => {
+            flotilla::cli::block_on(flotilla::cli::token_service::run(args))
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Only types live here (no logic): they are the CRD schema, and every doc comment becomes
 //! `kubectl explain` text.
 
+pub mod access;
 pub mod common;
 pub mod gc;
 pub mod registry;

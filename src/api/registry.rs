@@ -106,6 +106,11 @@ pub struct RegistrySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
 
+    /// Access rules (anonymous pull, per-team push, admins), enforced by Flotilla's token
+    /// service. Without it, `spec.auth` alone lets every user do everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<super::access::AccessSpec>,
+
     /// Serve HTTPS with the certificate of a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,

@@ -9,6 +9,7 @@ pub mod run;
 pub mod status;
 pub mod strict;
 pub mod sync;
+pub mod token_service;
 
 use std::future::Future;
 use std::process::ExitCode;

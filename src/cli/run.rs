@@ -24,6 +24,11 @@ pub struct RunArgs {
     /// notifications.
     #[arg(long, env = "FLOTILLA_RECEIVER_URL")]
     pub receiver_url: Option<String>,
+    /// Image that runs `flotilla token-service` beside Registries with `spec.access`: the
+    /// operator's own image (the Helm chart passes it). Unset: such Registries are marked
+    /// `TokenServiceImageUnknown`.
+    #[arg(long, env = "FLOTILLA_TOKEN_SERVICE_IMAGE")]
+    pub token_service_image: Option<String>,
     /// Address of the receiver of registry notifications (`POST /v1/events`).
     #[arg(long, env = "FLOTILLA_RECEIVER_ADDR", default_value = "0.0.0.0:8081")]
     pub receiver_addr: SocketAddr,
@@ -135,6 +140,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         tokio::spawn(async move { crate::webhook::serve(receiver_listener, receiver).await });
     let settings = Settings {
         receiver_url: args.receiver_url,
+        token_service_image: args.token_service_image,
         max_concurrent_syncs: args.max_concurrent_syncs,
         tokens,
         events: Some(events_rx),
@@ -173,7 +179,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 /// Name of the leader-election Lease.
 pub const LEASE_NAME: &str = "flotilla-leader";
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -38,6 +38,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// URL of the event receiver as registry pods reach it; `None` disables notifications.
     pub receiver_url: Option<String>,
+    /// Image running `flotilla token-service` beside Registries with `spec.access`.
+    pub token_service_image: Option<String>,
     /// Tokens the event receiver accepts (the Registry controller registers its fleets').
     pub tokens: crate::webhook::Tokens,
     /// Push-event work per policy (`namespace/name`), with the arrival time of each item.
@@ -141,6 +143,8 @@ impl Scope {
 pub struct Settings {
     /// URL of the event receiver as registry pods reach it.
     pub receiver_url: Option<String>,
+    /// Image running `flotilla token-service` (the operator's own).
+    pub token_service_image: Option<String>,
     /// Syncs running at once across all policies.
     pub max_concurrent_syncs: usize,
     /// Tokens the event receiver accepts.
@@ -188,6 +192,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         receiver_url: settings.receiver_url.clone(),
+        token_service_image: settings.token_service_image.clone(),
         tokens: settings.tokens.clone(),
         pending: Mutex::new(BTreeMap::new()),
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),

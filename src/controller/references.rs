@@ -94,6 +94,17 @@ pub fn registry_secrets(spec: &RegistrySpec) -> Vec<SecretRequirement> {
             needs: Needs::Keys(vec![pw.key.clone()]),
         });
     }
+    if let Some(g) = spec
+        .access
+        .as_ref()
+        .and_then(|a| a.groups_secret_ref.as_ref())
+    {
+        out.push(SecretRequirement {
+            field: crate::registry::access::GROUPS_FIELD.into(),
+            name: g.name.clone(),
+            needs: Needs::Keys(vec![g.key.clone()]),
+        });
+    }
     out
 }
 

@@ -18,14 +18,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, references, status};
+use crate::access::jwt::KeyMaterial;
 use crate::api::FIELD_MANAGER;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
+use crate::registry::access;
 use crate::registry::generated::{
     GeneratedSecrets, existing_value, generate_http_secret, generate_token,
 };
 use crate::registry::names::{
     HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY,
+    TOKEN_CERT_KEY, TOKEN_KEY_KEY,
 };
 use crate::registry::objects::{BuildContext, Children, build};
 use crate::registry::operator_account;
@@ -62,6 +65,7 @@ pub fn controller(
                 .filter(|r| {
                     r.namespace() == ns
                         && (Names::new(r.name_any(), "").generated_secret() == name
+                            || Names::new(r.name_any(), "").access_secret() == name
                             || references::registry_secrets(&r.spec)
                                 .iter()
                                 .any(|s| s.name == name))
@@ -107,36 +111,10 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Dereference.
-    let mut issues: Vec<Issue> = validate(&obj.spec);
-    let mut proxy_secret = None;
-    let mut user_htpasswd = None;
-    for req in references::registry_secrets(&obj.spec) {
-        let found = secrets.get_opt(&req.name).await?;
-        if let Some(p) = references::check_secret(&req, &ns, found.as_ref()) {
-            issues.push(Issue {
-                reason: secret_reason(&p.field, p.reason),
-                field: p.field,
-                message: p.message,
-            });
-        } else if req.field == "spec.tls.secretName" {
-            issues.extend(found.as_ref().and_then(check_tls_secret));
-        } else if req.field == "spec.proxy.credentialsSecretRef" {
-            proxy_secret = found;
-        } else if let Some(auth) = obj
-            .spec
-            .auth
-            .as_ref()
-            .filter(|_| req.field == HTPASSWD_FIELD)
-        {
-            let file = existing_value(found.as_ref(), &auth.htpasswd.secret_ref.key);
-            issues.extend(
-                file.as_deref()
-                    .and_then(|f| operator_account::check_reserved(f, HTPASSWD_FIELD)),
-            );
-            user_htpasswd = file;
-        }
-    }
+    let mut found = dereference(obj, ctx, &ns, &secrets).await?;
+    let mut issues = std::mem::take(&mut found.issues);
     let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
+    let access_secret = secrets.get_opt(&names.access_secret()).await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = obj
         .uid()
@@ -158,36 +136,30 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
             .as_ref()
             .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
         let receiver_url = ctx.receiver_url.clone();
-        let generated = GeneratedSecrets {
-            http_secret: existing_value(reusable, HTTP_SECRET_KEY)
-                .unwrap_or_else(generate_http_secret),
-            notification_token: (obj.spec.notifications && receiver_url.is_some()).then(|| {
-                existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
-            }),
-            proxy_credentials: proxy_credentials(&obj.spec, proxy_secret.as_ref()),
-            operator: match (&obj.spec.auth, &user_htpasswd) {
-                (Some(_), Some(file)) => Some(
-                    operator_account::account(
-                        file,
-                        existing_value(reusable, OPERATOR_PASSWORD_KEY),
-                        existing_value(reusable, HTPASSWD_KEY).as_deref(),
-                    )
-                    .map_err(|e| Error::Build(format!("hashing the operator password: {e}")))?,
-                ),
-                _ => None,
-            },
-        };
+        let own_access = access_secret
+            .as_ref()
+            .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
+        let generated = generated_secrets(obj, ctx, &names, found, reusable, own_access)?;
         let children = build(
             obj,
             &BuildContext {
                 receiver_url,
                 read_only_window,
+                token_service_image: ctx.token_service_image.clone(),
             },
             &generated,
         )
         .map_err(|e| Error::Build(e.to_string()))?;
         // Nothing is applied over an object of another owner.
         issues.extend(not_owned(ctx, &names, owner, generated_secret.as_ref(), &children).await?);
+        if children.access_secret.is_some() {
+            issues.extend(ownership::check(
+                "Secret",
+                &names.access_secret(),
+                access_secret.as_ref().map(|s| &s.metadata),
+                owner,
+            ));
+        }
         if issues.is_empty() {
             // The receiver accepts exactly the token the fleet is configured with, if any.
             let identity = crate::replication::routing::registry_identity(&ns, &name);
@@ -238,6 +210,138 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         RESYNC_PERIOD
     };
     Ok(Action::requeue(gc_wake.map_or(requeue, |w| w.min(requeue))))
+}
+
+/// What the Registry's references hold, and the problems found on the way.
+struct Dereferenced {
+    issues: Vec<Issue>,
+    proxy_secret: Option<Secret>,
+    user_htpasswd: Option<String>,
+    access_groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Validates the spec and reads every Secret it refers to.
+async fn dereference(
+    obj: &Registry,
+    ctx: &Context,
+    ns: &str,
+    secrets: &Api<Secret>,
+) -> Result<Dereferenced, Error> {
+    let mut issues: Vec<Issue> = validate(&obj.spec);
+    issues.extend(access::validate(
+        &obj.spec,
+        ctx.token_service_image.as_deref(),
+    ));
+    let mut found_refs = Dereferenced {
+        issues: Vec::new(),
+        proxy_secret: None,
+        user_htpasswd: None,
+        access_groups: Default::default(),
+    };
+    for req in references::registry_secrets(&obj.spec) {
+        let found = secrets.get_opt(&req.name).await?;
+        if let Some(p) = references::check_secret(&req, ns, found.as_ref()) {
+            issues.push(Issue {
+                reason: secret_reason(&p.field, p.reason),
+                field: p.field,
+                message: p.message,
+            });
+        } else if req.field == "spec.tls.secretName" {
+            issues.extend(found.as_ref().and_then(check_tls_secret));
+        } else if req.field == "spec.proxy.credentialsSecretRef" {
+            found_refs.proxy_secret = found;
+        } else if let Some(g) = obj
+            .spec
+            .access
+            .as_ref()
+            .and_then(|a| a.groups_secret_ref.as_ref())
+            .filter(|_| req.field == access::GROUPS_FIELD)
+        {
+            let text = existing_value(found.as_ref(), &g.key).unwrap_or_default();
+            match access::groups(&text) {
+                Ok(groups) => found_refs.access_groups = groups,
+                Err(issue) => issues.push(issue),
+            }
+        } else if let Some(auth) = obj
+            .spec
+            .auth
+            .as_ref()
+            .filter(|_| req.field == HTPASSWD_FIELD)
+        {
+            let file = existing_value(found.as_ref(), &auth.htpasswd.secret_ref.key);
+            issues.extend(
+                file.as_deref()
+                    .and_then(|f| operator_account::check_reserved(f, HTPASSWD_FIELD)),
+            );
+            found_refs.user_htpasswd = file;
+        }
+    }
+    found_refs.issues = issues;
+    Ok(found_refs)
+}
+
+/// The generated values: kept from the Registry's own generated (`reusable`) and access
+/// Secrets, generated where missing, with what the references held.
+fn generated_secrets(
+    obj: &Registry,
+    ctx: &Context,
+    names: &Names,
+    found: Dereferenced,
+    reusable: Option<&Secret>,
+    own_access: Option<&Secret>,
+) -> Result<GeneratedSecrets, Error> {
+    Ok(GeneratedSecrets {
+        http_secret: existing_value(reusable, HTTP_SECRET_KEY).unwrap_or_else(generate_http_secret),
+        notification_token: (obj.spec.notifications && ctx.receiver_url.is_some()).then(|| {
+            existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
+        }),
+        proxy_credentials: proxy_credentials(&obj.spec, found.proxy_secret.as_ref()),
+        operator: operator(obj, found.user_htpasswd.as_deref(), reusable, own_access)?,
+        token_key: match &obj.spec.access {
+            Some(_) => Some(token_key(reusable, names)?),
+            None => None,
+        },
+        access_groups: found.access_groups,
+    })
+}
+
+/// The operator's own account: with htpasswd auth or access rules (then with no users of
+/// its own when `spec.auth` is unset). Its password and htpasswd line are kept from the
+/// generated Secret, or from the access Secret that holds the file under token auth.
+fn operator(
+    obj: &Registry,
+    user_htpasswd: Option<&str>,
+    generated: Option<&Secret>,
+    access_secret: Option<&Secret>,
+) -> Result<Option<operator_account::OperatorAccount>, Error> {
+    let file = match (&obj.spec.auth, &obj.spec.access, user_htpasswd) {
+        (Some(_), _, Some(file)) => file,
+        (None, Some(_), _) => "",
+        _ => return Ok(None),
+    };
+    let existing_file = match &obj.spec.access {
+        Some(_) => existing_value(access_secret, crate::access::bundle::USERS_KEY),
+        None => existing_value(generated, HTPASSWD_KEY),
+    };
+    operator_account::account(
+        file,
+        existing_value(generated, OPERATOR_PASSWORD_KEY),
+        existing_file.as_deref(),
+    )
+    .map(Some)
+    .map_err(|e| Error::Build(format!("hashing the operator password: {e}")))
+}
+
+/// The token signing key of the generated Secret, or a fresh one when it has none.
+fn token_key(generated: Option<&Secret>, names: &Names) -> Result<KeyMaterial, Error> {
+    match (
+        existing_value(generated, TOKEN_KEY_KEY),
+        existing_value(generated, TOKEN_CERT_KEY),
+    ) {
+        (Some(key_pem), Some(cert_pem)) => Ok(KeyMaterial { key_pem, cert_pem }),
+        _ => crate::access::jwt::generate(&names.token_issuer())
+            .map_err(|e| Error::Build(e.to_string())),
+    }
 }
 
 /// How soon a Registry blocked by a foreign object looks again (its removal sends no event:
@@ -301,6 +405,11 @@ async fn apply_children(
         &children.config_map,
     )
     .await?;
+    // Removing spec.access leaves the Secret (no pod mounts it any more) until the Registry
+    // goes: the operator holds no `delete` on Secrets.
+    if let Some(s) = &children.access_secret {
+        apply(&Api::<Secret>::namespaced(client.clone(), ns), s).await?;
+    }
     if let Some(claim) = &children.claim {
         apply(
             &Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),

@@ -132,7 +132,23 @@ struct Tls {
 
 #[derive(Serialize)]
 struct Auth {
-    htpasswd: Htpasswd,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    htpasswd: Option<Htpasswd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<TokenAuth>,
+}
+
+/// Distribution's `auth.token`: where clients get tokens and whom the registry trusts.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct TokenAuth {
+    /// URL of the token service clients are sent to.
+    pub realm: String,
+    /// Name of this registry in tokens (`aud`).
+    pub service: String,
+    /// Issuer the registry accepts.
+    pub issuer: String,
+    /// Certificate bundle whose keys may sign tokens.
+    pub rootcertbundle: String,
 }
 
 #[derive(Serialize)]
@@ -185,8 +201,12 @@ struct Ignore {
     actions: Vec<&'static str>,
 }
 
-/// Renders `config.yml` for `spec`. The result holds no secret value.
-pub fn render_config(spec: &RegistrySpec) -> Result<String, ConfigError> {
+/// Renders `config.yml` for `spec`; `token` replaces htpasswd with token authentication.
+/// The result holds no secret value.
+pub fn render_config(
+    spec: &RegistrySpec,
+    token: Option<&TokenAuth>,
+) -> Result<String, ConfigError> {
     let config = Config {
         version: "0.1",
         log: Log {
@@ -211,12 +231,19 @@ pub fn render_config(spec: &RegistrySpec) -> Result<String, ConfigError> {
                 key: format!("{TLS_DIR}/tls.key"),
             }),
         },
-        auth: spec.auth.as_ref().map(|a| Auth {
-            htpasswd: Htpasswd {
-                realm: a.htpasswd.realm.clone(),
-                path: format!("{AUTH_DIR}/htpasswd"),
-            },
-        }),
+        auth: match token {
+            Some(t) => Some(Auth {
+                htpasswd: None,
+                token: Some(t.clone()),
+            }),
+            None => spec.auth.as_ref().map(|a| Auth {
+                htpasswd: Some(Htpasswd {
+                    realm: a.htpasswd.realm.clone(),
+                    path: format!("{AUTH_DIR}/htpasswd"),
+                }),
+                token: None,
+            }),
+        },
         proxy: spec.proxy.as_ref().map(|p| Proxy {
             remoteurl: p.remote_url.clone(),
         }),
@@ -329,7 +356,7 @@ mod tests {
     }
 
     fn rendered(v: serde_json::Value) -> Value {
-        let text = render_config(&spec(v)).expect("renders");
+        let text = render_config(&spec(v), None).expect("renders");
         serde_yaml::from_str(&text).expect("valid yaml")
     }
 

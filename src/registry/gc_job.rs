@@ -161,6 +161,8 @@ mod tests {
             notification_token: None,
             proxy_credentials: None,
             operator: None,
+            token_key: None,
+            access_groups: Default::default(),
         }
     }
 
@@ -179,6 +181,7 @@ mod tests {
         let ctx = BuildContext {
             receiver_url: None,
             read_only_window: true,
+            token_service_image: None,
         };
         let children = build(r, &ctx, &generated()).expect("build");
         build_job(r, &children.deployment.spec.template, run, 600).expect("job")

@@ -21,6 +21,11 @@ pub struct GeneratedSecrets {
     /// The operator's own account and the htpasswd file the pods mount; `Some` exactly when
     /// the Registry has htpasswd auth.
     pub operator: Option<OperatorAccount>,
+    /// The token service's signing key and certificate; `Some` exactly when the Registry has
+    /// `spec.access`.
+    pub token_key: Option<crate::access::jwt::KeyMaterial>,
+    /// Groups of `spec.access.groupsSecretRef`, parsed (group → users).
+    pub access_groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for GeneratedSecrets {
@@ -36,6 +41,8 @@ impl std::fmt::Debug for GeneratedSecrets {
                 &self.proxy_credentials.as_ref().map(|_| "<redacted>"),
             )
             .field("operator", &self.operator)
+            .field("token_key", &self.token_key)
+            .field("access_groups", &self.access_groups.len())
             .finish()
     }
 }
@@ -77,6 +84,8 @@ impl GeneratedSecrets {
             notification_token,
             proxy_credentials: None,
             operator: None,
+            token_key: None,
+            access_groups: Default::default(),
         }
     }
 }

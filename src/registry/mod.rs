@@ -2,11 +2,13 @@
 //! validation and status. Nothing here performs I/O; the reconciler dereferences, calls these,
 //! and applies what they return.
 
+pub mod access;
 pub mod config;
 pub mod gc;
 pub mod gc_job;
 pub mod gc_report;
 pub mod generated;
+pub mod mounts;
 pub mod names;
 pub mod objects;
 pub mod operator_account;

@@ -49,6 +49,20 @@ pub const OPERATOR_USERNAME_KEY: &str = "username";
 /// See [`OPERATOR_USERNAME_KEY`].
 pub const OPERATOR_PASSWORD_KEY: &str = "password";
 
+/// Port of the token service sidecar (`spec.access`), in the pod and on the Service.
+pub const TOKEN_PORT: i32 = 5002;
+/// Directory the `<name>-access` Secret (rules, users) is mounted at in the token service.
+pub const ACCESS_DIR: &str = "/etc/flotilla/access";
+/// Directory of the token service's signing key and certificate.
+pub const TOKEN_KEY_DIR: &str = "/etc/flotilla/token";
+/// Directory of the certificate the registry trusts for tokens (`auth.token.rootcertbundle`).
+pub const TOKEN_CERT_DIR: &str = "/etc/flotilla/token-cert";
+/// Keys of the generated Secret holding the token signing key and its certificate (also the
+/// file names in the token service).
+pub const TOKEN_KEY_KEY: &str = crate::access::service::KEY_FILE;
+/// See [`TOKEN_KEY_KEY`].
+pub const TOKEN_CERT_KEY: &str = crate::access::service::CERT_FILE;
+
 /// Annotation on the pod template carrying the checksum of the rendered configuration.
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "flotilla.dev/config-checksum";
 
@@ -80,6 +94,19 @@ impl Names {
     /// Secret Flotilla generates (http.secret, notification token).
     pub fn generated_secret(&self) -> String {
         format!("{}-generated", self.instance)
+    }
+    /// Secret with the token service's rules and users (not part of the pod checksum: the
+    /// service re-reads it).
+    pub fn access_secret(&self) -> String {
+        format!("{}-access", self.instance)
+    }
+    /// The `service` of token authentication: the Service's host.
+    pub fn token_service(&self) -> String {
+        format!("{}.{}.svc", self.instance, self.namespace)
+    }
+    /// The issuer of the fleet's tokens.
+    pub fn token_issuer(&self) -> String {
+        format!("flotilla/{}/{}", self.namespace, self.instance)
     }
     /// PersistentVolumeClaim Flotilla creates when `storage.filesystem.size` is set.
     pub fn claim(&self) -> String {

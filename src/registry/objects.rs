@@ -22,9 +22,9 @@ use super::generated::GeneratedSecrets;
 use super::names::{
     CONFIG_KEY, DEBUG_PORT, HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY,
     NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME, OPERATOR_USERNAME_KEY,
-    PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY,
+    PROXY_PASSWORD_KEY, PROXY_USERNAME_KEY, TOKEN_CERT_KEY, TOKEN_KEY_KEY, TOKEN_PORT,
 };
-use super::pod;
+use super::{access, pod};
 use crate::api::registry::{AccessMode, Registry, ServiceType};
 
 /// Errors building a Registry's objects.
@@ -36,6 +36,12 @@ pub enum BuildError {
     /// The configuration could not be rendered.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The access bundle could not be serialized.
+    #[error("cannot render the access rules: {0}")]
+    Access(#[from] serde_json::Error),
+    /// `spec.access` is set but the operator knows no token service image.
+    #[error("spec.access needs the operator's --token-service-image")]
+    NoTokenServiceImage,
 }
 
 /// Operator-wide inputs of the builders.
@@ -47,6 +53,9 @@ pub struct BuildContext {
     /// A garbage-collection window is open: render `storage.maintenance.readonly.enabled:
     /// true` whatever `spec.readOnly` says (a new checksum, so the pods roll).
     pub read_only_window: bool,
+    /// Image running `flotilla token-service` (the operator's own), for Registries with
+    /// `spec.access`.
+    pub token_service_image: Option<String>,
 }
 
 /// Everything a Registry owns, ready for server-side apply.
@@ -54,6 +63,9 @@ pub struct BuildContext {
 pub struct Children {
     /// `<name>-generated`: `http-secret`, and the notification token and endpoint list.
     pub generated_secret: Secret,
+    /// `<name>-access`: the token service's rules and users, only with `spec.access` (delete
+    /// it otherwise). Not in the checksum: the service re-reads it, the pods do not roll.
+    pub access_secret: Option<Secret>,
     /// `<name>-config`: `config.yml` (no secret values).
     pub config_map: ConfigMap,
     /// `<name>`: the registry pods.
@@ -98,7 +110,11 @@ pub fn build(
         &registry.spec
     };
 
-    let config = render_config(spec)?;
+    let token = spec
+        .access
+        .as_ref()
+        .map(|_| access::token_auth(&names, spec.tls.is_some()));
+    let config = render_config(spec, token.as_ref())?;
     let endpoints = match (
         spec.notifications,
         &ctx.receiver_url,
@@ -107,7 +123,7 @@ pub fn build(
         (true, Some(url), Some(token)) => Some(render_notification_endpoints(url, token)?),
         _ => None,
     };
-    let secret_data = secret_data(generated, endpoints.as_deref());
+    let secret_data = secret_data(generated, endpoints.as_deref(), spec.access.is_some());
     let checksum = checksum(&config, &secret_data);
 
     let meta = |name: String| ObjectMeta {
@@ -128,8 +144,10 @@ pub fn build(
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config)])),
         ..ConfigMap::default()
     };
+    let access_secret = access_secret(spec, &names, generated, meta(names.access_secret()))?;
+    let sidecar = token_service_image(spec, ctx)?;
     let env = pod::env(spec, &names, generated, endpoints.is_some());
-    let template = pod::template(spec, &names, env, &checksum);
+    let template = pod::template(spec, &names, env, &checksum, sidecar);
     let single_writer = spec
         .storage
         .filesystem
@@ -147,7 +165,12 @@ pub fn build(
         },
         ..Deployment::default()
     };
-    let service = service(&names, spec.service.as_ref(), meta(names.workload()));
+    let service = service(
+        &names,
+        spec.service.as_ref(),
+        spec.access.is_some(),
+        meta(names.workload()),
+    );
     let pod_disruption_budget = (spec.replicas > 1).then(|| PodDisruptionBudget {
         metadata: meta(names.workload()),
         spec: Some(PodDisruptionBudgetSpec {
@@ -160,6 +183,7 @@ pub fn build(
     let claim = claim(registry, &names);
     Ok(Children {
         generated_secret,
+        access_secret,
         config_map,
         deployment,
         service,
@@ -169,9 +193,44 @@ pub fn build(
     })
 }
 
+/// The image of the token service sidecar, with `spec.access` only.
+fn token_service_image<'a>(
+    spec: &crate::api::registry::RegistrySpec,
+    ctx: &'a BuildContext,
+) -> Result<Option<&'a str>, BuildError> {
+    match &spec.access {
+        Some(_) => ctx
+            .token_service_image
+            .as_deref()
+            .map(Some)
+            .ok_or(BuildError::NoTokenServiceImage),
+        None => Ok(None),
+    }
+}
+
+/// `<name>-access`: the token service's bundle and users, with `spec.access` only.
+fn access_secret(
+    spec: &crate::api::registry::RegistrySpec,
+    names: &Names,
+    generated: &GeneratedSecrets,
+    metadata: ObjectMeta,
+) -> Result<Option<Secret>, BuildError> {
+    let (Some(a), Some(account)) = (&spec.access, &generated.operator) else {
+        return Ok(None);
+    };
+    let bundle = access::bundle(a, names, generated.access_groups.clone());
+    Ok(Some(Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(access::secret_data(&bundle, &account.htpasswd)?),
+        ..Secret::default()
+    }))
+}
+
 fn secret_data(
     generated: &GeneratedSecrets,
     endpoints: Option<&str>,
+    token_auth: bool,
 ) -> BTreeMap<String, ByteString> {
     let mut data = BTreeMap::new();
     let mut put = |k: &str, v: &str| data.insert(k.to_string(), ByteString(v.as_bytes().to_vec()));
@@ -185,9 +244,16 @@ fn secret_data(
         put(PROXY_PASSWORD_KEY, pass);
     }
     if let Some(account) = &generated.operator {
-        put(HTPASSWD_KEY, &account.htpasswd);
+        // With token auth the users live in the access Secret, outside the checksum.
+        if !token_auth {
+            put(HTPASSWD_KEY, &account.htpasswd);
+        }
         put(OPERATOR_USERNAME_KEY, OPERATOR_USERNAME);
         put(OPERATOR_PASSWORD_KEY, &account.password);
+    }
+    if let Some(key) = &generated.token_key {
+        put(TOKEN_KEY_KEY, &key.key_pem);
+        put(TOKEN_CERT_KEY, &key.cert_pem);
     }
     data
 }
@@ -234,6 +300,7 @@ fn strategy(single_writer: bool) -> DeploymentStrategy {
 fn service(
     names: &Names,
     spec: Option<&crate::api::registry::ServiceSpec>,
+    token: bool,
     mut metadata: ObjectMeta,
 ) -> Service {
     let (type_, port) = spec.map_or((ServiceType::ClusterIP, 5000), |s| (s.type_, s.port));
@@ -262,6 +329,7 @@ fn service(
             ports: Some(
                 std::iter::once(service_port("http", port, "http"))
                     .chain(expose_debug.then(|| service_port("metrics", DEBUG_PORT, "debug")))
+                    .chain(token.then(|| service_port("token", TOKEN_PORT, "token")))
                     .collect(),
             ),
             ..ServiceSpec::default()

@@ -37,6 +37,8 @@ fn generated() -> GeneratedSecrets {
             password: "OPERATORPASS".into(),
             htpasswd: "alice:x\nflotilla-operator:HASH\n".into(),
         }),
+        token_key: None,
+        access_groups: Default::default(),
     }
 }
 
@@ -44,6 +46,7 @@ fn ctx() -> BuildContext {
     BuildContext {
         receiver_url: Some("http://flotilla.flotilla-system.svc:8080/v1/events".into()),
         read_only_window: false,
+        token_service_image: None,
     }
 }
 
@@ -463,4 +466,102 @@ fn the_debug_port_is_on_the_service_only_when_asked_for() {
             "service": {"exposeDebugPort": true}})),
         [http(), ("metrics".to_string(), DEBUG_PORT)]
     );
+}
+
+fn access_spec(rules: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "storage": {"emptyDir": {}},
+        "auth": {"htpasswd": {"secretRef": {"name": "users", "key": "htpasswd"}}},
+        "access": {"rules": rules}})
+}
+
+fn with_token_key() -> GeneratedSecrets {
+    GeneratedSecrets {
+        token_key: Some(crate::access::jwt::KeyMaterial {
+            key_pem: "KEYPEM".into(),
+            cert_pem: "CERTPEM".into(),
+        }),
+        ..generated()
+    }
+}
+
+#[test]
+fn access_rules_run_a_token_sidecar_and_stay_out_of_the_checksum() {
+    let ctx = BuildContext {
+        token_service_image: Some("ghcr.io/flotilla-dev/flotilla:0.1.0".into()),
+        ..ctx()
+    };
+    let r = registry(access_spec(
+        serde_json::json!([{"repositories": ["library/**"], "anonymous": ["pull"]}]),
+    ));
+    let c = build(&r, &ctx, &with_token_key()).expect("build");
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&c.config_map.data.as_ref().expect("data")[CONFIG_KEY]).expect("yaml");
+    let token = &config["auth"]["token"];
+    assert_eq!(token["realm"], "http://hq.fleet.svc:5002/token");
+    assert_eq!(token["service"], "hq.fleet.svc");
+    assert_eq!(token["issuer"], "flotilla/fleet/hq");
+    assert_eq!(
+        token["rootcertbundle"],
+        "/etc/flotilla/token-cert/token-cert.pem"
+    );
+    assert!(config["auth"].get("htpasswd").is_none());
+
+    let pod = pod_spec(&c);
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["registry", "token-service"]);
+    let sidecar = &pod.containers[1];
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("ghcr.io/flotilla-dev/flotilla:0.1.0")
+    );
+    assert_eq!(sidecar.args.as_ref().expect("args")[0], "token-service");
+    let access_volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "access")
+        .and_then(|v| v.secret.as_ref())
+        .expect("access volume");
+    assert_eq!(access_volume.secret_name.as_deref(), Some("hq-access"));
+    assert!(
+        access_volume.items.is_none(),
+        "mounted whole, so the kubelet refreshes it"
+    );
+    let data = c.generated_secret.data.as_ref().expect("data");
+    assert!(data.contains_key(TOKEN_KEY_KEY) && !data.contains_key(HTPASSWD_KEY));
+    let access = c.access_secret.as_ref().expect("access secret");
+    let access_data = access.data.as_ref().expect("data");
+    let bundle: crate::access::bundle::Bundle =
+        serde_json::from_slice(&access_data["access.json"].0).expect("bundle");
+    assert_eq!(bundle.admins.users, [OPERATOR_USERNAME]);
+    assert!(String::from_utf8_lossy(&access_data["htpasswd"].0).contains("flotilla-operator:"));
+    let ports = c
+        .service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("token") && p.port == 5002)
+    );
+
+    // Other rules, other users: a new access Secret, the same pods.
+    let mut other = with_token_key();
+    if let Some(a) = other.operator.as_mut() {
+        a.htpasswd = "bob:y\nflotilla-operator:HASH\n".into();
+    }
+    let changed = registry(access_spec(serde_json::json!([
+        {"repositories": ["team-a/**"], "users": ["bob"], "actions": ["push"]}
+    ])));
+    let c2 = build(&changed, &ctx, &other).expect("build");
+    assert_eq!(c2.checksum, c.checksum);
+    assert_eq!(c2.deployment, c.deployment);
+    assert_ne!(c2.access_secret, c.access_secret);
+    assert!(matches!(
+        build(&r, &super::BuildContext::default(), &with_token_key()),
+        Err(BuildError::NoTokenServiceImage)
+    ));
 }

@@ -1,10 +1,11 @@
 //! The registry pod: container, environment from Secrets, volumes, probes, security, spread.
 
+use super::mounts::{key_to_path, mount};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
     SleepAction, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
@@ -106,15 +107,6 @@ fn volume(name: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.to_string(),
-        mount_path: path.to_string(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }
-}
-
 /// Volumes and the container's mounts: config, tmp, storage, TLS, htpasswd.
 pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![
@@ -173,7 +165,12 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
         });
         mounts.push(mount("tls", TLS_DIR));
     }
-    if spec.auth.is_some() {
+    if spec.access.is_some() {
+        // Token auth: the registry trusts the token certificate; users are the sidecar's.
+        let (token_volumes, cert_mount, _) = super::access::volumes(names, spec.tls.is_some());
+        volumes.extend(token_volumes);
+        mounts.push(cert_mount);
+    } else if spec.auth.is_some() {
         // The generated Secret's file: the user's entries plus the operator's account.
         volumes.push(Volume {
             secret: Some(SecretVolumeSource {
@@ -186,15 +183,6 @@ pub fn volumes(spec: &RegistrySpec, names: &Names) -> (Vec<Volume>, Vec<VolumeMo
         mounts.push(mount("htpasswd", AUTH_DIR));
     }
     (volumes, mounts)
-}
-
-fn key_to_path(key: &str) -> KeyToPath {
-    KeyToPath {
-        key: key.into(),
-        path: key.into(),
-        mode: None,
-        user: None,
-    }
 }
 
 fn default_resources() -> ResourceRequirements {
@@ -286,6 +274,7 @@ pub fn template(
     names: &Names,
     env: Vec<EnvVar>,
     checksum: &str,
+    token_service_image: Option<&str>,
 ) -> PodTemplateSpec {
     let overrides = spec.pod.clone().unwrap_or_default();
     let (volumes, volume_mounts) = volumes(spec, names);
@@ -327,6 +316,13 @@ pub fn template(
         }),
         ..Container::default()
     };
+    let sidecar = token_service_image
+        .filter(|_| spec.access.is_some())
+        .map(|image| {
+            let tls = spec.tls.is_some();
+            let (_, _, mounts) = super::access::volumes(names, tls);
+            super::access::sidecar(image, tls, mounts, security_context())
+        });
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_CHECKSUM_ANNOTATION.into(), checksum.into());
     let spread = if overrides.topology_spread_constraints.is_empty() {
@@ -341,7 +337,7 @@ pub fn template(
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container],
+            containers: std::iter::once(container).chain(sidecar).collect(),
             volumes: Some(volumes),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cluster::{Cluster, Operator, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use k8s_openapi::api::core::v1::PodSpec;
 use registry_proc::RegistryProc;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -26,17 +26,6 @@ fn logs_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("flotilla-e2e-fleet-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("log dir");
     dir
-}
-
-fn get_json<T: serde::de::DeserializeOwned>(c: &Cluster, resource: &str) -> T {
-    let json = c.kubectl_ok(&["get", resource, "-o", "json"]);
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{resource}: {e}"))
-}
-
-fn secret_key(c: &Cluster, name: &str, key: &str) -> Option<Vec<u8>> {
-    let out = c.kubectl(&["get", &format!("secret/{name}"), "-o", "json"]);
-    let secret: Secret = serde_json::from_slice(&out.stdout).ok()?;
-    secret.data?.remove(key).map(|b| b.0)
 }
 
 fn users_secret(htpasswd: &str) -> String {
@@ -52,45 +41,20 @@ fn registry_yaml(name: &str, extra: &str) -> String {
     )
 }
 
-/// A `kubernetes.io/tls` Secret `name` as cert-manager writes it: a serving certificate for
-/// 127.0.0.1 (where the test runs the pod), its key, and `ca.crt`, the test CA that signed it.
+/// A `kubernetes.io/tls` Secret `name` of a fresh test CA.
 fn tls_secret(c: &Cluster, name: &str) {
     let dir = logs_dir().join(name);
     std::fs::create_dir_all(&dir).expect("cert dir");
     let ca = registry::TestCa::new(&dir, "flotilla-fleet-test-ca");
-    let (crt, key) = ca.server_cert(name);
-    let b64 = |f: &std::path::Path| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
-    };
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
-        b64(&crt),
-        b64(&key),
-        b64(&ca.cert)
-    ));
+    c.apply(&ca.tls_secret_yaml(name));
 }
 
 /// Starts what the kubelet would run for Registry `name`: its ConfigMap's `config.yml`, the
 /// container environment and the Secret volumes' files, serving on `port`.
 async fn run_pod(c: &Cluster, name: &str, port: u16) -> RegistryProc {
-    let deployment: Deployment = get_json(c, &format!("deployment/{name}"));
+    let deployment: Deployment = c.get_json(&format!("deployment/{name}"));
     let pod: PodSpec = deployment.spec.template.spec.expect("pod template");
-    let mut secrets = Vec::new();
-    for v in pod.volumes.iter().flatten() {
-        if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            secrets.push(get_json::<Secret>(c, &format!("secret/{s}")));
-        }
-    }
-    for e in pod.containers[0].env.iter().flatten() {
-        if let Some(r) = e
-            .value_from
-            .as_ref()
-            .and_then(|f| f.secret_key_ref.as_ref())
-        {
-            secrets.push(get_json::<Secret>(c, &format!("secret/{}", r.name)));
-        }
-    }
+    let secrets = registry_proc::pod_secrets(&pod, &|s| c.get_json(&format!("secret/{s}")));
     let config = c.jsonpath(&format!("configmap/{name}-config"), "{.data.config\\.yml}");
     let env = registry_proc::pod_env(&pod, &secrets);
     let files = registry_proc::secret_files(&pod, &secrets);
@@ -153,18 +117,19 @@ async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
     c.apply(&registry_yaml("edge", "  tls: {secretName: edge-tls}\n"));
     for name in ["hq", "edge"] {
         wait_for(&format!("{name}'s generated htpasswd"), WAIT, || {
-            secret_key(&c, &format!("{name}-generated"), "htpasswd").is_some()
+            c.secret_key(&format!("{name}-generated"), "htpasswd")
+                .is_some()
         });
     }
-    let account_user = secret_key(&c, "hq-generated", "username").expect("username");
-    let account_password = secret_key(&c, "hq-generated", "password").expect("password");
+    let account_user = c.secret_key("hq-generated", "username").expect("username");
+    let account_password = c.secret_key("hq-generated", "password").expect("password");
     let account = (
         String::from_utf8(account_user).expect("utf-8"),
         String::from_utf8(account_password).expect("utf-8"),
     );
     assert_eq!(account.0, "flotilla-operator");
-    let htpasswd = String::from_utf8(secret_key(&c, "hq-generated", "htpasswd").expect("file"))
-        .expect("utf-8");
+    let htpasswd =
+        String::from_utf8(c.secret_key("hq-generated", "htpasswd").expect("file")).expect("utf-8");
     assert!(
         htpasswd.starts_with(&users) && htpasswd.contains("\nflotilla-operator:$2"),
         "the pods' htpasswd is the user's entries plus the operator's: {htpasswd}"
@@ -239,14 +204,14 @@ async fn registry_refs_with_htpasswd_auth_use_the_operators_own_account() {
     );
     c.apply(&users_secret(&more_users));
     wait_for("bob in the generated htpasswd", WAIT, || {
-        secret_key(&c, "hq-generated", "htpasswd")
+        c.secret_key("hq-generated", "htpasswd")
             .is_some_and(|f| String::from_utf8_lossy(&f).contains("\nbob:"))
     });
-    let after = String::from_utf8(secret_key(&c, "hq-generated", "htpasswd").expect("file"))
-        .expect("utf-8");
+    let after =
+        String::from_utf8(c.secret_key("hq-generated", "htpasswd").expect("file")).expect("utf-8");
     assert_eq!(operator_line(&after), before);
     assert_eq!(
-        secret_key(&c, "hq-generated", "password"),
+        c.secret_key("hq-generated", "password"),
         Some(account.1.into_bytes())
     );
 }

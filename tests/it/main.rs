@@ -9,6 +9,7 @@ mod cli_dry_run;
 mod cli_policy_input;
 mod cli_progress;
 mod crds_current;
+mod e2e_access;
 mod e2e_argocd_health;
 mod e2e_fleet_auth;
 mod e2e_foundation;

@@ -1,6 +1,7 @@
 //! Property tests of every parser of untrusted input: notification envelopes, manifests and
 //! indexes, `WWW-Authenticate`, `Link`, docker configs, quantities, cron schedules, globs,
-//! digests and policy files. Each must not panic on arbitrary input, and round-trips hold
+//! digests, policy files, and the token service's scopes, Basic credentials and groups files.
+//! Each must not panic on arbitrary input, and round-trips hold
 //! where they apply. 256 cases per property keep the file at a few seconds; set
 //! `PROPTEST_CASES` for a longer hunt.
 
@@ -621,5 +622,58 @@ proptest! {
             let bad_tag = format!("{}{escape}{}", &tag[..cut.1], &tag[cut.1..]);
             prop_assert!(check_reference(&bad_tag).is_err(), "{:?}", bad_tag);
         }
+    }
+}
+
+// --- the token service: scopes, Basic credentials, groups files ---------------------------
+
+use flotilla::access::bundle::parse_groups;
+use flotilla::access::rules::{Scope, parse_scope};
+use flotilla::access::service::parse_basic;
+use flotilla::api::access::Action;
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn scopes_basic_credentials_and_groups_never_panic(value in "\\PC{0,80}", bytes in hostile_bytes()) {
+        let _ = parse_scope(&value);
+        let _ = parse_basic(&value);
+        let _ = parse_basic(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&bytes)));
+        let _ = parse_groups(&value);
+        let _ = parse_groups(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn a_repository_scope_round_trips(
+        name in "[a-z0-9]{1,8}(/[a-z0-9._-]{1,8}){0,3}",
+        actions in proptest::sample::subsequence(vec!["pull", "push", "delete"], 0..=3),
+    ) {
+        let parsed = parse_scope(&format!("repository:{name}:{}", actions.join(",")));
+        let want: std::collections::BTreeSet<Action> = actions
+            .iter()
+            .map(|a| match *a { "pull" => Action::Pull, "push" => Action::Push, _ => Action::Delete })
+            .collect();
+        prop_assert_eq!(parsed, Some(Scope::Repository { name, actions: want }));
+    }
+
+    #[test]
+    fn basic_credentials_round_trip(user in "[^:\\x00]{0,16}", password in "\\PC{0,24}") {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        prop_assert_eq!(parse_basic(&header), Some((user, password)));
+    }
+
+    #[test]
+    fn a_groups_file_round_trips(
+        groups in btree_map("[a-z][a-z0-9-]{0,8}", vec("[a-z][a-z0-9._-]{0,8}", 0..5), 0..6),
+    ) {
+        let text: String = groups
+            .iter()
+            .map(|(g, users)| format!("{g}: {}\n", users.join(" ")))
+            .collect();
+        prop_assert_eq!(parse_groups(&text).expect("parses"), groups);
     }
 }

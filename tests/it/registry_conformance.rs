@@ -355,6 +355,7 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
     let ctx = BuildContext {
         receiver_url: Some(receiver_url),
         read_only_window: false,
+        token_service_image: None,
     };
     let children = build(&hq, &ctx, &generated).expect("build");
     let s3_creds = secret(
@@ -776,6 +777,7 @@ async fn tls_htpasswd_notification_filters_and_read_only_mode() {
     let ctx = BuildContext {
         receiver_url: Some(capture_url),
         read_only_window: false,
+        token_service_image: None,
     };
     let children = build(&spec, &ctx, &generated).expect("build");
     let s3_creds = secret(

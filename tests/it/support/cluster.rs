@@ -211,6 +211,20 @@ impl Cluster {
         let out = self.kubectl(&["get", resource, "-o", &format!("jsonpath={path}")]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// An object (`kind/name`) as `T`; panics when it is missing.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, resource: &str) -> T {
+        let json = self.kubectl_ok(&["get", resource, "-o", "json"]);
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{resource}: {e}"))
+    }
+
+    /// The value of `key` in Secret `name`, if both exist.
+    pub fn secret_key(&self, name: &str, key: &str) -> Option<Vec<u8>> {
+        let out = self.kubectl(&["get", &format!("secret/{name}"), "-o", "json"]);
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_slice(&out.stdout).ok()?;
+        secret.data?.remove(key).map(|b| b.0)
+    }
 }
 
 impl Drop for Cluster {

@@ -11,4 +11,5 @@ pub mod registry;
 pub mod registry_proc;
 pub mod s3;
 pub mod supply_chain;
+pub mod token_proc;
 pub mod tools;

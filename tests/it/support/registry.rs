@@ -1143,6 +1143,23 @@ impl TestCa {
         std::fs::read_to_string(&self.cert).expect("ca.crt")
     }
 
+    /// A `kubernetes.io/tls` Secret `name` as cert-manager writes it, as YAML: a serving
+    /// certificate for 127.0.0.1 and localhost (where tests run pods), its key, and `ca.crt`,
+    /// this CA.
+    pub fn tls_secret_yaml(&self, name: &str) -> String {
+        let (crt, key) = self.server_cert(name);
+        let b64 = |f: &Path| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).expect("pem"))
+        };
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
+            b64(&crt),
+            b64(&key),
+            b64(&self.cert)
+        )
+    }
+
     /// A server certificate for 127.0.0.1 and localhost signed by this CA: (cert, key).
     pub fn server_cert(&self, name: &str) -> (PathBuf, PathBuf) {
         self.server_cert_for(name, "IP:127.0.0.1,DNS:localhost")

@@ -75,6 +75,25 @@ pub fn secret_files(
         .collect()
 }
 
+/// Every Secret the registry container of `pod` reads (its Secret volumes and the
+/// `secretKeyRef`s of its environment), fetched by `get`.
+pub fn pod_secrets(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    get: &dyn Fn(&str) -> k8s_openapi::api::core::v1::Secret,
+) -> Vec<k8s_openapi::api::core::v1::Secret> {
+    let volumes = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone());
+    let env = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some(e.value_from.as_ref()?.secret_key_ref.as_ref()?.name.clone()));
+    volumes.chain(env).map(|n| get(&n)).collect()
+}
+
 fn secret_value(secrets: &[k8s_openapi::api::core::v1::Secret], name: &str, key: &str) -> String {
     let s = secrets
         .iter()
@@ -108,7 +127,8 @@ impl Drop for RegistryProc {
 }
 
 /// Rewrites the in-pod addresses and paths of a rendered config to local ones: `http.addr`,
-/// `http.debug.addr`, filesystem root directory, htpasswd and TLS file paths. Nothing else.
+/// `http.debug.addr`, filesystem root directory, htpasswd, token certificate and TLS file
+/// paths. Nothing else.
 pub fn localize(config: &str, port: u16, debug_port: u16, dir: &Path) -> String {
     let mut v: serde_yaml::Value = serde_yaml::from_str(config).expect("rendered config is YAML");
     let s = |x: String| serde_yaml::Value::String(x);
@@ -117,8 +137,16 @@ pub fn localize(config: &str, port: u16, debug_port: u16, dir: &Path) -> String 
     if v["storage"].get("filesystem").is_some() {
         v["storage"]["filesystem"]["rootdirectory"] = s(dir.join("data").display().to_string());
     }
-    if v.get("auth").is_some() {
+    if v["auth"].get("htpasswd").is_some() {
         v["auth"]["htpasswd"]["path"] = s(dir.join("htpasswd").display().to_string());
+    }
+    if v["auth"].get("token").is_some() {
+        let bundle = v["auth"]["token"]["rootcertbundle"]
+            .as_str()
+            .and_then(|p| Path::new(p).file_name())
+            .expect("rootcertbundle names a file")
+            .to_owned();
+        v["auth"]["token"]["rootcertbundle"] = s(dir.join(bundle).display().to_string());
     }
     if v["http"].get("tls").is_some() {
         v["http"]["tls"]["certificate"] = s(dir.join("tls.crt").display().to_string());
