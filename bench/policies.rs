@@ -7,12 +7,10 @@
 //! Run: `cargo bench --bench policies -- [N]`. Targets (issue 15): all Ready within 5 minutes
 //! of the apply, peak RSS ≤ 150 MiB.
 
-#[allow(dead_code)]
 #[path = "../tests/it/support/cluster.rs"]
 mod cluster;
 #[path = "../tests/it/support/ports.rs"]
 mod ports;
-#[allow(dead_code)]
 #[path = "../tests/it/support/registry.rs"]
 mod registry;
 
