@@ -25,11 +25,12 @@ use crate::api::replication_policy::{
 use crate::api::{SecretKeySelector, SecretReference};
 use crate::conditions::{self, Desired, READY};
 use crate::engine::report::{DestinationReport, Failure};
+use crate::engine::scope::Named;
 use crate::engine::sync::SyncError;
 use crate::metrics::{DestinationLabels, PolicyLabels, SyncLabels};
 use crate::registry::names::{Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::replication::report_status::{self, Outcome};
-use crate::replication::routing::Work;
+use crate::replication::routing;
 use crate::replication::tenancy;
 use crate::replication::trigger::{self, Trigger};
 use crate::replication::validate::{self, Issue};
@@ -396,12 +397,20 @@ async fn sync_reachable(
 /// Narrows a policy to the repositories and tags of push events (still within its filters).
 fn narrowed(
     mut cfg: crate::engine::SyncConfig,
-    work: &BTreeSet<Work>,
+    work: &BTreeSet<Named>,
 ) -> crate::engine::SyncConfig {
     let mut repos = BTreeSet::new();
     let mut tags = BTreeSet::new();
     for w in work {
-        let (Work::Copy { repository, tag } | Work::Delete { repository, tag }) = w;
+        let (Named::Pushed { repository, tag }
+        | Named::Deleted {
+            repository,
+            tag: Some(tag),
+            ..
+        }) = w
+        else {
+            continue;
+        };
         repos.insert(repository.clone());
         tags.insert(tag.clone());
     }
@@ -435,6 +444,10 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         .namespace()
         .ok_or_else(|| Error::MissingMetadata(format!("ReplicationPolicy {name}"), "namespace"))?;
     let api: Api<ReplicationPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.index().set(
+        &policy_key(&ns, &name),
+        routing::source_key(&obj.spec.source, &ns),
+    );
     let generation = obj.metadata.generation;
     let old = obj.status.clone().unwrap_or_default();
     let mut st = ReplicationPolicyStatus {
@@ -464,6 +477,9 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         }
     };
     if !problems.is_empty() {
+        if let Some(b) = ctx.peek_pending(&policy_key(&ns, &name)) {
+            ctx.requeue_pending(&policy_key(&ns, &name), b);
+        }
         let (_, reason, message) = readiness(&problems, "");
         conditions::upsert(
             &mut st.conditions,
@@ -534,11 +550,13 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     let annotations = obj.annotations().clone();
     let (full, next) = trigger::due(&obj.spec, &old, generation, &annotations, Timestamp::now());
     let key = policy_key(&ns, &name);
-    let pending: Vec<(Work, Instant)> = if obj.spec.suspend {
-        Vec::new()
+    let batch = if obj.spec.suspend {
+        None
     } else {
-        ctx.take_pending(&key)
+        ctx.peek_pending(&key)
     };
+    let pending: Vec<(Named, Instant)> =
+        batch.as_ref().map(|b| b.items.clone()).unwrap_or_default();
     let trigger = match (&full, pending.is_empty()) {
         (Some(t), _) => Some(t.clone()),
         (None, false) => Some(Trigger::Push),
@@ -594,6 +612,12 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     let began = Instant::now();
     let result = sync_reachable(cfg).await;
     let elapsed = began.elapsed().as_secs_f64();
+    if let Some(batch) = batch {
+        match &result {
+            Ok(_) => ctx.commit_pending(&key, &batch),
+            Err(_) => ctx.requeue_pending(&key, batch),
+        }
+    }
     let error_text;
     let outcome = match &result {
         Ok(report) => Outcome::Ran(report),
@@ -703,7 +727,7 @@ fn record_metrics(
     st: &ReplicationPolicyStatus,
     report: Option<&crate::engine::Report>,
     elapsed: f64,
-    pending: &[(Work, Instant)],
+    pending: &[(Named, Instant)],
 ) {
     let m = &ctx.metrics;
     let policy = PolicyLabels {
@@ -1007,12 +1031,12 @@ mod tests {
             },
             ..Default::default()
         };
-        let work: BTreeSet<Work> = [
-            Work::Copy {
+        let work: BTreeSet<Named> = [
+            Named::Pushed {
                 repository: "apps/web".into(),
                 tag: "v1".into(),
             },
-            Work::Copy {
+            Named::Pushed {
                 repository: "other/x".into(),
                 tag: "latest".into(),
             },

@@ -2,6 +2,7 @@
 //! due, which policies an event concerns, and the status a sync report gives.
 
 pub mod maintenance;
+pub mod pending;
 pub mod report_status;
 pub mod routing;
 pub mod tenancy;
