@@ -4,7 +4,7 @@
 //! sync per policy; a semaphore bounds the syncs of all policies together. Events that arrive
 //! during a run wait in `Context::pending` and trigger the next reconcile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,7 @@ use crate::api::replication_policy::{
 };
 use crate::api::{SecretKeySelector, SecretReference};
 use crate::conditions::{self, Desired, READY};
-use crate::engine::report::{DestinationReport, Failure};
 use crate::engine::scope::Named;
-use crate::engine::sync::SyncError;
 use crate::metrics::{DestinationLabels, PolicyLabels, SyncLabels};
 use crate::registry::names::{Names, OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::replication::report_status::{self, Outcome};
@@ -316,128 +314,6 @@ async fn read_secrets(
     Ok(resolved)
 }
 
-/// The destination named by an engine error about an unusable endpoint, if it is one.
-fn unreachable_destination(e: &SyncError) -> Option<String> {
-    let SyncError::Endpoint { role, .. } = e else {
-        return None;
-    };
-    let rest = role.strip_prefix("destination ")?;
-    Some(
-        rest.split_once(" (")
-            .map_or(rest, |(name, _)| name)
-            .to_string(),
-    )
-}
-
-/// `name` and every destination fed through it (its `from` descendants).
-fn with_descendants(dests: &[crate::engine::DestinationConfig], name: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::from([name.to_string()]);
-    loop {
-        let more: Vec<String> = dests
-            .iter()
-            .filter(|d| d.from.as_ref().is_some_and(|f| out.contains(f)) && !out.contains(&d.name))
-            .map(|d| d.name.clone())
-            .collect();
-        if more.is_empty() {
-            return out;
-        }
-        out.extend(more);
-    }
-}
-
-/// Runs the engine; a destination that cannot be reached is left out (with the destinations
-/// it feeds) and reported failed, so that the others are still served. (`flotilla sync`
-/// instead stops at once: there the user is at the keyboard.)
-async fn sync_reachable(
-    mut cfg: crate::engine::SyncConfig,
-) -> Result<crate::engine::Report, SyncError> {
-    let mut left_out: Vec<(String, String)> = Vec::new();
-    loop {
-        match crate::engine::sync::run(&cfg).await {
-            Err(e) => {
-                let Some(name) = unreachable_destination(&e) else {
-                    return Err(e);
-                };
-                let gone = with_descendants(&cfg.destinations, &name);
-                for g in &gone {
-                    let why = if *g == name {
-                        e.to_string()
-                    } else {
-                        format!("not fed: {name} is unreachable ({e})")
-                    };
-                    left_out.push((g.clone(), why));
-                }
-                cfg.destinations.retain(|d| !gone.contains(&d.name));
-                if cfg.destinations.is_empty() {
-                    return Err(e);
-                }
-            }
-            Ok(mut report) => {
-                for (name, error) in left_out {
-                    report.failures.push(Failure {
-                        artifact: "*".into(),
-                        destination: name.clone(),
-                        error,
-                    });
-                    report.destinations.push(DestinationReport {
-                        name,
-                        failed: 1,
-                        ..Default::default()
-                    });
-                }
-                if !report.failures.is_empty() && report.failed == 0 {
-                    report.failed = 1;
-                }
-                return Ok(report);
-            }
-        }
-    }
-}
-
-/// Narrows a policy to the repositories and tags of push events (still within its filters).
-fn narrowed(
-    mut cfg: crate::engine::SyncConfig,
-    work: &BTreeSet<Named>,
-) -> crate::engine::SyncConfig {
-    let mut repos = BTreeSet::new();
-    let mut tags = BTreeSet::new();
-    for w in work {
-        let (Named::Pushed { repository, tag }
-        | Named::Deleted {
-            repository,
-            tag: Some(tag),
-            ..
-        }) = w
-        else {
-            continue;
-        };
-        repos.insert(repository.clone());
-        tags.insert(tag.clone());
-    }
-    // Repository and tag names cannot hold glob metacharacters, so each is a literal glob.
-    // Compiled once (an invalid glob matches nothing; validation reports it elsewhere).
-    let repo_filter = crate::engine::filter::GlobFilter::new(&cfg.repositories_include, &[]);
-    let repo_ok = |r: &String| {
-        cfg.repositories_include.is_empty() || repo_filter.as_ref().is_ok_and(|f| f.matches(r))
-    };
-    let repos: Vec<String> = repos.into_iter().filter(repo_ok).collect();
-    let tag_filter = crate::engine::filter::GlobFilter::tags(&cfg.tags.include, &[]);
-    let tag_ok =
-        |t: &String| cfg.tags.include.is_empty() || tag_filter.as_ref().is_ok_and(|f| f.matches(t));
-    let tags: Vec<String> = tags.into_iter().filter(tag_ok).collect();
-    cfg.repositories_include = if repos.is_empty() {
-        vec!["\u{0}no-match".into()]
-    } else {
-        repos
-    };
-    cfg.tags.include = if tags.is_empty() {
-        vec!["\u{0}no-match".into()]
-    } else {
-        tags
-    };
-    cfg
-}
-
 async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj
@@ -595,11 +471,13 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
             return Ok(Action::requeue(RESYNC_PERIOD));
         }
     };
-    let cfg = if trigger == Trigger::Push {
-        narrowed(cfg, &pending.iter().map(|(w, _)| w.clone()).collect())
-    } else {
-        cfg
-    };
+    let mut cfg = cfg;
+    cfg.unreachable = crate::engine::config::OnUnreachable::Skip;
+    if trigger == Trigger::Push
+        && let Some(b) = batch.as_ref().filter(|b| !b.overflowed)
+    {
+        cfg.scope = crate::engine::SyncScope::Only(b.named());
+    }
     let _slot = ctx
         .sync_slots
         .acquire()
@@ -610,7 +488,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     publish_status(&api, obj, &old, &st).await?;
     tracing::info!(trigger = trigger.name(), "sync started");
     let began = Instant::now();
-    let result = sync_reachable(cfg).await;
+    let result = crate::engine::sync::run(&cfg).await;
     let elapsed = began.elapsed().as_secs_f64();
     if let Some(batch) = batch {
         match &result {
@@ -986,64 +864,5 @@ mod tests {
         )
         .expect("sync config");
         assert_eq!(cfg.source.ca_pem.as_deref(), Some(&b"PEM"[..]));
-    }
-
-    #[test]
-    fn unreachable_destinations_are_named_and_take_their_children_along() {
-        let dest = |name: &str, from: Option<&str>| crate::engine::DestinationConfig {
-            name: name.into(),
-            from: from.map(str::to_string),
-            ..Default::default()
-        };
-        let dests = [
-            dest("east", None),
-            dest("city", Some("east")),
-            dest("town", Some("city")),
-            dest("west", None),
-        ];
-        let gone: Vec<String> = with_descendants(&dests, "east").into_iter().collect();
-        assert_eq!(gone, ["city", "east", "town"]);
-        let err = SyncError::Endpoint {
-            role: "destination east (http://127.0.0.1:1)".into(),
-            source: crate::engine::client::ClientError::Url {
-                url: "x".into(),
-                reason: "y".into(),
-            },
-        };
-        assert_eq!(unreachable_destination(&err).as_deref(), Some("east"));
-        let src = SyncError::Endpoint {
-            role: "source http://127.0.0.1:1".into(),
-            source: crate::engine::client::ClientError::Url {
-                url: "x".into(),
-                reason: "y".into(),
-            },
-        };
-        assert_eq!(unreachable_destination(&src), None);
-    }
-
-    #[test]
-    fn narrowing_keeps_only_event_repositories_and_tags_within_filters() {
-        let cfg = crate::engine::SyncConfig {
-            repositories_include: vec!["apps/**".into()],
-            tags: crate::engine::TagRules {
-                include: vec!["v*".into()],
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let work: BTreeSet<Named> = [
-            Named::Pushed {
-                repository: "apps/web".into(),
-                tag: "v1".into(),
-            },
-            Named::Pushed {
-                repository: "other/x".into(),
-                tag: "latest".into(),
-            },
-        ]
-        .into();
-        let n = narrowed(cfg, &work);
-        assert_eq!(n.repositories_include, vec!["apps/web".to_string()]);
-        assert_eq!(n.tags.include, vec!["v1".to_string()]);
     }
 }

@@ -11,7 +11,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
-use super::config::{ConfigError, SyncConfig, feed_levels};
+use super::config::{ConfigError, OnUnreachable, SyncConfig, feed_levels};
 use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
 use super::filter::{FilterError, GlobFilter, TagFilter};
@@ -20,10 +20,12 @@ use super::limit::Limiter;
 use super::plan::{self, Action, Item};
 use super::referrers::ReferrerFilter;
 use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
+use super::scope::SyncScope;
 use super::store::Store;
 
 mod delete;
 mod discover;
+mod named;
 
 /// Errors that stop a sync before it changes anything.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +44,37 @@ pub enum SyncError {
     /// An endpoint is unusable (bad URL, unreachable, credentials rejected).
     #[error("{role}: {source}")]
     Endpoint {
-        /// `source` or `destination <name>`.
-        role: String,
+        /// Which endpoint.
+        role: Role,
         /// Cause.
         source: ClientError,
     },
+}
+
+/// An endpoint of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The source, by URL.
+    Source {
+        /// Its URL.
+        url: String,
+    },
+    /// A destination, by name and URL.
+    Destination {
+        /// Its name in the policy.
+        name: String,
+        /// Its URL.
+        url: String,
+    },
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Source { url } => write!(f, "source {url}"),
+            Role::Destination { name, url } => write!(f, "destination {name} ({url})"),
+        }
+    }
 }
 
 /// Repositories listed at once.
@@ -76,13 +104,19 @@ type Ready = Shared<BoxFuture<'static, Result<(), ClientError>>>;
 /// What happened at one destination for one artifact.
 #[derive(Clone, Debug)]
 enum Status {
-    Holds { copied: bool },
+    Holds {
+        copied: bool,
+    },
     Failed(String),
     Conflict(Digest),
+    /// Left out: the destination (or the one feeding it) is unreachable.
+    LeftOut,
 }
 
 struct Run<'a> {
     cfg: &'a SyncConfig,
+    /// Destinations left out of this run (unreachable, or fed by one that is).
+    skip: Vec<bool>,
     source: Store,
     source_client: Arc<RegistryClient>,
     dests: Vec<(Store, Arc<RegistryClient>)>,
@@ -138,25 +172,27 @@ async fn run_inner(
         filtering: !cfg.referrer_rules.is_empty(),
         copy_referrers: cfg.referrers,
     };
-    let endpoint = |role: String| move |source| SyncError::Endpoint { role, source };
-    let source_client = Arc::new(
-        RegistryClient::new(&cfg.source, cfg.retry)
-            .map_err(endpoint(format!("source {}", cfg.source.url)))?,
-    );
+    let endpoint = |role: Role| move |source| SyncError::Endpoint { role, source };
+    let source_role = || Role::Source {
+        url: cfg.source.url.clone(),
+    };
+    let dest_role = |d: &super::DestinationConfig| Role::Destination {
+        name: d.name.clone(),
+        url: d.endpoint.url.clone(),
+    };
+    let source_client =
+        Arc::new(RegistryClient::new(&cfg.source, cfg.retry).map_err(endpoint(source_role()))?);
     let mut dests = Vec::new();
     for d in &cfg.destinations {
-        let c = Arc::new(
-            RegistryClient::new(&d.endpoint, cfg.retry).map_err(endpoint(format!(
-                "destination {} ({})",
-                d.name, d.endpoint.url
-            )))?,
-        );
+        let c =
+            Arc::new(RegistryClient::new(&d.endpoint, cfg.retry).map_err(endpoint(dest_role(d)))?);
         dests.push((Store::Registry(c.clone()), c));
     }
     let dests_ready = dests.iter().map(|(_, c)| ready(c)).collect();
     let concurrency = cfg.concurrency.max(1);
-    let run = Run {
+    let mut run = Run {
         cfg,
+        skip: vec![false; cfg.destinations.len()],
         source: Store::Registry(source_client.clone()),
         source_client,
         copier: Copier::new(
@@ -193,16 +229,30 @@ async fn run_inner(
     let (src_ping, dest_pings, discovered) = futures::join!(
         run.source_client.ping(),
         futures::future::join_all(run.dests_ready.iter().cloned()),
-        run.discover_all(&repos, concurrency.max(DISCOVER_CONCURRENCY)),
+        run.discover_scope(&repos, concurrency.max(DISCOVER_CONCURRENCY)),
     );
-    src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
-    for (d, r) in cfg.destinations.iter().zip(dest_pings) {
-        r.map_err(endpoint(format!(
-            "destination {} ({})",
-            d.name, d.endpoint.url
-        )))?;
+    src_ping.map_err(endpoint(source_role()))?;
+    let mut down = Vec::new();
+    for (i, (d, r)) in cfg.destinations.iter().zip(dest_pings).enumerate() {
+        if let Err(e) = r {
+            if cfg.unreachable == OnUnreachable::Stop {
+                return Err(endpoint(dest_role(d))(e));
+            }
+            down.push((
+                i,
+                SyncError::Endpoint {
+                    role: dest_role(d),
+                    source: e,
+                },
+            ));
+        }
     }
-    let discovered = discovered.map_err(endpoint(format!("source {}", cfg.source.url)))?;
+    run.skip_unreachable(&down, &mut report);
+    if !down.is_empty() && run.skip.iter().all(|s| *s) {
+        let (_, first) = down.swap_remove(0);
+        return Err(first);
+    }
+    let discovered = discovered.map_err(endpoint(source_role()))?;
     let mut items = Vec::new();
     let mut source_tags = Vec::new();
     for (repo, r) in discovered {
@@ -290,11 +340,24 @@ async fn run_inner(
 
     // Delete: only in repositories whose source listing completed (`source_tags` holds no
     // other), only what every listing planned, and nothing when that is more than the limit.
+    // With a scope of named artifacts, only the deletions notifications named, by digest.
     if cfg.deletion {
         progress.phase(super::progress::Phase::Deleting);
         let mut doomed = Vec::new();
-        for (repo, all) in &source_tags {
-            doomed.extend(run.plan_deletions(repo, all, &mut report).await);
+        match &cfg.scope {
+            SyncScope::All => {
+                for (repo, all) in &source_tags {
+                    doomed.extend(run.plan_deletions(repo, all, &mut report).await);
+                }
+            }
+            SyncScope::Only(named) => {
+                let deleted = super::scope::by_repository(named).deleted;
+                for (repo, gone) in &deleted {
+                    if repos.matches(repo) {
+                        doomed.extend(run.plan_named_deletions(repo, gone, &mut report).await);
+                    }
+                }
+            }
         }
         run.delete(doomed, &mut report).await;
     }
@@ -338,6 +401,7 @@ fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &[Status]) {
                     error: e.clone(),
                 });
             }
+            Status::LeftOut => {}
             Status::Conflict(found) => {
                 dr.conflicts += 1;
                 report.conflicts += 1;
@@ -366,6 +430,32 @@ fn ready(c: &Arc<RegistryClient>) -> Ready {
 }
 
 impl Run<'_> {
+    /// Leaves the destinations in `down` out of the run with those they feed, naming each in
+    /// the report (a failure of the destination, not of every artifact).
+    fn skip_unreachable(&mut self, down: &[(usize, SyncError)], report: &mut Report) {
+        for (i, e) in down {
+            self.skip[*i] = true;
+            report.record_unreachable(&self.cfg.destinations[*i].name, None, e.to_string());
+        }
+        loop {
+            let fed: Vec<usize> = (0..self.skip.len())
+                .filter(|&i| !self.skip[i] && self.parents[i].is_some_and(|p| self.skip[p]))
+                .collect();
+            if fed.is_empty() {
+                return;
+            }
+            for i in fed {
+                self.skip[i] = true;
+                let parent = self.parents[i].map(|p| self.cfg.destinations[p].name.clone());
+                let why = format!(
+                    "not fed: {} is unreachable",
+                    parent.as_deref().unwrap_or_default()
+                );
+                report.record_unreachable(&self.cfg.destinations[i].name, parent, why);
+            }
+        }
+    }
+
     /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
     /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
     /// re-sync is a no-op); an index with no wanted child is left out.
@@ -434,6 +524,7 @@ impl Run<'_> {
                 Status::Conflict(found) => {
                     tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
                 }
+                Status::LeftOut => {}
             }
         }
         (item, st)
@@ -463,6 +554,7 @@ impl Run<'_> {
                     Some(p) => matches!(status[p], Some(Status::Holds { .. })),
                 };
                 status[i] = match &actions[i] {
+                    _ if self.skip[i] => Some(Status::LeftOut),
                     Err(e) => Some(Status::Failed(e.clone())),
                     Ok(Action::Skip) => Some(Status::Holds { copied: false }),
                     Ok(Action::Conflict { found }) => Some(Status::Conflict(found.clone())),
