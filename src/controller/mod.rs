@@ -310,36 +310,6 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Problems with the Secrets a resource in `namespace` refers to.
-pub async fn secret_problems(
-    client: &Client,
-    namespace: &str,
-    required: &[references::SecretRequirement],
-) -> Result<Vec<crate::replication::validate::Issue>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut problems = Vec::new();
-    for req in required {
-        let found = api.get_opt(&req.name).await?;
-        problems.extend(references::check_secret(req, namespace, found.as_ref()));
-    }
-    Ok(problems)
-}
-
-/// The `Ready` condition and Event for a validation outcome: valid, or the first problem
-/// (every problem is listed in the message).
-pub fn readiness(
-    problems: &[crate::replication::validate::Issue],
-    ok_message: &str,
-) -> (bool, &'static str, String) {
-    match problems.first() {
-        None => (true, "Valid", ok_message.to_string()),
-        Some(first) => {
-            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            (false, first.reason, all.join("; "))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,28 +4,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::time::Instant;
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
-use super::config::{ConfigError, OnUnreachable, SyncConfig, feed_levels};
+use super::config::{ConfigError, SyncConfig};
 use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
-use super::filter::{FilterError, GlobFilter, TagFilter};
+use super::filter::{FilterError, TagFilter};
 use super::gate::{Gate, Unverified};
-use super::limit::Limiter;
 use super::plan::{self, Action, Item};
-use super::referrers::ReferrerFilter;
-use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
-use super::scope::SyncScope;
+use super::report::Report;
 use super::store::Store;
 
 mod delete;
 mod discover;
 mod named;
+mod phases;
 
 /// Errors that stop a sync before it changes anything.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +45,7 @@ pub enum SyncError {
         /// Which endpoint.
         role: Role,
         /// Cause.
-        source: ClientError,
+        source: Box<ClientError>,
     },
 }
 
@@ -158,138 +156,18 @@ async fn run_inner(
     progress: &super::progress::Progress,
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
-    let (levels, parents) = feed_levels(&cfg.destinations)?;
-    let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
-    let tags = TagFilter::new(
-        &cfg.tags.include,
-        &cfg.tags.exclude,
-        cfg.tags.regex.as_deref(),
-        cfg.tags.semver.as_deref(),
-    )?;
-    let gate = Gate {
-        verify: cfg.verify.clone(),
-        filter: ReferrerFilter::new(&cfg.referrer_rules)?,
-        filtering: !cfg.referrer_rules.is_empty(),
-        copy_referrers: cfg.referrers,
-    };
-    let endpoint = |role: Role| move |source| SyncError::Endpoint { role, source };
-    let source_role = || Role::Source {
-        url: cfg.source.url.clone(),
-    };
-    let dest_role = |d: &super::DestinationConfig| Role::Destination {
-        name: d.name.clone(),
-        url: d.endpoint.url.clone(),
-    };
-    let source_client =
-        Arc::new(RegistryClient::new(&cfg.source, cfg.retry).map_err(endpoint(source_role()))?);
-    let mut dests = Vec::new();
-    for d in &cfg.destinations {
-        let c =
-            Arc::new(RegistryClient::new(&d.endpoint, cfg.retry).map_err(endpoint(dest_role(d)))?);
-        dests.push((Store::Registry(c.clone()), c));
-    }
-    let dests_ready = dests.iter().map(|(_, c)| ready(c)).collect();
+    let (mut run, repos) = phases::setup(cfg)?;
+    let mut report = phases::empty_report(cfg);
     let concurrency = cfg.concurrency.max(1);
-    let mut run = Run {
-        cfg,
-        skip: vec![false; cfg.destinations.len()],
-        source: Store::Registry(source_client.clone()),
-        source_client,
-        copier: Copier::new(
-            dests.len(),
-            Limiter::new(cfg.bandwidth_limit),
-            cfg.retry,
-            cfg.platforms.clone(),
-            3,
-        ),
-        dests,
-        dests_ready,
-        levels,
-        parents,
-        tags,
-        referrers_api: AtomicU8::new(0),
-        referrers_probe: tokio::sync::Mutex::new(()),
-        gate,
-    };
-    let mut report = Report {
-        destinations: cfg
-            .destinations
-            .iter()
-            .map(|d| DestinationReport {
-                name: d.name.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        dry_run: cfg.dry_run,
-        ..Default::default()
-    };
-
-    // Discover, while every endpoint is pinged: each must answer (and accept the credentials)
-    // before anything is written; discovery only reads.
-    let (src_ping, dest_pings, discovered) = futures::join!(
-        run.source_client.ping(),
-        futures::future::join_all(run.dests_ready.iter().cloned()),
-        run.discover_scope(&repos, concurrency.max(DISCOVER_CONCURRENCY)),
-    );
-    src_ping.map_err(endpoint(source_role()))?;
-    let mut down = Vec::new();
-    for (i, (d, r)) in cfg.destinations.iter().zip(dest_pings).enumerate() {
-        if let Err(e) = r {
-            if cfg.unreachable == OnUnreachable::Stop {
-                return Err(endpoint(dest_role(d))(e));
-            }
-            down.push((
-                i,
-                SyncError::Endpoint {
-                    role: dest_role(d),
-                    source: e,
-                },
-            ));
-        }
-    }
-    run.skip_unreachable(&down, &mut report);
-    if !down.is_empty() && run.skip.iter().all(|s| *s) {
-        let (_, first) = down.swap_remove(0);
-        return Err(first);
-    }
-    let discovered = discovered.map_err(endpoint(source_role()))?;
-    let mut items = Vec::new();
-    let mut source_tags = Vec::new();
-    for (repo, r) in discovered {
-        match r {
-            Ok((its, all, unverified)) => {
-                items.extend(its);
-                source_tags.push((repo, all));
-                report.record_unverified(unverified);
-            }
-            Err(e) => report.failures.push(Failure {
-                artifact: repo,
-                destination: String::new(),
-                error: format!("listing the source failed: {e}"),
-            }),
-        }
-    }
-    // Interleave repositories, so that artifacts copied at once rarely wait on the same
-    // (repository-shared) blobs.
-    items.sort_by_key(|(i, _)| i.display());
-    let mut rank: HashMap<String, usize> = HashMap::new();
-    let mut keyed: Vec<(usize, (Item, Held))> = items
-        .into_iter()
-        .map(|i| {
-            let r = rank.entry(i.0.repo.clone()).or_default();
-            *r += 1;
-            (*r, i)
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.0.repo.cmp(&b.1.0.repo)));
-    let items: Vec<(Item, Held)> = keyed.into_iter().map(|(_, i)| i).collect();
+    let (items, source_tags) = run
+        .discover_phase(&repos, concurrency.max(DISCOVER_CONCURRENCY), &mut report)
+        .await?;
     tracing::debug!(
         artifacts = items.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "discovered"
     );
     let items = run.select_platforms(items, &mut report).await;
-
     // Plan: what to do at each destination (no request: what they hold is known).
     let planned: Vec<Planned> = items
         .into_iter()
@@ -298,129 +176,15 @@ async fn run_inner(
             (item, actions)
         })
         .collect();
-
-    // Copy.
-    progress.count_bytes(run.copier.source_read.clone());
-    progress.count_bytes(run.copier.relay_read.clone());
-    progress.set_total(planned.len() as u64);
-    progress.phase(super::progress::Phase::Copying);
-    // Subjects first, then their referrers: those of one subject one after the other (a
-    // registry keeps one referrers list per subject; olareg 0.1.2 loses one of two updates
-    // made at once), different subjects' at once.
-    let (subjects, referrers): (Vec<_>, Vec<_>) =
-        planned.into_iter().partition(|(i, _)| i.subject.is_none());
-    let mut outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(subjects)
-        .map(|(item, actions)| run.copy_one(item, actions, progress))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let mut by_subject: HashMap<Digest, Vec<Planned>> = HashMap::new();
-    for (item, actions) in referrers {
-        let subject = item.subject.clone().unwrap_or_else(|| item.digest.clone());
-        by_subject.entry(subject).or_default().push((item, actions));
+    for (item, statuses) in run.copy_phase(planned, progress, concurrency).await {
+        phases::tally(&mut report, cfg.dry_run, &item, &statuses);
     }
-    let groups: Vec<Vec<(Item, Vec<Status>)>> = futures::stream::iter(by_subject.into_values())
-        .map(|group| {
-            let run = &run;
-            async move {
-                let mut done = Vec::with_capacity(group.len());
-                for (item, actions) in group {
-                    done.push(run.copy_one(item, actions, progress).await);
-                }
-                done
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    outcomes.extend(groups.into_iter().flatten());
-    for (item, statuses) in outcomes {
-        tally(&mut report, cfg.dry_run, &item, &statuses);
-    }
-
-    // Delete: only in repositories whose source listing completed (`source_tags` holds no
-    // other), only what every listing planned, and nothing when that is more than the limit.
-    // With a scope of named artifacts, only the deletions notifications named, by digest.
     if cfg.deletion {
         progress.phase(super::progress::Phase::Deleting);
-        let mut doomed = Vec::new();
-        match &cfg.scope {
-            SyncScope::All => {
-                for (repo, all) in &source_tags {
-                    doomed.extend(run.plan_deletions(repo, all, &mut report).await);
-                }
-            }
-            SyncScope::Only(named) => {
-                let deleted = super::scope::by_repository(named).deleted;
-                for (repo, gone) in &deleted {
-                    if repos.matches(repo) {
-                        doomed.extend(run.plan_named_deletions(repo, gone, &mut report).await);
-                    }
-                }
-            }
-        }
-        run.delete(doomed, &mut report).await;
+        run.delete_phase(&repos, &source_tags, &mut report).await;
     }
-
-    for (i, d) in report.destinations.iter_mut().enumerate() {
-        d.bytes_written = run.copier.written[i].load(Ordering::Relaxed);
-    }
-    report.bytes_read_from_source = run.copier.source_read.load(Ordering::Relaxed);
-    report.bytes_read_from_relays = run.copier.relay_read.load(Ordering::Relaxed);
-    report.foreign_layers_skipped = run.copier.foreign_skipped.load(Ordering::Relaxed);
-    report.duration_seconds = started.elapsed().as_secs_f64();
+    run.finish(&mut report, started);
     Ok(report)
-}
-
-/// Counts one artifact's outcome at every destination into `report` (in a dry run, a copy
-/// made is a copy planned).
-fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &[Status]) {
-    let mut any_failed = false;
-    let mut any_copied = false;
-    for (i, st) in statuses.iter().enumerate() {
-        let dr = &mut report.destinations[i];
-        match st {
-            Status::Holds { copied: true } => {
-                any_copied = true;
-                dr.copied += 1;
-                if dry_run {
-                    report.planned.push(PlannedChange {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        change: "copy",
-                    });
-                }
-            }
-            Status::Holds { copied: false } => dr.skipped += 1,
-            Status::Failed(e) => {
-                any_failed = true;
-                dr.failed += 1;
-                report.failures.push(Failure {
-                    artifact: item.display(),
-                    destination: dr.name.clone(),
-                    error: e.clone(),
-                });
-            }
-            Status::LeftOut => {}
-            Status::Conflict(found) => {
-                dr.conflicts += 1;
-                report.conflicts += 1;
-                report.conflict_details.push(Conflict {
-                    artifact: item.display(),
-                    destination: dr.name.clone(),
-                    source_digest: item.digest.to_string(),
-                    destination_digest: found.to_string(),
-                });
-            }
-        }
-    }
-    if any_failed {
-        report.failed += 1;
-    } else if any_copied {
-        report.copied += 1;
-    } else {
-        report.skipped += 1;
-    }
 }
 
 /// Pings `c` once, shared by everyone who awaits the returned future.
@@ -430,32 +194,6 @@ fn ready(c: &Arc<RegistryClient>) -> Ready {
 }
 
 impl Run<'_> {
-    /// Leaves the destinations in `down` out of the run with those they feed, naming each in
-    /// the report (a failure of the destination, not of every artifact).
-    fn skip_unreachable(&mut self, down: &[(usize, SyncError)], report: &mut Report) {
-        for (i, e) in down {
-            self.skip[*i] = true;
-            report.record_unreachable(&self.cfg.destinations[*i].name, None, e.to_string());
-        }
-        loop {
-            let fed: Vec<usize> = (0..self.skip.len())
-                .filter(|&i| !self.skip[i] && self.parents[i].is_some_and(|p| self.skip[p]))
-                .collect();
-            if fed.is_empty() {
-                return;
-            }
-            for i in fed {
-                self.skip[i] = true;
-                let parent = self.parents[i].map(|p| self.cfg.destinations[p].name.clone());
-                let why = format!(
-                    "not fed: {} is unreachable",
-                    parent.as_deref().unwrap_or_default()
-                );
-                report.record_unreachable(&self.cfg.destinations[i].name, parent, why);
-            }
-        }
-    }
-
     /// Applies `platforms`: an index with unwanted children becomes a new index of the wanted
     /// ones (the item's digest is then the new one, what destinations hold after a copy, so a
     /// re-sync is a no-op); an index with no wanted child is left out.
