@@ -375,6 +375,13 @@ async fn unreachable_destinations_are_typed_and_skipped_on_request() {
         .find(|d| d.name == "up")
         .expect("up");
     assert_eq!((up_report.copied, up_report.failed), (1, 0));
+    // With no destination left, the run copies nothing and names each.
+    cfg.destinations.retain(|d| d.name == "down");
+    let report = flotilla::engine::sync::run(&cfg)
+        .await
+        .expect("all left out");
+    assert_eq!((report.copied, report.unreachable.len()), (0, 1));
+    assert!(!report.success());
 }
 
 async fn has_tag(base: &str, repo: &str, tag: &str) -> bool {

@@ -236,6 +236,13 @@ pub async fn run(
     if let Some(mut events) = settings.events.take() {
         let (store, ctx) = (policies.store(), ctx.clone());
         tokio::spawn(async move {
+            // Events wait (in the channel, then at the registries, which retry) until the
+            // policies are known: routed against an empty cache they would be dropped.
+            let poll = Duration::from_millis(200);
+            while tokio::time::timeout(poll, store.wait_until_ready())
+                .await
+                .is_err()
+            {}
             while let Some(event) = events.recv().await {
                 route(&ctx, &store, &event, &wake_tx).await;
             }

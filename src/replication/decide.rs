@@ -109,6 +109,8 @@ pub fn decide(f: &Facts<'_>) -> Decision {
     let pending = f.pending.filter(|_| !f.spec.suspend);
     let (trigger, scope) = match (full, pending) {
         (Some(t), _) => (t, SyncScope::All),
+        // Work a failed run left waits for the policy's retry (a full sync), new work not.
+        (None, Some(b)) if !b.fresh => return Decision::Idle { requeue },
         (None, Some(b)) if b.overflowed => (Trigger::Push, SyncScope::All),
         (None, Some(b)) => (Trigger::Push, SyncScope::Only(b.named())),
         (None, None) => return Decision::Idle { requeue },
@@ -267,6 +269,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn work_a_failed_run_left_waits_for_the_retry() {
+        let mut w = World::new(by_url(), synced());
+        let mut q = PendingQueue::default();
+        q.push(pushed("v1"), Instant::now());
+        let b = q.peek().expect("work");
+        q.requeue(b);
+        w.pending = q.peek();
+        assert!(matches!(w.decide(), Decision::Idle { .. }));
+        q.push(pushed("v2"), Instant::now());
+        w.pending = q.peek();
+        assert!(
+            matches!(w.decide(), Decision::Sync { scope: SyncScope::Only(items), .. } if items.len() == 2)
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct PendingQueue {
     seq: u64,
     /// Sequence number at which an item was dropped because the queue was full.
     overflowed: Option<(u64, Instant)>,
+    /// Sequence number up to which work has been requeued (an overflow before it is old).
+    requeued_upto: u64,
     limit: usize,
 }
 
@@ -53,6 +55,8 @@ pub struct Batch {
     pub overflowed: bool,
     /// The most runs any of these items has already missed.
     pub attempts: u32,
+    /// Some item has missed no run yet (a push that arrived since the last run).
+    pub fresh: bool,
     upto: u64,
     oldest: Instant,
 }
@@ -76,6 +80,7 @@ impl PendingQueue {
             entries: BTreeMap::new(),
             seq: 0,
             overflowed: None,
+            requeued_upto: 0,
             limit: limit.max(1),
         }
     }
@@ -133,6 +138,10 @@ impl PendingQueue {
             items,
             overflowed: self.overflowed.is_some(),
             attempts: self.entries.values().map(|e| e.attempts).max().unwrap_or(0),
+            fresh: self.entries.values().any(|e| e.attempts == 0)
+                || self
+                    .overflowed
+                    .is_some_and(|(seq, _)| seq > self.requeued_upto),
             upto: self.seq,
             oldest,
         })
@@ -154,6 +163,7 @@ impl PendingQueue {
     /// The run meant to cover `batch` did not (refused, or failed before it copied anything):
     /// its items stay, counting the missed run.
     pub fn requeue(&mut self, batch: Batch) {
+        self.requeued_upto = self.requeued_upto.max(batch.upto);
         for (item, _) in batch.items {
             if let Some(e) = self.entries.get_mut(&item) {
                 e.attempts = e.attempts.saturating_add(1);
@@ -200,7 +210,10 @@ mod tests {
         let again = q.peek().expect("kept");
         assert_eq!(again.named(), [push("v1")]);
         assert_eq!(again.attempts, 1);
+        assert!(!again.fresh, "it waits for the policy's retry");
         assert_eq!(again.oldest(), t0, "the lag counts from the first arrival");
+        q.push(push("v2"), t0);
+        assert!(q.peek().is_some_and(|b| b.fresh), "a new push runs at once");
     }
 
     #[test]

@@ -199,7 +199,8 @@ struct Job<'a> {
 }
 
 /// Runs the engine once a sync slot is free, marking the policy Syncing meanwhile; commits
-/// the push work it covered when it finished, requeues it when it could not run.
+/// the push work it covered when it finished, requeues it when it could not run or could
+/// not reach a destination.
 async fn run(
     ctx: &Context,
     job: Job<'_>,
@@ -226,10 +227,12 @@ async fn run(
     let elapsed = began.elapsed().as_secs_f64();
     let covered = batch.as_ref().map(|b| b.items.clone()).unwrap_or_default();
     let push_lag = batch.as_ref().map(|b| b.oldest().elapsed());
+    // Covered: the run finished and reached every destination (artifacts that failed there
+    // are the retry's, a full sync).
     if let Some(b) = batch {
         match &result {
-            Ok(_) => ctx.commit_pending(job.key, &b),
-            Err(_) => ctx.requeue_pending(job.key, b),
+            Ok(report) if report.unreachable.is_empty() => ctx.commit_pending(job.key, &b),
+            _ => ctx.requeue_pending(job.key, b),
         }
     }
     let error_text = result.as_ref().err().map(ToString::to_string);

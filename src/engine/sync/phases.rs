@@ -132,7 +132,7 @@ impl Run<'_> {
     /// Discovers what the scope covers while every endpoint is pinged: each must answer (and
     /// accept the credentials) before anything is written; discovery only reads. An
     /// unreachable destination stops the run, or with [`OnUnreachable::Skip`] is left out
-    /// (unless every destination is).
+    /// (with every destination left out, the run copies nothing and says why).
     pub(super) async fn discover_phase(
         &mut self,
         repos: &GlobFilter,
@@ -156,10 +156,6 @@ impl Run<'_> {
             }
         }
         self.skip_unreachable(&down, report);
-        if !down.is_empty() && self.skip.iter().all(|s| *s) {
-            let (_, first) = down.swap_remove(0);
-            return Err(first);
-        }
         let discovered = discovered.map_err(endpoint(source_role(cfg)))?;
         let mut items = Vec::new();
         let mut source_tags = Vec::new();
