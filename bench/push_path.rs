@@ -228,7 +228,13 @@ async fn measure(w: &World, bin: &Path, label: &str, a: &Args) -> Figures {
         &w.logs,
         w.receiver_port,
         &[],
-        &[("FLOTILLA_RECEIVER_TOKEN", TOKEN), ("RUST_LOG", "info")],
+        &[
+            ("FLOTILLA_RECEIVER_TOKEN", TOKEN),
+            (
+                "RUST_LOG",
+                "info,flotilla::webhook=debug,flotilla::controller=debug",
+            ),
+        ],
     );
     let mut yaml = format!(
         "apiVersion: flotilla.dev/v1alpha1\nkind: ReplicationPolicy\nmetadata: {{name: bench}}\nspec:\n  source: {{url: \"{}\", insecure: true}}\n  trigger: {{onPush: true}}\n  concurrency: 8\n  destinations:\n",
@@ -373,7 +379,7 @@ async fn main() {
     bases.extend(dests.iter().map(|(r, _)| r.url()));
     populate(&bases, a.repos, a.tags_per_repo).await;
     println!(
-        "source and destinations filled: {} repositories, {} tags each, in {:.1}s",
+        "source and destinations filled: {} repositories, {} tags in each registry, in {:.1}s",
         a.repos,
         a.repos * a.tags_per_repo,
         filled.elapsed().as_secs_f64()

@@ -70,18 +70,45 @@ async fn push(base: &str, tag: &str, seed: u64) -> String {
     registry::sha256(&m)
 }
 
+/// A control plane, the operator with its receiver on `port`, a source notifying it and a
+/// destination, with policy `pushed` (on push) in sync.
+struct World {
+    cluster: Cluster,
+    operator: Operator,
+    port: u16,
+    source: Registry,
+    dest: Registry,
+}
+
+async fn world() -> World {
+    let cluster = Cluster::start();
+    cluster.install_crds();
+    let port = cluster::free_port();
+    let operator = operator_on(&cluster, port);
+    let source = Registry::start_notifying(&receiver_url(port), TOKEN).await;
+    let dest = Registry::start().await;
+    apply_policy(&cluster, &source.url(), &dest.url());
+    wait_for("the first full sync", WAIT, || {
+        condition(&cluster, "Ready") == "True/InSync"
+    });
+    World {
+        cluster,
+        operator,
+        port,
+        source,
+        dest,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_push_while_the_runs_fail_is_copied_once_the_destination_is_back() {
-    let c = Cluster::start();
-    c.install_crds();
-    let port = cluster::free_port();
-    let _op = operator_on(&c, port);
-    let source = Registry::start_notifying(&receiver_url(port), TOKEN).await;
-    let mut dest = Registry::start().await;
-    apply_policy(&c, &source.url(), &dest.url());
-    wait_for("the first full sync", WAIT, || {
-        condition(&c, "Ready") == "True/InSync"
-    });
+    let World {
+        cluster: c,
+        operator: _op,
+        source,
+        mut dest,
+        ..
+    } = world().await;
 
     // The only destination goes away: every run fails (the engine cannot reach it).
     dest.kill();
@@ -109,16 +136,13 @@ async fn a_push_while_the_runs_fail_is_copied_once_the_destination_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_push_during_an_operator_restart_is_copied_by_the_restarted_operator() {
-    let c = Cluster::start();
-    c.install_crds();
-    let port = cluster::free_port();
-    let op = operator_on(&c, port);
-    let source = Registry::start_notifying(&receiver_url(port), TOKEN).await;
-    let dest = Registry::start().await;
-    apply_policy(&c, &source.url(), &dest.url());
-    wait_for("the first full sync", WAIT, || {
-        condition(&c, "Ready") == "True/InSync"
-    });
+    let World {
+        cluster: c,
+        operator: op,
+        port,
+        source,
+        dest,
+    } = world().await;
     let synced_at = jsonpath(&c, "{.status.lastFullSyncTime}");
 
     // The operator stops; the push's notification finds no receiver (the registry keeps it

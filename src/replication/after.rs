@@ -346,25 +346,24 @@ mod tests {
         }
     }
 
+    /// A report of one artifact copied to each of `copied_to` (of east and west).
+    fn copied_to(names: &[&str]) -> Report {
+        let dest = |name: &str| DestinationReport {
+            name: name.into(),
+            copied: u64::from(names.contains(&name)),
+            ..Default::default()
+        };
+        Report {
+            copied: 1,
+            destinations: vec![dest("east"), dest("west")],
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_push_run_records_its_lag_and_keeps_the_full_sync_marks() {
         let s = spec();
-        let report = Report {
-            copied: 1,
-            destinations: vec![
-                DestinationReport {
-                    name: "east".into(),
-                    copied: 1,
-                    ..Default::default()
-                },
-                DestinationReport {
-                    name: "west".into(),
-                    copied: 1,
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        };
+        let report = copied_to(&["east", "west"]);
         let a = ran(
             ReplicationPolicyStatus::default(),
             &ran_with(&s, &Trigger::Push, Outcome::Ran(&report)),
@@ -392,21 +391,7 @@ mod tests {
     #[test]
     fn an_unreachable_destination_fails_alone_and_is_looked_at_again_soon() {
         let s = spec();
-        let mut report = Report {
-            copied: 1,
-            destinations: vec![
-                DestinationReport {
-                    name: "east".into(),
-                    copied: 1,
-                    ..Default::default()
-                },
-                DestinationReport {
-                    name: "west".into(),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        };
+        let mut report = copied_to(&["east"]);
         report.record_unreachable("west", None, "connection refused".into());
         let a = ran(
             ReplicationPolicyStatus::default(),
