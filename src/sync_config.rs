@@ -274,6 +274,8 @@ pub fn to_sync_config(
             request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
+        scope: crate::engine::SyncScope::All,
+        unreachable: crate::engine::config::OnUnreachable::Stop,
         referrer_rules: supply_chain::referrer_rules(spec),
         verify: supply_chain::verify(spec, resolved)?,
     })

@@ -10,7 +10,7 @@ pub mod replication;
 mod revocation;
 mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +24,10 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::replication_policy::ReplicationPolicy;
 
+use crate::engine::scope::Named;
 use crate::metrics::Metrics;
-use crate::replication::routing::{self, Work};
+use crate::replication::pending::{Batch, PendingQueue};
+use crate::replication::routing::{self, SourceIndex};
 use crate::webhook::ManifestEvent;
 
 /// What every reconciler gets.
@@ -42,8 +44,10 @@ pub struct Context {
     pub token_service_image: Option<String>,
     /// Tokens the event receiver accepts (the Registry controller registers its fleets').
     pub tokens: crate::webhook::Tokens,
-    /// Push-event work per policy (`namespace/name`), with the arrival time of each item.
-    pub pending: Mutex<BTreeMap<String, Vec<(Work, Instant)>>>,
+    /// Push-event work per policy (`namespace/name`).
+    pub pending: Mutex<HashMap<String, PendingQueue>>,
+    /// Policies by source, for routing events (kept by the policies' reconciles).
+    pub sources: Mutex<SourceIndex>,
     /// Bounds the syncs running at once across all policies.
     pub sync_slots: tokio::sync::Semaphore,
     /// URLs that replace Registries' in-cluster URLs, by `namespace/name` (an operator running
@@ -52,31 +56,55 @@ pub struct Context {
 }
 
 impl Context {
-    /// Takes the pending work of a policy.
-    pub fn take_pending(&self, key: &str) -> Vec<(Work, Instant)> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)
-            .unwrap_or_default()
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingQueue>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pending push work of a policy, left in place (see [`PendingQueue`]).
+    pub fn peek_pending(&self, key: &str) -> Option<Batch> {
+        self.queues().get(key).and_then(PendingQueue::peek)
+    }
+
+    /// The run covering `batch` finished.
+    pub fn commit_pending(&self, key: &str, batch: &Batch) {
+        let mut queues = self.queues();
+        if let Some(q) = queues.get_mut(key) {
+            q.commit(batch);
+            if q.is_empty() {
+                queues.remove(key);
+            }
+        }
+    }
+
+    /// The run meant to cover `batch` did not.
+    pub fn requeue_pending(&self, key: &str, batch: Batch) {
+        if let Some(q) = self.queues().get_mut(key) {
+            q.requeue(batch);
+        }
     }
 
     /// Whether a policy has pending work.
     pub fn has_pending(&self, key: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .is_some_and(|v| !v.is_empty())
+        self.queues().get(key).is_some_and(|q| !q.is_empty())
     }
 
-    /// Adds work for a policy; the same work already pending is not added twice.
-    pub fn add_pending(&self, key: &str, work: Work) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pending.entry(key.to_string()).or_default();
-        if !list.iter().any(|(w, _)| *w == work) {
-            list.push((work, Instant::now()));
-        }
+    /// Adds work for a policy.
+    pub fn add_pending(&self, key: &str, work: Named) {
+        self.queues()
+            .entry(key.to_string())
+            .or_default()
+            .push(work, Instant::now());
+    }
+
+    /// Forgets a policy that is gone: its queue and its place in the source index.
+    pub fn forget_policy(&self, key: &str) {
+        self.queues().remove(key);
+        self.index().remove(key);
+    }
+
+    /// The index of policies by source.
+    pub fn index(&self) -> std::sync::MutexGuard<'_, SourceIndex> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -194,7 +222,8 @@ pub async fn run(
         receiver_url: settings.receiver_url.clone(),
         token_service_image: settings.token_service_image.clone(),
         tokens: settings.tokens.clone(),
-        pending: Mutex::new(BTreeMap::new()),
+        pending: Mutex::new(HashMap::new()),
+        sources: Mutex::new(SourceIndex::default()),
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
         registry_urls: std::mem::take(&mut settings.registry_urls),
     });
@@ -227,18 +256,15 @@ pub async fn run(
     if let Some(mut events) = settings.events.take() {
         let (store, ctx) = (policies.store(), ctx.clone());
         tokio::spawn(async move {
+            // Events wait (in the channel, then at the registries, which retry) until the
+            // policies are known: routed against an empty cache they would be dropped.
+            let poll = Duration::from_millis(200);
+            while tokio::time::timeout(poll, store.wait_until_ready())
+                .await
+                .is_err()
+            {}
             while let Some(event) = events.recv().await {
-                for policy in store.state() {
-                    let ns = policy.namespace().unwrap_or_default();
-                    if !routing::from_source(&policy.spec.source, &ns, &event) {
-                        continue;
-                    }
-                    if let Some(work) = routing::work(&policy.spec, &event) {
-                        tracing::debug!(policy = %policy.name_any(), ?work, "push event");
-                        ctx.add_pending(&replication::policy_key(&ns, &policy.name_any()), work);
-                        let _ = wake_tx.send(ObjectRef::from_obj(&*policy)).await;
-                    }
-                }
+                route(&ctx, &store, &event, &wake_tx).await;
             }
         });
     }
@@ -273,40 +299,48 @@ pub async fn run(
     tracing::info!("controllers stopped");
 }
 
+/// Hands one event to the policies of its source (found in the index, then checked against
+/// the rule of what its token may trigger), waking each that gets work.
+async fn route(
+    ctx: &Context,
+    store: &kube::runtime::reflector::Store<ReplicationPolicy>,
+    event: &ManifestEvent,
+    wake: &tokio::sync::mpsc::Sender<ObjectRef<ReplicationPolicy>>,
+) {
+    // Policies created or deleted since the index was last complete: index them all again
+    // (the policies' reconciles keep it current otherwise).
+    if ctx.index().len() != store.len() {
+        let all = store.state().into_iter().map(|p| {
+            let ns = p.namespace().unwrap_or_default();
+            let key = routing::source_key(&p.spec.source, &ns);
+            (replication::policy_key(&ns, &p.name_any()), key)
+        });
+        ctx.index().rebuild(all.collect::<Vec<_>>());
+    }
+    let candidates = ctx.index().candidates(event);
+    for key in candidates {
+        let Some((ns, name)) = key.split_once('/') else {
+            continue;
+        };
+        let Some(policy) = store.get(&ObjectRef::new(name).within(ns)) else {
+            ctx.forget_policy(&key);
+            continue;
+        };
+        if !routing::from_source(&policy.spec.source, ns, event) {
+            continue;
+        }
+        if let Some(work) = routing::work(&policy.spec, event) {
+            tracing::debug!(policy = %key, ?work, "push event");
+            ctx.add_pending(&key, work);
+            let _ = wake.send(ObjectRef::from_obj(&*policy)).await;
+        }
+    }
+}
+
 fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// Problems with the Secrets a resource in `namespace` refers to.
-pub async fn secret_problems(
-    client: &Client,
-    namespace: &str,
-    required: &[references::SecretRequirement],
-) -> Result<Vec<crate::replication::validate::Issue>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut problems = Vec::new();
-    for req in required {
-        let found = api.get_opt(&req.name).await?;
-        problems.extend(references::check_secret(req, namespace, found.as_ref()));
-    }
-    Ok(problems)
-}
-
-/// The `Ready` condition and Event for a validation outcome: valid, or the first problem
-/// (every problem is listed in the message).
-pub fn readiness(
-    problems: &[crate::replication::validate::Issue],
-    ok_message: &str,
-) -> (bool, &'static str, String) {
-    match problems.first() {
-        None => (true, "Valid", ok_message.to_string()),
-        Some(first) => {
-            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            (false, first.reason, all.join("; "))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use super::backoff::RetryConfig;
 use super::client::EndpointConfig;
 use super::referrers::ReferrerRules;
 use super::rewrite::Rewrite;
+use super::scope::SyncScope;
 use super::verify::VerifyConfig;
 
 /// Errors in a sync configuration.
@@ -97,6 +98,23 @@ pub struct SyncConfig {
     /// Plan only: read the source and the destinations, report what would be copied and
     /// deleted, write nothing.
     pub dry_run: bool,
+    /// What the run covers: everything (listing the source) or the artifacts notifications
+    /// named (fetched by reference).
+    pub scope: SyncScope,
+    /// What to do when a destination does not answer its ping (or refuses the credentials).
+    pub unreachable: OnUnreachable,
+}
+
+/// What a run does about a destination that does not answer its ping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnUnreachable {
+    /// Stop before anything is written ([`super::sync::SyncError::Endpoint`]): the user is at
+    /// the keyboard (`flotilla sync`).
+    #[default]
+    Stop,
+    /// Serve the others: leave it out with the destinations it feeds, and name it in
+    /// [`super::report::Report::unreachable`] (the operator).
+    Skip,
 }
 
 impl Default for SyncConfig {
@@ -120,6 +138,8 @@ impl Default for SyncConfig {
             bandwidth_limit: None,
             retry: RetryConfig::default(),
             dry_run: false,
+            scope: SyncScope::All,
+            unreachable: OnUnreachable::Stop,
         }
     }
 }

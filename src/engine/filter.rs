@@ -103,6 +103,11 @@ impl GlobFilter {
         self.include.as_ref().is_none_or(|s| s.is_match(name))
             && !self.exclude.as_ref().is_some_and(|s| s.is_match(name))
     }
+
+    /// Whether every name passes (no include nor exclude glob).
+    pub fn selects_all(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
 }
 
 /// Tag rules: globs, an anchored regex and a semver range, all of which must pass.
@@ -126,6 +131,11 @@ impl TagFilter {
             regex: regex.map(tag_regex).transpose()?,
             semver: semver.map(semver_range).transpose()?,
         })
+    }
+
+    /// Whether every tag passes (no rule is set).
+    pub fn selects_all(&self) -> bool {
+        self.globs.selects_all() && self.regex.is_none() && self.semver.is_none()
     }
 
     /// Whether `tag` passes every rule that is set.
@@ -182,6 +192,21 @@ pub fn is_referrer_tag(tag: &str) -> bool {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 && matches!(tail, "" | ".sig" | ".att" | ".sbom")
         })
+}
+
+/// The tags a referrer of the digest with hex `digest_hex` may have in the cosign /
+/// OCI-fallback scheme.
+pub fn referrer_tags_of(digest_hex: &str) -> [String; 4] {
+    ["", ".sig", ".att", ".sbom"].map(|tail| format!("sha256-{digest_hex}{tail}"))
+}
+
+/// The subject digest a tag of the referrer scheme names (`None`: not of that scheme).
+pub fn referrer_subject(tag: &str) -> Option<super::digest::Digest> {
+    if !is_referrer_tag(tag) {
+        return None;
+    }
+    let hex = tag.strip_prefix("sha256-")?.get(..64)?;
+    format!("sha256:{hex}").parse().ok()
 }
 
 /// Whether a tag belongs to the cosign / OCI-fallback referrer tag scheme of a digest.

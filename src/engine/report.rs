@@ -72,6 +72,18 @@ pub struct Conflict {
     pub destination_digest: String,
 }
 
+/// A destination a run could not serve: it did not answer its ping (or refused the
+/// credentials), or it is fed by one that did not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unreachable {
+    /// Its name.
+    pub destination: String,
+    /// The unreachable destination feeding it (`None`: it is itself unreachable).
+    pub via: Option<String>,
+    /// Why, in words.
+    pub error: String,
+}
+
 /// The summary of one sync or copy.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -117,9 +129,30 @@ pub struct Report {
     pub dry_run: bool,
     /// In a dry run, every copy and deletion a sync would make.
     pub planned: Vec<PlannedChange>,
+    /// Destinations left out of the run (only with `OnUnreachable::Skip`).
+    pub unreachable: Vec<Unreachable>,
 }
 
 impl Report {
+    /// Records destination `name` as left out (`via`: the unreachable one feeding it): in
+    /// [`Report::unreachable`], as one failure of the destination, and as a failed run.
+    pub fn record_unreachable(&mut self, name: &str, via: Option<String>, error: String) {
+        self.failures.push(Failure {
+            artifact: "*".into(),
+            destination: name.to_string(),
+            error: error.clone(),
+        });
+        if let Some(d) = self.destinations.iter_mut().find(|d| d.name == name) {
+            d.failed += 1;
+        }
+        self.unreachable.push(Unreachable {
+            destination: name.to_string(),
+            via,
+            error,
+        });
+        self.failed = self.failed.max(1);
+    }
+
     /// Whether nothing failed.
     pub fn success(&self) -> bool {
         self.failed == 0 && self.failures.is_empty()

@@ -4,26 +4,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::time::Instant;
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
-use super::config::{ConfigError, SyncConfig, feed_levels};
+use super::config::{ConfigError, SyncConfig};
 use super::copy::{Copier, CopyError, Feeder, Target};
 use super::digest::Digest;
-use super::filter::{FilterError, GlobFilter, TagFilter};
+use super::filter::{FilterError, TagFilter};
 use super::gate::{Gate, Unverified};
-use super::limit::Limiter;
 use super::plan::{self, Action, Item};
-use super::referrers::ReferrerFilter;
-use super::report::{Conflict, DestinationReport, Failure, PlannedChange, Report};
+use super::report::Report;
 use super::store::Store;
 
 mod delete;
 mod discover;
+mod named;
+mod phases;
 
 /// Errors that stop a sync before it changes anything.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +42,37 @@ pub enum SyncError {
     /// An endpoint is unusable (bad URL, unreachable, credentials rejected).
     #[error("{role}: {source}")]
     Endpoint {
-        /// `source` or `destination <name>`.
-        role: String,
+        /// Which endpoint.
+        role: Role,
         /// Cause.
-        source: ClientError,
+        source: Box<ClientError>,
     },
+}
+
+/// An endpoint of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The source, by URL.
+    Source {
+        /// Its URL.
+        url: String,
+    },
+    /// A destination, by name and URL.
+    Destination {
+        /// Its name in the policy.
+        name: String,
+        /// Its URL.
+        url: String,
+    },
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Source { url } => write!(f, "source {url}"),
+            Role::Destination { name, url } => write!(f, "destination {name} ({url})"),
+        }
+    }
 }
 
 /// Repositories listed at once.
@@ -76,13 +102,19 @@ type Ready = Shared<BoxFuture<'static, Result<(), ClientError>>>;
 /// What happened at one destination for one artifact.
 #[derive(Clone, Debug)]
 enum Status {
-    Holds { copied: bool },
+    Holds {
+        copied: bool,
+    },
     Failed(String),
     Conflict(Digest),
+    /// Left out: the destination (or the one feeding it) is unreachable.
+    LeftOut,
 }
 
 struct Run<'a> {
     cfg: &'a SyncConfig,
+    /// Destinations left out of this run (unreachable, or fed by one that is).
+    skip: Vec<bool>,
     source: Store,
     source_client: Arc<RegistryClient>,
     dests: Vec<(Store, Arc<RegistryClient>)>,
@@ -124,122 +156,18 @@ async fn run_inner(
     progress: &super::progress::Progress,
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
-    let (levels, parents) = feed_levels(&cfg.destinations)?;
-    let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
-    let tags = TagFilter::new(
-        &cfg.tags.include,
-        &cfg.tags.exclude,
-        cfg.tags.regex.as_deref(),
-        cfg.tags.semver.as_deref(),
-    )?;
-    let gate = Gate {
-        verify: cfg.verify.clone(),
-        filter: ReferrerFilter::new(&cfg.referrer_rules)?,
-        filtering: !cfg.referrer_rules.is_empty(),
-        copy_referrers: cfg.referrers,
-    };
-    let endpoint = |role: String| move |source| SyncError::Endpoint { role, source };
-    let source_client = Arc::new(
-        RegistryClient::new(&cfg.source, cfg.retry)
-            .map_err(endpoint(format!("source {}", cfg.source.url)))?,
-    );
-    let mut dests = Vec::new();
-    for d in &cfg.destinations {
-        let c = Arc::new(
-            RegistryClient::new(&d.endpoint, cfg.retry).map_err(endpoint(format!(
-                "destination {} ({})",
-                d.name, d.endpoint.url
-            )))?,
-        );
-        dests.push((Store::Registry(c.clone()), c));
-    }
-    let dests_ready = dests.iter().map(|(_, c)| ready(c)).collect();
+    let (mut run, repos) = phases::setup(cfg)?;
+    let mut report = phases::empty_report(cfg);
     let concurrency = cfg.concurrency.max(1);
-    let run = Run {
-        cfg,
-        source: Store::Registry(source_client.clone()),
-        source_client,
-        copier: Copier::new(
-            dests.len(),
-            Limiter::new(cfg.bandwidth_limit),
-            cfg.retry,
-            cfg.platforms.clone(),
-            3,
-        ),
-        dests,
-        dests_ready,
-        levels,
-        parents,
-        tags,
-        referrers_api: AtomicU8::new(0),
-        referrers_probe: tokio::sync::Mutex::new(()),
-        gate,
-    };
-    let mut report = Report {
-        destinations: cfg
-            .destinations
-            .iter()
-            .map(|d| DestinationReport {
-                name: d.name.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        dry_run: cfg.dry_run,
-        ..Default::default()
-    };
-
-    // Discover, while every endpoint is pinged: each must answer (and accept the credentials)
-    // before anything is written; discovery only reads.
-    let (src_ping, dest_pings, discovered) = futures::join!(
-        run.source_client.ping(),
-        futures::future::join_all(run.dests_ready.iter().cloned()),
-        run.discover_all(&repos, concurrency.max(DISCOVER_CONCURRENCY)),
-    );
-    src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
-    for (d, r) in cfg.destinations.iter().zip(dest_pings) {
-        r.map_err(endpoint(format!(
-            "destination {} ({})",
-            d.name, d.endpoint.url
-        )))?;
-    }
-    let discovered = discovered.map_err(endpoint(format!("source {}", cfg.source.url)))?;
-    let mut items = Vec::new();
-    let mut source_tags = Vec::new();
-    for (repo, r) in discovered {
-        match r {
-            Ok((its, all, unverified)) => {
-                items.extend(its);
-                source_tags.push((repo, all));
-                report.record_unverified(unverified);
-            }
-            Err(e) => report.failures.push(Failure {
-                artifact: repo,
-                destination: String::new(),
-                error: format!("listing the source failed: {e}"),
-            }),
-        }
-    }
-    // Interleave repositories, so that artifacts copied at once rarely wait on the same
-    // (repository-shared) blobs.
-    items.sort_by_key(|(i, _)| i.display());
-    let mut rank: HashMap<String, usize> = HashMap::new();
-    let mut keyed: Vec<(usize, (Item, Held))> = items
-        .into_iter()
-        .map(|i| {
-            let r = rank.entry(i.0.repo.clone()).or_default();
-            *r += 1;
-            (*r, i)
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.0.repo.cmp(&b.1.0.repo)));
-    let items: Vec<(Item, Held)> = keyed.into_iter().map(|(_, i)| i).collect();
+    let (items, source_tags) = run
+        .discover_phase(&repos, concurrency.max(DISCOVER_CONCURRENCY), &mut report)
+        .await?;
     tracing::debug!(
         artifacts = items.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "discovered"
     );
     let items = run.select_platforms(items, &mut report).await;
-
     // Plan: what to do at each destination (no request: what they hold is known).
     let planned: Vec<Planned> = items
         .into_iter()
@@ -248,115 +176,15 @@ async fn run_inner(
             (item, actions)
         })
         .collect();
-
-    // Copy.
-    progress.count_bytes(run.copier.source_read.clone());
-    progress.count_bytes(run.copier.relay_read.clone());
-    progress.set_total(planned.len() as u64);
-    progress.phase(super::progress::Phase::Copying);
-    // Subjects first, then their referrers: those of one subject one after the other (a
-    // registry keeps one referrers list per subject; olareg 0.1.2 loses one of two updates
-    // made at once), different subjects' at once.
-    let (subjects, referrers): (Vec<_>, Vec<_>) =
-        planned.into_iter().partition(|(i, _)| i.subject.is_none());
-    let mut outcomes: Vec<(Item, Vec<Status>)> = futures::stream::iter(subjects)
-        .map(|(item, actions)| run.copy_one(item, actions, progress))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let mut by_subject: HashMap<Digest, Vec<Planned>> = HashMap::new();
-    for (item, actions) in referrers {
-        let subject = item.subject.clone().unwrap_or_else(|| item.digest.clone());
-        by_subject.entry(subject).or_default().push((item, actions));
+    for (item, statuses) in run.copy_phase(planned, progress, concurrency).await {
+        phases::tally(&mut report, cfg.dry_run, &item, &statuses);
     }
-    let groups: Vec<Vec<(Item, Vec<Status>)>> = futures::stream::iter(by_subject.into_values())
-        .map(|group| {
-            let run = &run;
-            async move {
-                let mut done = Vec::with_capacity(group.len());
-                for (item, actions) in group {
-                    done.push(run.copy_one(item, actions, progress).await);
-                }
-                done
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    outcomes.extend(groups.into_iter().flatten());
-    for (item, statuses) in outcomes {
-        tally(&mut report, cfg.dry_run, &item, &statuses);
-    }
-
-    // Delete: only in repositories whose source listing completed (`source_tags` holds no
-    // other), only what every listing planned, and nothing when that is more than the limit.
     if cfg.deletion {
         progress.phase(super::progress::Phase::Deleting);
-        let mut doomed = Vec::new();
-        for (repo, all) in &source_tags {
-            doomed.extend(run.plan_deletions(repo, all, &mut report).await);
-        }
-        run.delete(doomed, &mut report).await;
+        run.delete_phase(&repos, &source_tags, &mut report).await;
     }
-
-    for (i, d) in report.destinations.iter_mut().enumerate() {
-        d.bytes_written = run.copier.written[i].load(Ordering::Relaxed);
-    }
-    report.bytes_read_from_source = run.copier.source_read.load(Ordering::Relaxed);
-    report.bytes_read_from_relays = run.copier.relay_read.load(Ordering::Relaxed);
-    report.foreign_layers_skipped = run.copier.foreign_skipped.load(Ordering::Relaxed);
-    report.duration_seconds = started.elapsed().as_secs_f64();
+    run.finish(&mut report, started);
     Ok(report)
-}
-
-/// Counts one artifact's outcome at every destination into `report` (in a dry run, a copy
-/// made is a copy planned).
-fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &[Status]) {
-    let mut any_failed = false;
-    let mut any_copied = false;
-    for (i, st) in statuses.iter().enumerate() {
-        let dr = &mut report.destinations[i];
-        match st {
-            Status::Holds { copied: true } => {
-                any_copied = true;
-                dr.copied += 1;
-                if dry_run {
-                    report.planned.push(PlannedChange {
-                        artifact: item.display(),
-                        destination: dr.name.clone(),
-                        change: "copy",
-                    });
-                }
-            }
-            Status::Holds { copied: false } => dr.skipped += 1,
-            Status::Failed(e) => {
-                any_failed = true;
-                dr.failed += 1;
-                report.failures.push(Failure {
-                    artifact: item.display(),
-                    destination: dr.name.clone(),
-                    error: e.clone(),
-                });
-            }
-            Status::Conflict(found) => {
-                dr.conflicts += 1;
-                report.conflicts += 1;
-                report.conflict_details.push(Conflict {
-                    artifact: item.display(),
-                    destination: dr.name.clone(),
-                    source_digest: item.digest.to_string(),
-                    destination_digest: found.to_string(),
-                });
-            }
-        }
-    }
-    if any_failed {
-        report.failed += 1;
-    } else if any_copied {
-        report.copied += 1;
-    } else {
-        report.skipped += 1;
-    }
 }
 
 /// Pings `c` once, shared by everyone who awaits the returned future.
@@ -434,6 +262,7 @@ impl Run<'_> {
                 Status::Conflict(found) => {
                     tracing::warn!(artifact = %item.display(), %dest, %found, "conflict")
                 }
+                Status::LeftOut => {}
             }
         }
         (item, st)
@@ -463,6 +292,7 @@ impl Run<'_> {
                     Some(p) => matches!(status[p], Some(Status::Holds { .. })),
                 };
                 status[i] = match &actions[i] {
+                    _ if self.skip[i] => Some(Status::LeftOut),
                     Err(e) => Some(Status::Failed(e.clone())),
                     Ok(Action::Skip) => Some(Status::Holds { copied: false }),
                     Ok(Action::Conflict { found }) => Some(Status::Conflict(found.clone())),

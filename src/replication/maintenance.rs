@@ -8,7 +8,7 @@ use crate::api::replication_policy::ReplicationPolicySpec;
 
 /// Reason of the `Syncing` condition while a policy waits for a destination's window to end
 /// (not a failure: no failed run, no Degraded, no alert).
-pub const WAITING_REASON: &str = "MaintenanceWindow";
+pub const WAITING_REASON: &str = super::reasons::MAINTENANCE_WINDOW;
 
 /// Names of the destinations of `spec` (a policy in `namespace`) that name by `registryRef`
 /// a Registry of `registries` (by `namespace/name`) in its garbage-collection window.

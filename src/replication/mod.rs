@@ -1,7 +1,12 @@
 //! The ReplicationPolicy side of Flotilla that needs no cluster: validation, when syncs are
 //! due, which policies an event concerns, and the status a sync report gives.
 
+pub mod after;
+pub mod decide;
 pub mod maintenance;
+pub mod pending;
+pub mod reasons;
+pub mod refs;
 pub mod report_status;
 pub mod routing;
 pub mod tenancy;

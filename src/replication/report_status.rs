@@ -2,6 +2,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::reasons;
 use super::trigger::Trigger;
 use crate::api::replication_policy::{
     DestinationStatus, ReplicationPolicySpec, ReplicationPolicyStatus, SyncRecord,
@@ -181,7 +182,7 @@ pub fn finished(
         &Desired {
             type_: SYNCING,
             status: false,
-            reason: "Idle",
+            reason: reasons::IDLE,
             message: &idle,
         },
         generation,
@@ -196,14 +197,14 @@ pub fn finished(
         Desired {
             type_: DEGRADED,
             status: false,
-            reason: "AsExpected",
+            reason: reasons::AS_EXPECTED,
             message: "the last sync reached every destination",
         }
     } else {
         let reason = if source_failed {
-            "SourceUnavailable"
+            reasons::SOURCE_UNAVAILABLE
         } else {
-            "DestinationFailed"
+            reasons::DESTINATION_FAILED
         };
         Desired {
             type_: DEGRADED,
@@ -219,14 +220,14 @@ pub fn finished(
         Desired {
             type_: READY,
             status: true,
-            reason: "InSync",
+            reason: reasons::IN_SYNC,
             message: &ready_message,
         }
     } else {
         Desired {
             type_: READY,
             status: false,
-            reason: "OutOfSync",
+            reason: reasons::OUT_OF_SYNC,
             message: &ready_message,
         }
     };

@@ -1,6 +1,9 @@
 //! Which policies a push or delete event concerns. Pure.
 
+use std::collections::{BTreeSet, HashMap};
+
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
+use crate::engine::scope::Named;
 use crate::webhook::{ManifestAction, ManifestEvent};
 
 /// Identity of the events a Registry of this cluster sends (its token's holder).
@@ -62,26 +65,148 @@ pub fn from_source(source: &Endpoint, namespace: &str, event: &ManifestEvent) ->
             .is_some_and(|h| host_port(h, default_port) == want)
 }
 
-/// What an event asks of a policy: a tag to copy, a tag to delete, or nothing.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Work {
-    /// Copy `repository:tag`.
-    Copy { repository: String, tag: String },
-    /// Propagate the deletion of `repository:tag` (only with `deletion: true`).
-    Delete { repository: String, tag: String },
-}
-
-/// The work an event gives a policy, if any. Events without a tag (child manifests, deletes
-/// by digest) need none: the tagged push or the scheduled sync covers them.
-pub fn work(spec: &ReplicationPolicySpec, event: &ManifestEvent) -> Option<Work> {
+/// What an event asks of a policy: an artifact to copy or a deletion to propagate, or
+/// nothing. A push names a tag (pushes by digest alone, such as an index's children, need
+/// none: the tagged push covers them); a delete names the manifest's digest (Distribution
+/// deletes by digest) and is propagated only with `deletion: true`.
+pub fn work(spec: &ReplicationPolicySpec, event: &ManifestEvent) -> Option<Named> {
     if spec.suspend || !spec.trigger.on_push {
         return None;
     }
-    let (repository, tag) = (event.repository.clone(), event.tag.clone()?);
+    let repository = event.repository.clone();
     match event.action {
-        ManifestAction::Push => Some(Work::Copy { repository, tag }),
-        ManifestAction::Delete if spec.deletion => Some(Work::Delete { repository, tag }),
+        ManifestAction::Push => Some(Named::Pushed {
+            repository,
+            tag: event.tag.clone()?,
+        }),
+        ManifestAction::Delete if spec.deletion => Some(Named::Deleted {
+            repository,
+            digest: event.digest.as_deref()?.parse().ok()?,
+            tag: event.tag.clone(),
+        }),
         ManifestAction::Delete => None,
+    }
+}
+
+/// The key under which a policy's source is indexed: what the events of that source carry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKey {
+    /// A Registry of this cluster, by its token's identity.
+    Registry(String),
+    /// An external registry, by the `host:port` of its URL.
+    External(String),
+}
+
+/// The key of a policy's source (`None`: an endpoint without URL or reference).
+pub fn source_key(source: &Endpoint, namespace: &str) -> Option<SourceKey> {
+    if let Some(r) = &source.registry_ref {
+        let ns = r.namespace.as_deref().unwrap_or(namespace);
+        return Some(SourceKey::Registry(registry_identity(ns, &r.name)));
+    }
+    source
+        .url
+        .as_deref()
+        .and_then(authority)
+        .map(SourceKey::External)
+}
+
+/// The keys an event may match: its sender's identity, or for the shared token the
+/// authorities it names (a `request.host` without port with either default port).
+pub fn event_keys(event: &ManifestEvent) -> Vec<SourceKey> {
+    if event.sender != EXTERNAL_IDENTITY {
+        return vec![SourceKey::Registry(event.sender.clone())];
+    }
+    let mut keys: Vec<SourceKey> = event
+        .url
+        .as_deref()
+        .and_then(authority)
+        .into_iter()
+        .chain(
+            event
+                .request_host
+                .iter()
+                .flat_map(|h| [host_port(h, 80), host_port(h, 443)]),
+        )
+        .map(SourceKey::External)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Policies (`namespace/name`) by the key of their source, so that an event is matched
+/// against the policies of its source only, not against every policy.
+#[derive(Debug, Default)]
+pub struct SourceIndex {
+    by_source: HashMap<SourceKey, BTreeSet<String>>,
+    /// Every policy indexed, with its key (`None`: a source that no event can name).
+    of_policy: HashMap<String, Option<SourceKey>>,
+}
+
+impl SourceIndex {
+    /// Records the source of `policy` (`None`: it has none to index), replacing its former one.
+    pub fn set(&mut self, policy: &str, key: Option<SourceKey>) {
+        if self.of_policy.get(policy) == Some(&key) {
+            return;
+        }
+        self.remove(policy);
+        if let Some(key) = &key {
+            self.by_source
+                .entry(key.clone())
+                .or_default()
+                .insert(policy.to_string());
+        }
+        self.of_policy.insert(policy.to_string(), key);
+    }
+
+    /// Makes the index hold exactly `policies` (key and source key each).
+    pub fn rebuild(&mut self, policies: impl IntoIterator<Item = (String, Option<SourceKey>)>) {
+        let policies: HashMap<String, Option<SourceKey>> = policies.into_iter().collect();
+        let gone: Vec<String> = self
+            .of_policy
+            .keys()
+            .filter(|k| !policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.remove(&k);
+        }
+        for (k, key) in policies {
+            self.set(&k, key);
+        }
+    }
+
+    /// Forgets `policy`.
+    pub fn remove(&mut self, policy: &str) {
+        if let Some(Some(old)) = self.of_policy.remove(policy)
+            && let Some(set) = self.by_source.get_mut(&old)
+        {
+            set.remove(policy);
+            if set.is_empty() {
+                self.by_source.remove(&old);
+            }
+        }
+    }
+
+    /// The policies whose source `event` may come from (each still to be checked with
+    /// [`from_source`], the rule of what a token may trigger).
+    pub fn candidates(&self, event: &ManifestEvent) -> BTreeSet<String> {
+        event_keys(event)
+            .iter()
+            .filter_map(|k| self.by_source.get(k))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Policies indexed.
+    pub fn len(&self) -> usize {
+        self.of_policy.len()
+    }
+
+    /// Whether no policy is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.of_policy.is_empty()
     }
 }
 
@@ -206,13 +331,19 @@ mod tests {
         let on = spec(serde_json::json!({"url": "https://hq.example.com"}), true);
         let del = event(EXTERNAL_IDENTITY, ManifestAction::Delete, Some("v1"), None);
         assert_eq!(work(&off, &del), None);
+        let digest = crate::engine::digest::Digest::of(b"m");
+        let mut by_digest = del.clone();
+        by_digest.tag = None;
+        by_digest.digest = Some(digest.to_string());
         assert_eq!(
-            work(&on, &del),
-            Some(Work::Delete {
+            work(&on, &by_digest),
+            Some(Named::Deleted {
                 repository: "apps/web".into(),
-                tag: "v1".into()
+                digest,
+                tag: None,
             })
         );
+        assert_eq!(work(&on, &del), None, "sha256:00 is no digest");
         assert_eq!(
             work(
                 &off,
@@ -220,6 +351,55 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn the_index_finds_the_policies_of_an_events_source_only() {
+        let by_ref = spec(serde_json::json!({"registryRef": {"name": "hq"}}), false);
+        let by_url = spec(serde_json::json!({"url": "https://hq.example.com"}), false);
+        let mut index = SourceIndex::default();
+        index.set("fleet/a", source_key(&by_ref.source, "fleet"));
+        index.set("fleet/b", source_key(&by_url.source, "fleet"));
+        index.set("apps/c", source_key(&by_url.source, "apps"));
+        let from_hq = event("registry/fleet/hq", ManifestAction::Push, Some("v1"), None);
+        assert_eq!(
+            index.candidates(&from_hq),
+            BTreeSet::from(["fleet/a".into()])
+        );
+        let mut external = event(EXTERNAL_IDENTITY, ManifestAction::Push, Some("v1"), None);
+        external.request_host = Some("hq.example.com".into());
+        assert_eq!(
+            index.candidates(&external),
+            BTreeSet::from(["apps/c".into(), "fleet/b".into()])
+        );
+        // The index only narrows; the token rule still decides.
+        let forged = event(EXTERNAL_IDENTITY, ManifestAction::Push, Some("v1"), None);
+        assert!(index.candidates(&forged).is_empty());
+        // A policy whose source changes moves; a deleted one goes.
+        index.set("fleet/b", source_key(&by_ref.source, "fleet"));
+        assert_eq!(
+            index.candidates(&external),
+            BTreeSet::from(["apps/c".into()])
+        );
+        assert_eq!(index.candidates(&from_hq).len(), 2);
+        index.remove("fleet/a");
+        index.remove("apps/c");
+        assert!(index.candidates(&external).is_empty());
+        assert_eq!(index.len(), 1);
+        index.rebuild([
+            ("apps/c".to_string(), source_key(&by_url.source, "apps")),
+            ("apps/d".to_string(), None),
+        ]);
+        assert_eq!(
+            index.len(),
+            2,
+            "fleet/b is gone, apps/d has no key but counts"
+        );
+        assert_eq!(
+            index.candidates(&external),
+            BTreeSet::from(["apps/c".into()])
+        );
+        assert!(index.candidates(&from_hq).is_empty());
     }
 
     #[test]

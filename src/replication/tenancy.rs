@@ -9,7 +9,7 @@ use crate::api::registry::ReplicationAccess;
 use crate::issue::Issue;
 
 /// Reason: a `registryRef` names a Registry of another namespace that does not allow it.
-pub const REFERENCE_NOT_ALLOWED: &str = "ReferenceNotAllowed";
+pub const REFERENCE_NOT_ALLOWED: &str = super::reasons::REFERENCE_NOT_ALLOWED;
 
 /// The entry of `allowedNamespaces` that allows every namespace.
 pub const ALL_NAMESPACES: &str = "*";

@@ -1,6 +1,7 @@
 //! Checks of a ReplicationPolicy spec that CEL cannot express: cycles among `from` links,
 //! cron syntax, tag regex and semver syntax, bandwidth quantities. Pure: no I/O.
 
+use super::reasons;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::replication_policy::{Destination, ReplicationPolicySpec};
@@ -18,7 +19,7 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
         && let Err(e) = parse_schedule(schedule)
     {
         problems.push(Issue {
-            reason: "InvalidSchedule",
+            reason: reasons::INVALID_SCHEDULE,
             field: FieldPath::spec()
                 .field("trigger")
                 .field("schedule")
@@ -31,7 +32,7 @@ pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
         && crate::sync_config::parse_quantity(&limit.0).is_none()
     {
         problems.push(Issue {
-            reason: "InvalidBandwidthLimit",
+            reason: reasons::INVALID_BANDWIDTH_LIMIT,
             field: FieldPath::spec().field("bandwidthLimit").to_string(),
             message: format!(
                 "{:?} is not a positive byte quantity; write e.g. \"50Mi\" or \"10000000\"",
@@ -97,7 +98,7 @@ fn destination_names(destinations: &[Destination]) -> Vec<Issue> {
     let list = FieldPath::spec().field("destinations");
     if destinations.is_empty() {
         return vec![Issue {
-            reason: "NoDestinations",
+            reason: reasons::NO_DESTINATIONS,
             field: list.to_string(),
             message: "lists no destination; add at least one".into(),
         }];
@@ -107,7 +108,7 @@ fn destination_names(destinations: &[Destination]) -> Vec<Issue> {
         .enumerate()
         .filter(|(i, d)| destinations[..*i].iter().any(|o| o.name == d.name))
         .map(|(i, d)| Issue {
-            reason: "DuplicateDestination",
+            reason: reasons::DUPLICATE_DESTINATION,
             field: list.clone().index(i).field("name").to_string(),
             message: format!(
                 "{:?} is the name of an earlier destination; names are unique within a policy",
@@ -137,7 +138,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
     for (child, from) in &parent {
         if !names.contains(from) {
             problems.push(Issue {
-                reason: "UnknownDestination",
+                reason: reasons::UNKNOWN_DESTINATION,
                 field: from_field(child),
                 message: format!("names {from:?}, which is not a destination of this policy; name one of {names:?} or remove `from`"),
             });
@@ -155,7 +156,7 @@ pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
                     let mut shown: Vec<&str> = cycle.to_vec();
                     shown.push(cycle[0]);
                     problems.push(Issue {
-                        reason: "CyclicDestinations",
+                        reason: reasons::CYCLIC_DESTINATIONS,
                         field: from_field(cycle[0]),
                         message: format!(
                             "`from` links form a cycle ({}), so no destination in it is ever fed; let one of them be fed by the source (remove its `from`)",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::Run;
 use crate::engine::client::{ClientError, RegistryClient};
+use crate::engine::digest::Digest;
 use crate::engine::manifest;
 use crate::engine::plan;
 use crate::engine::report::{Failure, PlannedChange, Report};
@@ -23,6 +24,9 @@ impl Run<'_> {
         let dest_repo = self.cfg.rewrite.apply(repo);
         let mut out = Vec::new();
         for (i, (_, c)) in self.dests.iter().enumerate() {
+            if self.skip[i] {
+                continue;
+            }
             match c.tags_if_present(&dest_repo).await {
                 Ok(dest_tags) => {
                     let dest_tags = Arc::new(dest_tags);
@@ -30,8 +34,10 @@ impl Run<'_> {
                         out.push(Deletion {
                             destination: i,
                             repo: dest_repo.clone(),
-                            tag,
-                            all_tags: dest_tags.clone(),
+                            what: Doomed::Tag {
+                                tag,
+                                all_tags: dest_tags.clone(),
+                            },
                         });
                     }
                 }
@@ -64,16 +70,22 @@ impl Run<'_> {
         }
         for d in doomed {
             let name = self.cfg.destinations[d.destination].name.clone();
+            let artifact = d.display();
             let result = if self.cfg.dry_run {
                 report.planned.push(PlannedChange {
-                    artifact: format!("{}:{}", d.repo, d.tag),
+                    artifact: artifact.clone(),
                     destination: name.clone(),
                     change: "delete",
                 });
                 Ok(())
             } else {
                 let c = &self.dests[d.destination].1;
-                delete_tag(c, &d.repo, &d.tag, &d.all_tags).await
+                match &d.what {
+                    Doomed::Tag { tag, all_tags } => delete_tag(c, &d.repo, tag, all_tags).await,
+                    Doomed::Digest { digest, tag } => {
+                        delete_digest(c, &d.repo, digest, tag.as_deref()).await
+                    }
+                }
             };
             match result {
                 Ok(()) => {
@@ -81,7 +93,7 @@ impl Run<'_> {
                     report.destinations[d.destination].deleted += 1;
                 }
                 Err(error) => report.failures.push(Failure {
-                    artifact: format!("{}:{}", d.repo, d.tag),
+                    artifact,
                     destination: name,
                     error,
                 }),
@@ -90,13 +102,69 @@ impl Run<'_> {
     }
 }
 
-/// One tag a deletion sync removes at one destination.
+/// One deletion at one destination.
 pub(super) struct Deletion {
     destination: usize,
     repo: String,
-    tag: String,
-    /// Every tag of the repository there (shared by the repository's deletions).
-    all_tags: Arc<Vec<String>>,
+    what: Doomed,
+}
+
+/// What a deletion removes.
+enum Doomed {
+    /// A tag the source no longer has (full sync).
+    Tag {
+        tag: String,
+        /// Every tag of the repository there (shared by the repository's deletions).
+        all_tags: Arc<Vec<String>>,
+    },
+    /// A manifest a notification said was deleted at the source (`tag`: the tag named).
+    Digest { digest: Digest, tag: Option<String> },
+}
+
+impl Deletion {
+    /// The deletion of `digest` (and `tag`, when named) from `repo` at destination `i`.
+    pub(super) fn by_digest(i: usize, repo: &str, digest: &Digest, tag: Option<String>) -> Self {
+        Self {
+            destination: i,
+            repo: repo.to_string(),
+            what: Doomed::Digest {
+                digest: digest.clone(),
+                tag,
+            },
+        }
+    }
+
+    /// `repo:tag` or `repo@digest`.
+    fn display(&self) -> String {
+        match &self.what {
+            Doomed::Tag { tag, .. } => format!("{}:{tag}", self.repo),
+            Doomed::Digest { digest, .. } => format!("{}@{digest}", self.repo),
+        }
+    }
+}
+
+/// Deletes a manifest the source deleted: by its tag when one was named and the registry
+/// deletes tags, else by digest (the source no longer has the digest under any tag).
+async fn delete_digest(
+    c: &RegistryClient,
+    repo: &str,
+    digest: &Digest,
+    tag: Option<&str>,
+) -> Result<(), String> {
+    let err = |e: ClientError| format!("deletion failed: {e}");
+    if let Some(t) = tag
+        && c.delete_manifest(repo, t).await.map_err(err)?
+    {
+        return Ok(());
+    }
+    if c.delete_manifest(repo, digest.as_str())
+        .await
+        .map_err(err)?
+    {
+        Ok(())
+    } else {
+        Err("not deleted: the registry refuses deletes (enable storage.delete on it)".into())
+    }
 }
 
 /// Deletes a tag; where the registry only deletes by digest (Distribution 2.8), deletes the

@@ -20,7 +20,22 @@ impl Run<'_> {
     /// `Err` when the catalog cannot be read. When every include pattern is a plain name, the
     /// catalog is not read: those repositories are the candidates (registries without a
     /// catalog API, such as olareg, GHCR or Docker Hub, can then be a source).
-    pub(super) async fn discover_all(
+    /// Discovers what the run's scope covers: every repository in scope, or the named
+    /// artifacts only.
+    pub(super) async fn discover_scope(
+        &self,
+        repos: &GlobFilter,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Discovered, ClientError>)>, ClientError> {
+        match &self.cfg.scope {
+            crate::engine::scope::SyncScope::All => self.discover_all(repos, concurrency).await,
+            crate::engine::scope::SyncScope::Only(named) => {
+                Ok(self.discover_named(repos, named, concurrency).await)
+            }
+        }
+    }
+
+    async fn discover_all(
         &self,
         repos: &GlobFilter,
         concurrency: usize,
@@ -44,7 +59,7 @@ impl Run<'_> {
 
     /// Items of one repository with what the destinations hold, and every tag the source has
     /// there.
-    async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
+    pub(super) async fn discover(&self, repo: &str) -> Result<Discovered, ClientError> {
         let listed = self.source_client.tags(repo).await?;
         let (all, invalid): (Vec<String>, Vec<String>) =
             listed.into_iter().partition(|t| names::is_tag(t));
@@ -64,6 +79,23 @@ impl Run<'_> {
             .filter(|t| self.tags.matches(t))
             .cloned()
             .collect();
+        let (items, unverified) = self
+            .discover_selected(repo, Some(&all), selected, Vec::new())
+            .await?;
+        Ok((items, all.into_iter().collect(), unverified))
+    }
+
+    /// The `selected` tags of `repo` and the subjects `by_digest` (each copied by digest) with
+    /// their referrers, through the gate. `all`: every tag of the repository, where referrer
+    /// tags are looked for; `None`: no listing, the referrer tags of each subject are looked
+    /// up by name.
+    pub(super) async fn discover_selected(
+        &self,
+        repo: &str,
+        all: Option<&[String]>,
+        selected: HashSet<String>,
+        by_digest: Vec<Digest>,
+    ) -> Result<(Vec<(Item, Held)>, Vec<crate::engine::gate::Unverified>), ClientError> {
         // With a gate, a tag of the referrer form is never an artifact of its own: it travels
         // with its subject (or not at all), never as an unsigned artifact.
         let gated = self.gate.active();
@@ -72,27 +104,82 @@ impl Run<'_> {
             .filter(|t| !gated || !filter::is_referrer_tag(t))
             .cloned()
             .collect();
-        let items = self.resolve(repo, subject_tags.iter().cloned()).await?;
+        let mut items = self.resolve(repo, subject_tags.iter().cloned()).await?;
+        items.extend(self.resolve_digests(repo, by_digest).await);
         let found = if self.cfg.referrers || self.gate.verify.is_some() {
-            self.find_referrers(repo, &all, &subject_tags, &items)
+            let candidates: Vec<String> = match all {
+                Some(all) => all.to_vec(),
+                None => {
+                    let named: Vec<String> = items
+                        .iter()
+                        .flat_map(|(i, _)| filter::referrer_tags_of(i.digest.hex()))
+                        .filter(|t| !subject_tags.contains(t))
+                        .collect();
+                    self.present_at_source(repo, named).await?
+                }
+            };
+            self.find_referrers(repo, &candidates, &subject_tags, &items)
                 .await?
         } else {
             Vec::new()
         };
-        let all = all.into_iter().collect();
         if !gated {
             let mut items = items;
             items.extend(found.into_iter().map(|f| (f.item, f.held)));
-            return Ok((items, all, Vec::new()));
+            return Ok((items, Vec::new()));
         }
-        let (items, unverified) = self
-            .gate
+        self.gate
             .apply(&self.source_client, repo, items, found, |item, held| {
                 held.iter()
                     .all(|h| matches!(h, Ok(Some(d)) if d == &item.digest))
             })
-            .await?;
-        Ok((items, all, unverified))
+            .await
+    }
+
+    /// Those of `tags` the source has in `repo` (one HEAD each, no listing).
+    async fn present_at_source(
+        &self,
+        repo: &str,
+        tags: Vec<String>,
+    ) -> Result<Vec<String>, ClientError> {
+        let heads: Vec<(String, Result<bool, ClientError>)> = futures::stream::iter(tags)
+            .map(|tag| async move {
+                let r = self.source_client.head_manifest(repo, &tag).await;
+                (tag, r.map(|h| h.is_some()))
+            })
+            .buffer_unordered(PLAN_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for (tag, present) in heads {
+            if present? {
+                out.push(tag);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subjects named by digest, each with what the destinations hold under it; those no
+    /// destination holds are left out (their referrer arrived first; the subject's own push
+    /// brings it along).
+    async fn resolve_digests(&self, repo: &str, digests: Vec<Digest>) -> Vec<(Item, Held)> {
+        let mut out = Vec::new();
+        for digest in digests {
+            let held = self.held(repo, digest.as_str()).await;
+            if held
+                .iter()
+                .any(|h| matches!(h, Ok(Some(d)) if *d == digest))
+            {
+                let item = Item {
+                    repo: repo.to_string(),
+                    tag: None,
+                    digest,
+                    subject: None,
+                };
+                out.push((item, held));
+            }
+        }
+        out
     }
 
     /// The referrers of `items` (the subjects): their `sha256-<hex>[.sig|.att|.sbom]` tags

@@ -256,11 +256,30 @@ impl Operator {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::launch(
+            Path::new(env!("CARGO_BIN_EXE_flotilla")),
+            cluster,
+            log_dir,
+            free_port(),
+            args,
+            env,
+        )
+    }
+
+    /// Starts `bin run` with its notification receiver on `receiver_port` (a restarted
+    /// operator on the port its registries post to).
+    pub fn launch(
+        bin: &Path,
+        cluster: &Cluster,
+        log_dir: &Path,
+        receiver_port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let probe_port = free_port();
-        let receiver_port = free_port();
         let log = log_dir.join(format!("operator-{}.log", next_id()));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        let child = Command::new(bin)
             .args(["run", "--probe-addr", &format!("127.0.0.1:{probe_port}")])
             .args(["--receiver-addr", &format!("127.0.0.1:{receiver_port}")])
             .env("KUBECONFIG", cluster.kubeconfig())

@@ -137,10 +137,14 @@ impl Registry {
     /// An anonymous registry that sends push/delete notifications to `receiver_url` with
     /// `Authorization: Bearer <token>` (how a registry Flotilla does not run is wired up).
     pub async fn start_notifying(receiver_url: &str, token: &str) -> Self {
-        let extra = format!(
-            "notifications:\n  endpoints:\n  - name: flotilla\n    url: {receiver_url}\n    headers:\n      Authorization: [\"Bearer {token}\"]\n    timeout: 2s\n    threshold: 3\n    backoff: 200ms\n    ignoredmediatypes: [application/octet-stream]\n    ignore:\n      actions: [pull]\n"
-        );
-        Self::start_with_config(false, extra).await
+        Self::start_with_config(false, notifications(receiver_url, token)).await
+    }
+
+    /// Replaces the configuration appended to the generated one (applied at the next
+    /// [`Registry::restart`]). A first line indented by two spaces lands in the `http:`
+    /// section (e.g. `  host: http://proxy:port` so that URLs and events name a proxy).
+    pub fn set_extra(&mut self, extra: String) {
+        self.extra = extra;
     }
 
     /// An anonymous registry with `extra` appended to its configuration (top-level YAML
@@ -313,6 +317,14 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `notifications:` section that makes a registry post push/delete events to
+/// `receiver_url` with `Authorization: Bearer <token>`.
+pub fn notifications(receiver_url: &str, token: &str) -> String {
+    format!(
+        "notifications:\n  endpoints:\n  - name: flotilla\n    url: {receiver_url}\n    headers:\n      Authorization: [\"Bearer {token}\"]\n    timeout: 2s\n    threshold: 3\n    backoff: 200ms\n    ignoredmediatypes: [application/octet-stream]\n    ignore:\n      actions: [pull]\n"
+    )
 }
 
 /// A response a [`Proxy`] gives itself instead of forwarding the request (method, path

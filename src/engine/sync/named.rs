@@ -1,0 +1,145 @@
+//! A run over the artifacts notifications named ([`SyncScope::Only`]): each fetched by
+//! reference, never by listing the catalog or a repository's tags, within the policy's
+//! filters; deletions by digest, each checked against the source first.
+//!
+//! [`SyncScope::Only`]: crate::engine::scope::SyncScope::Only
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+
+use super::delete::Deletion;
+use super::{Discovered, Run};
+use crate::engine::client::ClientError;
+use crate::engine::digest::Digest;
+use crate::engine::filter::{self, GlobFilter};
+use crate::engine::names;
+use crate::engine::report::{Failure, Report};
+use crate::engine::scope::{Named, by_repository};
+
+impl Run<'_> {
+    /// Discovers the pushed tags of `named` in the repositories `repos` selects, `concurrency`
+    /// repositories at once.
+    pub(super) async fn discover_named(
+        &self,
+        repos: &GlobFilter,
+        named: &[Named],
+        concurrency: usize,
+    ) -> Vec<(String, Result<Discovered, ClientError>)> {
+        let pushed: Vec<(String, Vec<String>)> = by_repository(named)
+            .pushed
+            .into_iter()
+            .filter(|(r, _)| repos.matches(r))
+            .collect();
+        futures::stream::iter(pushed)
+            .map(|(repo, tags)| async move {
+                let r = self.discover_pushed(&repo, &tags).await;
+                (repo, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await
+    }
+
+    /// The pushed `tags` of `repo` the tag rules select, and for a pushed referrer tag
+    /// (`sha256-<hex>.sig`, ...) its subject, by digest, with its referrers.
+    async fn discover_pushed(
+        &self,
+        repo: &str,
+        tags: &[String],
+    ) -> Result<Discovered, ClientError> {
+        // The receiver validated the names; checked again, as nothing unchecked becomes a URL.
+        let valid = tags.iter().filter(|t| names::is_tag(t));
+        let selected: HashSet<String> = valid
+            .clone()
+            .filter(|t| self.tags.matches(t))
+            .cloned()
+            .collect();
+        let wants_referrers = self.cfg.referrers || self.gate.verify.is_some();
+        let by_digest: Vec<Digest> = valid
+            .filter(|t| wants_referrers && (self.gate.active() || !selected.contains(*t)))
+            .filter_map(|t| filter::referrer_subject(t))
+            .collect();
+        let (items, unverified) = self
+            .discover_selected(repo, None, selected, by_digest)
+            .await?;
+        Ok((items, HashSet::new(), unverified))
+    }
+
+    /// The deletions `gone` (digest, and the tag deleted when named) of source repository
+    /// `repo` asks of each destination: none while the source still serves the digest (or the
+    /// tag), none for a tag outside the tag rules, and by digest alone only when the tag rules
+    /// select every tag (a digest says nothing of the tags pointing at it).
+    pub(super) async fn plan_named_deletions(
+        &self,
+        repo: &str,
+        gone: &[(Digest, Option<String>)],
+        report: &mut Report,
+    ) -> Vec<Deletion> {
+        let dest_repo = self.cfg.rewrite.apply(repo);
+        let mut out = Vec::new();
+        for (digest, tag) in gone {
+            let in_scope = match tag {
+                Some(t) => names::is_tag(t) && self.tags.matches(t),
+                None => self.tags.selects_all(),
+            };
+            if !in_scope {
+                tracing::debug!(%repo, %digest, "deletion outside the tag rules: left to the full sync");
+                continue;
+            }
+            let artifact = format!("{repo}@{digest}");
+            match self.source_lacks(repo, digest, tag.as_deref()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    report.failures.push(Failure {
+                        artifact,
+                        destination: String::new(),
+                        error: format!(
+                            "looking the deletion up at the source failed, nothing deleted: {e}"
+                        ),
+                    });
+                    continue;
+                }
+            }
+            for (i, (_, c)) in self.dests.iter().enumerate() {
+                if self.skip[i] {
+                    continue;
+                }
+                match c.head_manifest(&dest_repo, digest.as_str()).await {
+                    Ok(Some(_)) => {
+                        out.push(Deletion::by_digest(i, &dest_repo, digest, tag.clone()))
+                    }
+                    Ok(None) => {}
+                    Err(e) => report.failures.push(Failure {
+                        artifact: format!("{dest_repo}@{digest}"),
+                        destination: self.cfg.destinations[i].name.clone(),
+                        error: format!("looking the deletion up failed, nothing deleted: {e}"),
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the source serves neither `digest` nor `tag` in `repo` any more.
+    async fn source_lacks(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+    ) -> Result<bool, ClientError> {
+        if self
+            .source_client
+            .head_manifest(repo, digest.as_str())
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        match tag {
+            Some(t) => Ok(self.source_client.head_manifest(repo, t).await?.is_none()),
+            None => Ok(true),
+        }
+    }
+}
