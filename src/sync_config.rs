@@ -274,6 +274,7 @@ pub fn to_sync_config(
             request_timeout: Duration::from_secs(request_timeout),
         },
         dry_run: false,
+        leave_out_unreachable: false,
         referrer_rules: supply_chain::referrer_rules(spec),
         verify: supply_chain::verify(spec, resolved)?,
     })

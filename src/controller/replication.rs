@@ -350,6 +350,8 @@ fn with_descendants(dests: &[crate::engine::DestinationConfig], name: &str) -> B
 async fn sync_reachable(
     mut cfg: crate::engine::SyncConfig,
 ) -> Result<crate::engine::Report, SyncError> {
+    // Unreachable destinations are reported by the engine itself, all of them in one run.
+    cfg.leave_out_unreachable = true;
     let mut left_out: Vec<(String, String)> = Vec::new();
     loop {
         match crate::engine::sync::run(&cfg).await {
@@ -668,22 +670,11 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         );
         status::event(ctx, obj, true, "DeletionsWithheld", "Sync", msg).await;
     }
-    for d in &st.destinations {
-        for conflict in &d.conflicts {
-            let msg = format!(
-                "destination {}: {conflict}; left alone because overwrite is false",
-                d.name
-            );
-            status::event(ctx, obj, true, "TagConflict", "Sync", msg).await;
-        }
+    for msg in report_status::conflict_notes(&st) {
+        status::event(ctx, obj, true, "TagConflict", "Sync", msg).await;
     }
     if warning {
-        for d in st.destinations.iter().filter(|d| d.last_error.is_some()) {
-            let msg = format!(
-                "destination {}: {}",
-                d.name,
-                d.last_error.clone().unwrap_or_default()
-            );
+        for msg in report_status::failure_notes(&st) {
             status::event(ctx, obj, true, "DestinationFailed", "Sync", msg).await;
         }
     }

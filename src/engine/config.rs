@@ -97,6 +97,10 @@ pub struct SyncConfig {
     /// Plan only: read the source and the destinations, report what would be copied and
     /// deleted, write nothing.
     pub dry_run: bool,
+    /// A destination that does not answer its first request is reported failed (with what
+    /// it feeds) and the run serves the others, instead of stopping before anything is
+    /// written (the operator's choice; `flotilla sync` stops: the user is at the keyboard).
+    pub leave_out_unreachable: bool,
 }
 
 impl Default for SyncConfig {
@@ -120,6 +124,7 @@ impl Default for SyncConfig {
             bandwidth_limit: None,
             retry: RetryConfig::default(),
             dry_run: false,
+            leave_out_unreachable: false,
         }
     }
 }

@@ -165,7 +165,8 @@ async fn run_inner(
             cfg.retry,
             cfg.platforms.clone(),
             3,
-        ),
+        )
+        .failing_fast(cfg.leave_out_unreachable),
         dests,
         dests_ready,
         levels,
@@ -197,10 +198,17 @@ async fn run_inner(
     );
     src_ping.map_err(endpoint(format!("source {}", cfg.source.url)))?;
     for (d, r) in cfg.destinations.iter().zip(dest_pings) {
-        r.map_err(endpoint(format!(
-            "destination {} ({})",
-            d.name, d.endpoint.url
-        )))?;
+        match r {
+            // Its lookups failed with the ping's error: nothing is copied there (nor to what
+            // it feeds), and the report names it.
+            Err(e) if cfg.leave_out_unreachable => {
+                tracing::warn!(dest = %d.name, error = %e, "destination unreachable, left out of this run")
+            }
+            r => r.map_err(endpoint(format!(
+                "destination {} ({})",
+                d.name, d.endpoint.url
+            )))?,
+        }
     }
     let discovered = discovered.map_err(endpoint(format!("source {}", cfg.source.url)))?;
     let mut items = Vec::new();
