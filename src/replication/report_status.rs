@@ -22,6 +22,86 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
+/// The most characters of one destination's `lastError` (the start says what failed).
+pub const MAX_ERROR_CHARS: usize = 512;
+/// Conflicts listed per destination; the rest are counted in a last entry.
+pub const MAX_CONFLICTS_LISTED: usize = 10;
+/// Failed destinations named in the `Degraded` message and in Events per run; the rest are
+/// counted (each one's error is in `status.destinations[].lastError`).
+pub const MAX_FAILURES_NAMED: usize = 5;
+
+/// `s` cut to `max` characters, marked when cut.
+fn clip(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s,
+    }
+}
+
+/// The first `max` of `items`, and `… and N more` when there were more.
+fn bounded(mut items: Vec<String>, max: usize) -> Vec<String> {
+    if items.len() > max {
+        let more = items.len() - max;
+        items.truncate(max);
+        items.push(format!("… and {more} more"));
+    }
+    items
+}
+
+/// The `Degraded` message: the first failed destinations with their errors, the rest counted.
+fn degraded_text(failed: &[(String, String)]) -> String {
+    let named: Vec<String> = failed
+        .iter()
+        .take(MAX_FAILURES_NAMED)
+        .map(|(d, e)| format!("{d}: {}", clip(e.clone(), MAX_ERROR_CHARS)))
+        .collect();
+    let mut text = named.join("; ");
+    if failed.len() > MAX_FAILURES_NAMED {
+        text.push_str(&format!(
+            "; and {} more destinations failed (status.destinations[].lastError)",
+            failed.len() - MAX_FAILURES_NAMED
+        ));
+    }
+    text
+}
+
+/// The Event notes of a run's failed destinations: one per destination up to
+/// [`MAX_FAILURES_NAMED`], then one counting the rest (no storm of Events from a large tree).
+pub fn failure_notes(status: &ReplicationPolicyStatus) -> Vec<String> {
+    bounded(
+        status
+            .destinations
+            .iter()
+            .filter_map(|d| {
+                d.last_error
+                    .as_ref()
+                    .map(|e| format!("destination {}: {e}", d.name))
+            })
+            .collect(),
+        MAX_FAILURES_NAMED,
+    )
+}
+
+/// The Event notes of a run's tag conflicts (`overwrite: false`), bounded as
+/// [`failure_notes`].
+pub fn conflict_notes(status: &ReplicationPolicyStatus) -> Vec<String> {
+    bounded(
+        status
+            .destinations
+            .iter()
+            .flat_map(|d| {
+                d.conflicts.iter().map(move |c| {
+                    format!(
+                        "destination {}: {c}; left alone because overwrite is false",
+                        d.name
+                    )
+                })
+            })
+            .collect(),
+        MAX_FAILURES_NAMED,
+    )
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -87,7 +167,11 @@ pub fn finished(
             }
             let result = if report.success() {
                 "Succeeded"
-            } else if report.copied + report.skipped > 0 {
+            } else if report.copied + report.skipped > 0
+                // An artifact that reached 100 of 110 destinations failed somewhere, but the
+                // run did not fail.
+                || report.destinations.iter().any(|d| d.copied + d.skipped > 0)
+            {
                 "PartiallyFailed"
             } else {
                 "Failed"
@@ -155,6 +239,7 @@ pub fn finished(
                 .collect(),
             Outcome::Failed(_) => Vec::new(),
         };
+        let conflicts = bounded(conflicts, MAX_CONFLICTS_LISTED);
         let ok = error.is_none() && !source_failed;
         destinations.push(DestinationStatus {
             name: d.name.clone(),
@@ -162,7 +247,8 @@ pub fn finished(
             in_sync: if full { ok } else { old.in_sync && ok },
             last_sync_time: Some(end.clone()),
             last_error: error
-                .or_else(|| source_failed.then(|| "the sync could not read the source".into())),
+                .or_else(|| source_failed.then(|| "the sync could not read the source".into()))
+                .map(|e| clip(e, MAX_ERROR_CHARS)),
             copied: as_i64(counts.copied),
             failed: as_i64(counts.failed),
             conflicts,
@@ -187,11 +273,7 @@ pub fn finished(
         generation,
         now,
     );
-    let degraded_message = failed_destinations
-        .iter()
-        .map(|(d, e)| format!("{d}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let degraded_message = degraded_text(&failed_destinations);
     let degraded = if degraded_message.is_empty() {
         Desired {
             type_: DEGRADED,
@@ -416,6 +498,108 @@ mod tests {
             st.destinations[0].last_push_lag_millis,
             Some(420),
             "a later run without a new lag keeps the last one"
+        );
+    }
+
+    #[test]
+    fn a_large_tree_keeps_its_status_and_events_bounded() {
+        let names: Vec<String> = (0..110).map(|i| format!("site-{i:03}")).collect();
+        let spec: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": "https://hq.example.com"},
+            "destinations": names.iter().map(|n| serde_json::json!({"name": n, "url": format!("https://{n}.example.com")})).collect::<Vec<_>>(),
+        }))
+        .expect("valid spec");
+        let long = "x".repeat(5000);
+        let mut report = Report {
+            failed: 1,
+            ..Default::default()
+        };
+        for n in &names {
+            report.failures.push(Failure {
+                artifact: "apps/web:v1".into(),
+                destination: n.clone(),
+                error: long.clone(),
+            });
+            for tag in 0..30 {
+                report.conflicts += 1;
+                report
+                    .conflict_details
+                    .push(crate::engine::report::Conflict {
+                        artifact: format!("apps/web:t{tag}"),
+                        destination: n.clone(),
+                        source_digest: "sha256:a".into(),
+                        destination_digest: "sha256:b".into(),
+                    });
+            }
+        }
+        let mut st = ReplicationPolicyStatus::default();
+        finished(
+            &mut st,
+            &spec,
+            &Trigger::Schedule,
+            &Outcome::Ran(&report),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:05Z"),
+        );
+        assert_eq!(st.destinations_in_sync.as_deref(), Some("0/110"));
+        assert_eq!(
+            st.last_sync.as_ref().map(|r| r.result.as_str()),
+            Some("Failed"),
+            "no destination got anything"
+        );
+        report.destinations = vec![DestinationReport {
+            name: "site-000".into(),
+            copied: 1,
+            ..Default::default()
+        }];
+        let mut partial = ReplicationPolicyStatus::default();
+        finished(
+            &mut partial,
+            &spec,
+            &Trigger::Push,
+            &Outcome::Ran(&report),
+            Some(1),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:05Z"),
+        );
+        assert_eq!(
+            partial.last_sync.as_ref().map(|r| r.result.as_str()),
+            Some("PartiallyFailed"),
+            "the artifact failed at some destinations and reached others"
+        );
+        let d = &st.destinations[0];
+        assert_eq!(d.conflicts.len(), MAX_CONFLICTS_LISTED + 1);
+        assert_eq!(
+            d.conflicts.last().map(String::as_str),
+            Some("… and 20 more")
+        );
+        let err = d.last_error.as_deref().expect("error");
+        assert_eq!(err.chars().count(), MAX_ERROR_CHARS + 1, "{err}");
+        assert!(err.starts_with("apps/web:v1: xxx") && err.ends_with('…'));
+        let degraded = conditions::find(&st.conditions, DEGRADED).expect("Degraded");
+        assert!(
+            degraded
+                .message
+                .ends_with("; and 105 more destinations failed (status.destinations[].lastError)"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            degraded.message.len() < 4 * 1024,
+            "{}",
+            degraded.message.len()
+        );
+        let notes = failure_notes(&st);
+        assert_eq!(notes.len(), MAX_FAILURES_NAMED + 1);
+        assert_eq!(notes.last().map(String::as_str), Some("… and 105 more"));
+        let notes = conflict_notes(&st);
+        assert_eq!(notes.len(), MAX_FAILURES_NAMED + 1);
+        assert!(notes[0].starts_with("destination site-000: apps/web:t0 points at sha256:b"));
+        let bytes = serde_json::to_vec(&st).expect("json").len();
+        assert!(
+            bytes < 256 * 1024,
+            "status of 110 failed destinations: {bytes} bytes"
         );
     }
 
