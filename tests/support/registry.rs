@@ -91,6 +91,8 @@ pub struct Registry {
     tls: Option<(PathBuf, PathBuf)>,
     /// An `auth:` section replacing the htpasswd one (e.g. `auth: token:`).
     auth_section: Option<String>,
+    /// Write Distribution's access log (one line per request, with the bytes served).
+    access_log: bool,
 }
 
 impl Registry {
@@ -156,7 +158,17 @@ impl Registry {
         Self::start_with_config(htpasswd, String::new()).await
     }
 
+    /// An anonymous registry with `extra` appended to its configuration that writes an
+    /// access log, read by [`Registry::blob_bytes_served`].
+    pub async fn start_logging(extra: &str) -> Self {
+        Self::start_config(false, extra.to_string(), true).await
+    }
+
     async fn start_with_config(htpasswd: bool, extra: String) -> Self {
+        Self::start_config(htpasswd, extra, false).await
+    }
+
+    async fn start_config(htpasswd: bool, extra: String, access_log: bool) -> Self {
         require_tools();
         let mut r = Registry {
             port: free_port(),
@@ -166,6 +178,7 @@ impl Registry {
             extra,
             tls: None,
             auth_section: None,
+            access_log,
         };
         r.spawn().await;
         r
@@ -202,6 +215,7 @@ impl Registry {
             extra: String::new(),
             tls,
             auth_section,
+            access_log: false,
         };
         r.spawn().await;
         r
@@ -232,7 +246,8 @@ impl Registry {
             None => String::new(),
         };
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{tls}{auth}{}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{tls}{auth}{}",
+            !self.access_log,
             root.display(),
             self.port,
             self.extra
@@ -242,7 +257,12 @@ impl Registry {
     async fn spawn(&mut self) {
         let cfg = self.dir.path().join("config.yml");
         std::fs::write(&cfg, self.config()).expect("write config");
-        let log = std::fs::File::create(self.dir.path().join("registry.log")).expect("log");
+        // Appended, so that a restarted registry's log still holds what it did before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("log");
         let child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&cfg)
@@ -295,6 +315,25 @@ impl Registry {
     /// The registry's log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Body bytes of the successful blob GETs in the access log so far (a registry started
+    /// with [`Registry::start_logging`]; 0 otherwise). Survives restarts: the log is appended.
+    pub fn blob_bytes_served(&self) -> u64 {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                // `... "GET /v2/<repo>/blobs/sha256:<hex> HTTP/1.1" 200 <bytes> "..." "..."`
+                let (request, rest) = l.split_once("\" ")?;
+                let path = request.rsplit_once("\"GET ")?.1;
+                if !path.contains("/blobs/sha256:") {
+                    return None;
+                }
+                let mut f = rest.split_whitespace();
+                (f.next()? == "200").then_some(())?;
+                f.next()?.parse::<u64>().ok()
+            })
+            .sum()
     }
 
     /// Kills the process (the data stays).
