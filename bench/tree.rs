@@ -214,18 +214,6 @@ async fn floor(urls: &[String], sizes: &[usize], seed: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// CPU seconds (user + system) of process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| f.get(*i).and_then(|x| x.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / 100.0
-}
-
 /// Peak RSS (VmHWM) of `pid` in MiB since the last [`reset_peak`].
 fn peak_rss_mib(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -248,12 +236,12 @@ struct Usage {
 
 fn phase_start(op: &Operator) -> f64 {
     reset_peak(op.pid());
-    cpu_seconds(op.pid())
+    registry::process_cpu_seconds(op.pid())
 }
 
 fn phase_end(op: &Operator, cpu0: f64) -> Usage {
     Usage {
-        cpu: cpu_seconds(op.pid()) - cpu0,
+        cpu: registry::process_cpu_seconds(op.pid()) - cpu0,
         rss: peak_rss_mib(op.pid()),
     }
 }

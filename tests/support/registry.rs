@@ -40,6 +40,22 @@ pub fn require_tools() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// CPU time (user + system) process `pid` has used so far, in seconds (0 when it is gone).
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15
+    // of the whole line, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -117,21 +133,9 @@ impl Registry {
     /// CPU time (user + system) the registry process has used so far, in seconds (0 when
     /// it is not running).
     pub fn cpu_seconds(&self) -> f64 {
-        let Some(pid) = self.child.as_ref().map(Child::id) else {
-            return 0.0;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0.0;
-        };
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15
-        // of the whole line, in clock ticks (100 per second on Linux).
-        let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        ticks as f64 / 100.0
+        self.child
+            .as_ref()
+            .map_or(0.0, |c| process_cpu_seconds(c.id()))
     }
 
     /// A registry requiring user `alice`, password `s3cret` (htpasswd, Basic auth).
