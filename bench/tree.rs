@@ -178,35 +178,14 @@ async fn floor(urls: &[String], sizes: &[usize], seed: u64) -> f64 {
             (sha256(&b), Bytes::from(b))
         })
         .collect();
-    let client = reqwest::Client::new();
+    let pushers: Vec<Pusher> = urls.iter().map(|u| Pusher::new(u)).collect();
     let start = Instant::now();
-    futures::future::join_all(urls.iter().map(|u| {
-        let (client, blobs) = (client.clone(), blobs.clone());
+    futures::future::join_all(pushers.iter().map(|p| {
+        let blobs = blobs.clone();
         async move {
             for (digest, body) in blobs {
-                let r = client
-                    .post(format!("{u}/v2/floor/app/blobs/uploads/"))
-                    .send()
-                    .await
-                    .expect("start upload");
-                let loc = r
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .expect("location")
-                    .to_string();
-                let mut url = reqwest::Url::parse(u)
-                    .and_then(|b| b.join(&loc))
-                    .expect("upload url");
-                url.query_pairs_mut().append_pair("digest", &digest);
-                let r = client
-                    .put(url)
-                    .header("content-type", "application/octet-stream")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("put blob");
-                assert_eq!(r.status().as_u16(), 201, "floor upload to {u}");
+                p.upload("floor/app", &digest, reqwest::Body::from(body))
+                    .await;
             }
         }
     }))

@@ -689,7 +689,8 @@ impl Pusher {
         digest
     }
 
-    async fn upload(&self, repo: &str, digest: &str, body: reqwest::Body) {
+    /// Uploads blob `digest` with `body` (one POST, one PUT), not counted in `blobs`.
+    pub async fn upload(&self, repo: &str, digest: &str, body: reqwest::Body) {
         let r = self
             .client
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
