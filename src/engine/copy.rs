@@ -13,6 +13,7 @@ pub use super::copy_error::CopyError;
 use super::digest::Digest;
 use super::fanout;
 use super::limit::Limiter;
+use super::locks::TargetLocks;
 use super::manifest::{self, Descriptor, Parsed, PlatformSelection};
 use super::store::{Prepared, Store, StoreError};
 
@@ -45,9 +46,6 @@ fn all_fail(targets: &[Target], e: &CopyError) -> Outcomes {
     targets.iter().map(|t| (t.id, Err(e.clone()))).collect()
 }
 
-/// A lock held across awaits.
-type AsyncLock = Arc<tokio::sync::Mutex<()>>;
-
 /// Shared state of all copies of one run: limits, blob locks, what each destination holds,
 /// counters.
 #[derive(Debug)]
@@ -56,16 +54,25 @@ pub struct Copier {
     retry: RetryConfig,
     platforms: Vec<String>,
     blob_parallelism: usize,
-    locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// One upload of a blob at a time to a destination (per destination: the regions of a
+    /// tree feed their cities the same blob at once).
+    locks: TargetLocks<Digest>,
     /// One copy at a time of a manifest into a repository (several tags of one index are
     /// copied at once): Distribution verifies an index's children by reading their link
     /// files, which a concurrent push of the same child rewrites, and then refuses the index
     /// (`DIGEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`).
-    manifest_locks: Mutex<HashMap<(String, Digest), AsyncLock>>,
+    manifest_locks: TargetLocks<(String, Digest)>,
     known: Mutex<HashMap<(usize, Digest), HashSet<String>>>,
     /// Indexes reduced to the wanted platforms by `select_platforms`, by their new digest:
     /// bytes and media type.
     selected: Mutex<HashMap<Digest, (bytes::Bytes, String)>>,
+    /// Destinations found unreachable in this run, with the error: later copies to them fail
+    /// at once, so that a destination that went down holds back neither its siblings (a
+    /// fan-out waits for each of its targets) nor the rest of the run with retries.
+    unreachable: Mutex<HashMap<usize, CopyError>>,
+    /// Whether a connection error makes a destination unreachable for the rest of the run
+    /// (the operator, which retries failed syncs) or is retried like other errors.
+    fail_fast: bool,
     /// Bytes read from the source (shared with a [`super::progress::Progress`]).
     pub source_read: Arc<AtomicU64>,
     /// Bytes read from destinations feeding others.
@@ -90,10 +97,12 @@ impl Copier {
             retry,
             platforms,
             blob_parallelism: blob_parallelism.max(1),
-            locks: Mutex::new(HashMap::new()),
-            manifest_locks: Mutex::new(HashMap::new()),
+            locks: TargetLocks::default(),
+            manifest_locks: TargetLocks::default(),
             known: Mutex::new(HashMap::new()),
             selected: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
+            fail_fast: false,
             source_read: Arc::new(AtomicU64::new(0)),
             relay_read: Arc::new(AtomicU64::new(0)),
             written: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
@@ -107,18 +116,28 @@ impl Copier {
         }
     }
 
-    fn lock_for(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
-        match self.locks.lock() {
-            Ok(mut m) => m.entry(d.clone()).or_default().clone(),
-            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+    /// This copier with connection errors at a destination making it unreachable for the
+    /// rest of the run (see [`Copier::unreachable`]).
+    pub fn failing_fast(self, fail_fast: bool) -> Self {
+        Self { fail_fast, ..self }
+    }
+
+    /// Records `e` for target `id` when it says the destination cannot be reached.
+    fn note_failure(&self, id: usize, e: &CopyError) {
+        if self.fail_fast
+            && e.is_unreachable()
+            && let Ok(mut u) = self.unreachable.lock()
+        {
+            u.entry(id).or_insert_with(|| e.clone());
         }
     }
 
-    fn manifest_lock(&self, repo: &str, d: &Digest) -> AsyncLock {
-        match self.manifest_locks.lock() {
-            Ok(mut m) => m.entry((repo.to_string(), d.clone())).or_default().clone(),
-            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
-        }
+    /// The error that made target `id` unreachable earlier in this run, if any.
+    fn unreachable(&self, id: usize) -> Option<CopyError> {
+        self.unreachable
+            .lock()
+            .ok()
+            .and_then(|u| u.get(&id).cloned())
     }
 
     fn remember(&self, id: usize, d: &Digest, repo: &str) {
@@ -228,14 +247,13 @@ impl Copier {
         tag: Option<&'a str>,
     ) -> BoxFuture<'a, Outcomes> {
         async move {
-            // Parents lock before their children (a DAG): no cycle, no deadlock.
-            let lock = targets
-                .first()
-                .map(|t| self.manifest_lock(&t.repo, digest));
-            let _copying = match &lock {
-                Some(l) => Some(l.lock().await),
-                None => None,
-            };
+            // Parents lock before their children (a DAG), the destinations of one level in
+            // ascending order: no cycle, no deadlock.
+            let repo = targets.first().map(|t| t.repo.clone()).unwrap_or_default();
+            let _copying = self
+                .manifest_locks
+                .lock(&(repo, digest.clone()), targets.iter().map(|t| t.id))
+                .await;
             let (bytes, media_type) = match self.fetch_manifest(&feeder, digest).await {
                 Ok(m) => m,
                 Err(e) => return all_fail(targets, &e),
@@ -318,7 +336,7 @@ impl Copier {
             }
             let mut out = Vec::with_capacity(targets.len());
             for t in targets {
-                if let Some(e) = failed.remove(&t.id) {
+                if let Some(e) = failed.remove(&t.id).or_else(|| self.unreachable(t.id)) {
                     out.push((t.id, Err(e)));
                     continue;
                 }
@@ -341,8 +359,9 @@ impl Copier {
                         ),
                         source,
                     });
-                if r.is_ok() {
-                    self.add_written(t.id, bytes.len() as u64);
+                match &r {
+                    Ok(()) => self.add_written(t.id, bytes.len() as u64),
+                    Err(e) => self.note_failure(t.id, e),
                 }
                 out.push((t.id, r));
             }
@@ -361,12 +380,15 @@ impl Copier {
         targets: &[Target],
     ) -> Outcomes {
         let digest = &desc.digest;
-        let lock = self.lock_for(digest);
-        let _guard = lock.lock().await;
+        let _guards = self.locks.lock(digest, targets.iter().map(|t| t.id)).await;
         let mut out: Outcomes = Vec::new();
         let mut pending: Vec<(Target, Option<url::Url>)> = Vec::new();
         let mut unknown = Vec::new();
         for t in targets {
+            if let Some(e) = self.unreachable(t.id) {
+                out.push((t.id, Err(e)));
+                continue;
+            }
             match self.known(t.id, digest, &t.repo) {
                 (true, _) => out.push((t.id, Ok(()))),
                 (false, elsewhere) => unknown.push((t, elsewhere)),
@@ -382,14 +404,15 @@ impl Copier {
                     out.push((t.id, Ok(())));
                 }
                 Ok(Prepared::Upload(session)) => pending.push((t.clone(), session)),
-                Err(source) => out.push((
-                    t.id,
-                    Err(CopyError::Write {
+                Err(source) => {
+                    let e = CopyError::Write {
                         destination: t.store.name(),
                         what: format!("check of blob {digest}"),
                         source,
-                    }),
-                )),
+                    };
+                    self.note_failure(t.id, &e);
+                    out.push((t.id, Err(e)));
+                }
             }
         }
         let counter = if feeder.is_source {
@@ -436,13 +459,22 @@ impl Copier {
                                 }
                                 out.push((id, Ok(())));
                             }
-                            Err(e) if e.is_retryable() && !last => {
+                            // A destination that went away is not waited for: the run
+                            // reports it, the policy's next sync repairs it.
+                            Err(e)
+                                if e.is_retryable()
+                                    && !last
+                                    && !(self.fail_fast && e.is_unreachable()) =>
+                            {
                                 if let Some(t) = by_id.get(&id) {
                                     pending.push((t.clone(), None));
                                 }
                                 retry_err = Some(e);
                             }
-                            Err(e) => out.push((id, Err(e))),
+                            Err(e) => {
+                                self.note_failure(id, &e);
+                                out.push((id, Err(e)));
+                            }
                         }
                     }
                 }

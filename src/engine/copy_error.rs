@@ -94,6 +94,21 @@ pub enum CopyError {
 }
 
 impl CopyError {
+    /// Whether the destination could not be reached (a connection error at the destination
+    /// side, after the client's own retries of the request).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            CopyError::Upload {
+                source: StoreError::Client(super::client::ClientError::Connect { .. }),
+                ..
+            } | CopyError::Write {
+                source: StoreError::Client(super::client::ClientError::Connect { .. }),
+                ..
+            }
+        )
+    }
+
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -26,6 +26,7 @@ pub mod gate;
 pub mod layout;
 pub mod limit;
 pub mod link;
+pub mod locks;
 pub mod manifest;
 pub mod names;
 pub mod plan;

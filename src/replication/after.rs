@@ -239,21 +239,13 @@ pub fn ran(mut st: ReplicationPolicyStatus, r: &Ran<'_>) -> After {
         );
         notes.push(Note::warning(reasons::DELETIONS_WITHHELD, "Sync", msg));
     }
-    for d in &st.destinations {
-        for conflict in &d.conflicts {
-            let msg = format!(
-                "destination {}: {conflict}; left alone because overwrite is false",
-                d.name
-            );
-            notes.push(Note::warning(reasons::TAG_CONFLICT, "Sync", msg));
-        }
+    // Bounded: a tree of 110 sites with 10 down makes a handful of Events, not 10.
+    for msg in super::report_status::conflict_notes(&st) {
+        notes.push(Note::warning(reasons::TAG_CONFLICT, "Sync", msg));
     }
     if warning {
-        for d in &st.destinations {
-            if let Some(e) = &d.last_error {
-                let msg = format!("destination {}: {e}", d.name);
-                notes.push(Note::warning(reasons::DESTINATION_FAILED, "Sync", msg));
-            }
+        for msg in super::report_status::failure_notes(&st) {
+            notes.push(Note::warning(reasons::DESTINATION_FAILED, "Sync", msg));
         }
     }
     // Whatever arrived meanwhile, or a failed destination, gets another look soon.

@@ -23,6 +23,86 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
+/// The most characters of one destination's `lastError` (the start says what failed).
+pub const MAX_ERROR_CHARS: usize = 512;
+/// Conflicts listed per destination; the rest are counted in a last entry.
+pub const MAX_CONFLICTS_LISTED: usize = 10;
+/// Failed destinations named in the `Degraded` message and in Events per run; the rest are
+/// counted (each one's error is in `status.destinations[].lastError`).
+pub const MAX_FAILURES_NAMED: usize = 5;
+
+/// `s` cut to `max` characters, marked when cut.
+fn clip(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s,
+    }
+}
+
+/// The first `max` of `items`, and `… and N more` when there were more.
+fn bounded(mut items: Vec<String>, max: usize) -> Vec<String> {
+    if items.len() > max {
+        let more = items.len() - max;
+        items.truncate(max);
+        items.push(format!("… and {more} more"));
+    }
+    items
+}
+
+/// The `Degraded` message: the first failed destinations with their errors, the rest counted.
+fn degraded_text(failed: &[(String, String)]) -> String {
+    let named: Vec<String> = failed
+        .iter()
+        .take(MAX_FAILURES_NAMED)
+        .map(|(d, e)| format!("{d}: {}", clip(e.clone(), MAX_ERROR_CHARS)))
+        .collect();
+    let mut text = named.join("; ");
+    if failed.len() > MAX_FAILURES_NAMED {
+        text.push_str(&format!(
+            "; and {} more destinations failed (status.destinations[].lastError)",
+            failed.len() - MAX_FAILURES_NAMED
+        ));
+    }
+    text
+}
+
+/// The Event notes of a run's failed destinations: one per destination up to
+/// [`MAX_FAILURES_NAMED`], then one counting the rest (no storm of Events from a large tree).
+pub fn failure_notes(status: &ReplicationPolicyStatus) -> Vec<String> {
+    bounded(
+        status
+            .destinations
+            .iter()
+            .filter_map(|d| {
+                d.last_error
+                    .as_ref()
+                    .map(|e| format!("destination {}: {e}", d.name))
+            })
+            .collect(),
+        MAX_FAILURES_NAMED,
+    )
+}
+
+/// The Event notes of a run's tag conflicts (`overwrite: false`), bounded as
+/// [`failure_notes`].
+pub fn conflict_notes(status: &ReplicationPolicyStatus) -> Vec<String> {
+    bounded(
+        status
+            .destinations
+            .iter()
+            .flat_map(|d| {
+                d.conflicts.iter().map(move |c| {
+                    format!(
+                        "destination {}: {c}; left alone because overwrite is false",
+                        d.name
+                    )
+                })
+            })
+            .collect(),
+        MAX_FAILURES_NAMED,
+    )
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -88,7 +168,11 @@ pub fn finished(
             }
             let result = if report.success() {
                 "Succeeded"
-            } else if report.copied + report.skipped > 0 {
+            } else if report.copied + report.skipped > 0
+                // An artifact that reached 100 of 110 destinations failed somewhere, but the
+                // run did not fail.
+                || report.destinations.iter().any(|d| d.copied + d.skipped > 0)
+            {
                 "PartiallyFailed"
             } else {
                 "Failed"
@@ -156,6 +240,7 @@ pub fn finished(
                 .collect(),
             Outcome::Failed(_) => Vec::new(),
         };
+        let conflicts = bounded(conflicts, MAX_CONFLICTS_LISTED);
         let ok = error.is_none() && !source_failed;
         destinations.push(DestinationStatus {
             name: d.name.clone(),
@@ -163,7 +248,8 @@ pub fn finished(
             in_sync: if full { ok } else { old.in_sync && ok },
             last_sync_time: Some(end.clone()),
             last_error: error
-                .or_else(|| source_failed.then(|| "the sync could not read the source".into())),
+                .or_else(|| source_failed.then(|| "the sync could not read the source".into()))
+                .map(|e| clip(e, MAX_ERROR_CHARS)),
             copied: as_i64(counts.copied),
             failed: as_i64(counts.failed),
             conflicts,
@@ -188,11 +274,7 @@ pub fn finished(
         generation,
         now,
     );
-    let degraded_message = failed_destinations
-        .iter()
-        .map(|(d, e)| format!("{d}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let degraded_message = degraded_text(&failed_destinations);
     let degraded = if degraded_message.is_empty() {
         Desired {
             type_: DEGRADED,
@@ -261,218 +343,5 @@ pub fn held_back_note(report: &crate::engine::Report) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn held_back_artifacts_are_named_in_the_event() {
-        let mut r = crate::engine::Report::default();
-        assert_eq!(held_back_note(&r), None);
-        let d = crate::engine::digest::Digest::of(b"x");
-        r.record_unverified(
-            (0..7)
-                .map(|i| crate::engine::gate::Unverified {
-                    artifact: format!("app:v{i}"),
-                    digest: d.clone(),
-                    refusal: crate::engine::verify::Refusal::Unsigned,
-                })
-                .collect(),
-        );
-        let note = held_back_note(&r).expect("note");
-        assert!(note.starts_with("7 artifacts not copied"), "{note}");
-        assert!(
-            note.contains("app:v0 (unsigned)") && note.ends_with("and 2 more"),
-            "{note}"
-        );
-    }
-
-    use super::*;
-    use crate::engine::report::{DestinationReport, Failure};
-
-    fn spec() -> ReplicationPolicySpec {
-        serde_json::from_value(serde_json::json!({
-            "source": {"url": "https://hq.example.com"},
-            "destinations": [{"name": "a", "url": "https://a.example.com"}, {"name": "b", "url": "https://b.example.com"}],
-        }))
-        .expect("valid spec")
-    }
-
-    /// A run in which destination `b` refused `apps/web:v1`.
-    fn b_refused() -> Report {
-        Report {
-            failures: vec![Failure {
-                artifact: "apps/web:v1".into(),
-                destination: "b".into(),
-                error: "connection refused".into(),
-            }],
-            ..Default::default()
-        }
-    }
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().expect("timestamp")
-    }
-
-    fn cond<'a>(s: &'a ReplicationPolicyStatus, t: &str) -> (&'a str, &'a str) {
-        let c = conditions::find(&s.conditions, t).expect("condition");
-        (c.status.as_str(), c.reason.as_str())
-    }
-
-    #[test]
-    fn a_clean_full_sync_puts_every_destination_in_sync() {
-        let report = Report {
-            copied: 3,
-            bytes_read_from_source: 100,
-            destinations: vec![DestinationReport {
-                name: "a".into(),
-                copied: 3,
-                bytes_written: 100,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let mut st = ReplicationPolicyStatus::default();
-        started(
-            &mut st,
-            &Trigger::SpecChange,
-            Some(1),
-            t("2026-01-01T00:00:00Z"),
-        );
-        assert_eq!(cond(&st, SYNCING), ("True", "SpecChange"));
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::SpecChange,
-            &Outcome::Ran(&report),
-            Some(1),
-            t("2026-01-01T00:00:00Z"),
-            t("2026-01-01T00:00:05Z"),
-        );
-        assert_eq!(cond(&st, SYNCING), ("False", "Idle"));
-        assert_eq!(cond(&st, READY), ("True", "InSync"));
-        assert_eq!(cond(&st, DEGRADED), ("False", "AsExpected"));
-        assert_eq!(st.destinations_in_sync.as_deref(), Some("2/2"));
-        let last = st.last_sync.as_ref().expect("record");
-        assert_eq!(
-            (last.result.as_str(), last.copied, last.bytes),
-            ("Succeeded", 3, 100)
-        );
-        assert_eq!(st.destinations[0].bytes_written, 100);
-    }
-
-    #[test]
-    fn a_failed_destination_is_degraded_and_the_others_stay_in_sync() {
-        let report = Report {
-            copied: 1,
-            failed: 1,
-            ..b_refused()
-        };
-        let mut st = ReplicationPolicyStatus::default();
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::Schedule,
-            &Outcome::Ran(&report),
-            Some(1),
-            t("2026-01-01T00:00:00Z"),
-            t("2026-01-01T00:00:05Z"),
-        );
-        assert_eq!(cond(&st, DEGRADED), ("True", "DestinationFailed"));
-        assert_eq!(cond(&st, READY), ("False", "OutOfSync"));
-        assert!(st.destinations[0].in_sync && !st.destinations[1].in_sync);
-        assert!(
-            st.destinations[1]
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("connection refused"))
-        );
-        assert_eq!(
-            st.last_sync.as_ref().map(|r| r.result.as_str()),
-            Some("PartiallyFailed")
-        );
-    }
-
-    #[test]
-    fn push_lag_is_recorded_where_the_run_arrived_and_kept_across_runs() {
-        let report = b_refused();
-        let mut st = ReplicationPolicyStatus::default();
-        let run = |st: &mut ReplicationPolicyStatus, report: &Report| {
-            finished(
-                st,
-                &spec(),
-                &Trigger::Push,
-                &Outcome::Ran(report),
-                Some(1),
-                t("2026-01-01T00:00:00Z"),
-                t("2026-01-01T00:00:01Z"),
-            )
-        };
-        run(&mut st, &report);
-        record_push_lag(&mut st, std::time::Duration::from_millis(420));
-        assert_eq!(st.destinations[0].last_push_lag_millis, Some(420));
-        assert_eq!(
-            st.destinations[1].last_push_lag_millis, None,
-            "b was not reached"
-        );
-        run(&mut st, &Report::default());
-        assert_eq!(
-            st.destinations[0].last_push_lag_millis,
-            Some(420),
-            "a later run without a new lag keeps the last one"
-        );
-    }
-
-    #[test]
-    fn a_push_run_cannot_establish_sync_on_its_own() {
-        let mut st = ReplicationPolicyStatus::default();
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::Push,
-            &Outcome::Ran(&Report::default()),
-            Some(1),
-            t("2026-01-01T00:00:00Z"),
-            t("2026-01-01T00:00:01Z"),
-        );
-        assert_eq!(st.destinations_in_sync.as_deref(), Some("0/2"));
-    }
-
-    #[test]
-    fn a_run_that_cannot_start_marks_the_source() {
-        let mut st = ReplicationPolicyStatus::default();
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::Schedule,
-            &Outcome::Failed("source: connection refused"),
-            Some(1),
-            t("2026-01-01T00:00:00Z"),
-            t("2026-01-01T00:00:01Z"),
-        );
-        assert_eq!(cond(&st, DEGRADED), ("True", "SourceUnavailable"));
-        assert_eq!(
-            st.last_sync.as_ref().map(|r| r.result.as_str()),
-            Some("Failed")
-        );
-        assert_eq!(st.consecutive_failures, 1);
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::Retry,
-            &Outcome::Failed("source: connection refused"),
-            Some(1),
-            t("2026-01-01T00:00:11Z"),
-            t("2026-01-01T00:00:12Z"),
-        );
-        assert_eq!(st.consecutive_failures, 2, "failures in a row are counted");
-        finished(
-            &mut st,
-            &spec(),
-            &Trigger::Retry,
-            &Outcome::Ran(&Report::default()),
-            Some(1),
-            t("2026-01-01T00:00:32Z"),
-            t("2026-01-01T00:00:33Z"),
-        );
-        assert_eq!(st.consecutive_failures, 0, "a clean sync resets the count");
-        assert_eq!(st.destinations_in_sync.as_deref(), Some("2/2"));
-    }
-}
+#[path = "report_status_tests.rs"]
+mod tests;

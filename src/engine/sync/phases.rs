@@ -79,7 +79,10 @@ pub(super) fn setup(cfg: &SyncConfig) -> Result<(Run<'_>, GlobFilter), SyncError
             cfg.retry,
             cfg.platforms.clone(),
             3,
-        ),
+        )
+        // The operator's runs (Skip): a destination that stops answering mid-run fails at
+        // once instead of holding back, through retries, the siblings waiting on it.
+        .failing_fast(cfg.unreachable == OnUnreachable::Skip),
         dests,
         dests_ready,
         levels,

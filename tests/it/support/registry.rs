@@ -37,6 +37,22 @@ pub fn require_tools() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// CPU time (user + system) process `pid` has used so far, in seconds (0 when it is gone).
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15
+    // of the whole line, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -88,6 +104,8 @@ pub struct Registry {
     tls: Option<(PathBuf, PathBuf)>,
     /// An `auth:` section replacing the htpasswd one (e.g. `auth: token:`).
     auth_section: Option<String>,
+    /// Write Distribution's access log (one line per request, with the bytes served).
+    access_log: bool,
 }
 
 impl Registry {
@@ -112,21 +130,9 @@ impl Registry {
     /// CPU time (user + system) the registry process has used so far, in seconds (0 when
     /// it is not running).
     pub fn cpu_seconds(&self) -> f64 {
-        let Some(pid) = self.child.as_ref().map(Child::id) else {
-            return 0.0;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0.0;
-        };
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15
-        // of the whole line, in clock ticks (100 per second on Linux).
-        let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        ticks as f64 / 100.0
+        self.child
+            .as_ref()
+            .map_or(0.0, |c| process_cpu_seconds(c.id()))
     }
 
     /// A registry requiring user `alice`, password `s3cret` (htpasswd, Basic auth).
@@ -157,7 +163,17 @@ impl Registry {
         Self::start_with_config(htpasswd, String::new()).await
     }
 
+    /// An anonymous registry with `extra` appended to its configuration that writes an
+    /// access log, read by [`Registry::blob_bytes_served`].
+    pub async fn start_logging(extra: &str) -> Self {
+        Self::start_config(false, extra.to_string(), true).await
+    }
+
     async fn start_with_config(htpasswd: bool, extra: String) -> Self {
+        Self::start_config(htpasswd, extra, false).await
+    }
+
+    async fn start_config(htpasswd: bool, extra: String, access_log: bool) -> Self {
         require_tools();
         let mut r = Registry {
             port: free_port(),
@@ -167,6 +183,7 @@ impl Registry {
             extra,
             tls: None,
             auth_section: None,
+            access_log,
         };
         r.spawn().await;
         r
@@ -203,6 +220,7 @@ impl Registry {
             extra: String::new(),
             tls,
             auth_section,
+            access_log: false,
         };
         r.spawn().await;
         r
@@ -233,7 +251,8 @@ impl Registry {
             None => String::new(),
         };
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{tls}{auth}{}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: flotilla-test-secret\n  relativeurls: true\n{tls}{auth}{}",
+            !self.access_log,
             root.display(),
             self.port,
             self.extra
@@ -243,7 +262,12 @@ impl Registry {
     async fn spawn(&mut self) {
         let cfg = self.dir.path().join("config.yml");
         std::fs::write(&cfg, self.config()).expect("write config");
-        let log = std::fs::File::create(self.dir.path().join("registry.log")).expect("log");
+        // Appended, so that a restarted registry's log still holds what it did before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("log");
         let child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&cfg)
@@ -296,6 +320,25 @@ impl Registry {
     /// The registry's log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Body bytes of the successful blob GETs in the access log so far (a registry started
+    /// with [`Registry::start_logging`]; 0 otherwise). Survives restarts: the log is appended.
+    pub fn blob_bytes_served(&self) -> u64 {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                // `... "GET /v2/<repo>/blobs/sha256:<hex> HTTP/1.1" 200 <bytes> "..." "..."`
+                let (request, rest) = l.split_once("\" ")?;
+                let path = request.rsplit_once("\"GET ")?.1;
+                if !path.contains("/blobs/sha256:") {
+                    return None;
+                }
+                let mut f = rest.split_whitespace();
+                (f.next()? == "200").then_some(())?;
+                f.next()?.parse::<u64>().ok()
+            })
+            .sum()
     }
 
     /// Kills the process (the data stays).
@@ -655,7 +698,8 @@ impl Pusher {
         digest
     }
 
-    async fn upload(&self, repo: &str, digest: &str, body: reqwest::Body) {
+    /// Uploads blob `digest` with `body` (one POST, one PUT), not counted in `blobs`.
+    pub async fn upload(&self, repo: &str, digest: &str, body: reqwest::Body) {
         let r = self
             .client
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
