@@ -73,10 +73,9 @@ pub async fn blobs(ctx: &Context, obj: &Registry) -> Result<BTreeMap<String, u64
         root: s3.root_directory.clone().unwrap_or_default(),
     };
     let http = s3::http_client().map_err(|e| e.to_string())?;
-    let listed = s3::list_blobs(&http, &bucket, &creds, LISTING_DEADLINE, LISTING_PAGES)
+    s3::list_blobs(&http, &bucket, &creds, LISTING_DEADLINE, LISTING_PAGES)
         .await
-        .map_err(|e| format!("listing the bucket: {e}"))?;
-    Ok(listed.0)
+        .map_err(|e| format!("listing the bucket: {e}"))
 }
 
 /// The log of the Job's pod that ran to completion (the last one, bounded).

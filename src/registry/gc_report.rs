@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::gc::{GcMeasurement, StorageUsage};
+use crate::engine::digest::Digest;
 
 /// The eligible blobs and manifests of a `registry garbage-collect` output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,21 +30,12 @@ const BLOB_LINE: &str = "blob eligible for deletion: ";
 /// `%d blobs marked, %d blobs and %d manifests eligible for deletion`.
 const SUMMARY_TAIL: &str = " manifests eligible for deletion";
 
-fn is_digest(s: &str) -> bool {
-    s.split_once(':').is_some_and(|(alg, hex)| {
-        !alg.is_empty()
-            && alg.bytes().all(|b| b.is_ascii_alphanumeric())
-            && hex.len() >= 32
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
-}
-
 /// Reads the log (lines that are not Distribution's are ignored).
 pub fn parse_log(log: &str) -> GcLog {
     let mut out = GcLog::default();
     for line in log.lines().map(str::trim) {
         if let Some(digest) = line.strip_prefix(BLOB_LINE) {
-            if is_digest(digest) {
+            if digest.parse::<Digest>().is_ok() {
                 out.blobs.push(digest.to_string());
             }
         } else if let Some(head) = line.strip_suffix(SUMMARY_TAIL) {

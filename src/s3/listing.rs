@@ -2,6 +2,8 @@
 //! parser: the response is flat (`<Contents><Key>…</Key><Size>…</Size>…</Contents>`,
 //! `<IsTruncated>`, `<NextContinuationToken>`), and only these elements are read.
 
+use crate::engine::digest::Digest;
+
 /// An object of a page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -43,7 +45,7 @@ fn decode(s: &str) -> String {
 }
 
 /// The text of the first `<tag>…</tag>` in `xml`.
-fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+pub fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{tag}>"))?;
@@ -85,20 +87,15 @@ pub fn parse_page(xml: &str) -> Result<Page, PageError> {
 }
 
 /// The digest of a blob's data object, from its key below the blobs prefix
-/// (`sha256/ab/abcd…/data` → `sha256:abcd…`); `None` for any other key.
+/// (`sha256/ab/abcd…/data` → `sha256:abcd…`, a valid [`Digest`]); `None` for any other key.
 pub fn blob_digest(relative_key: &str) -> Option<String> {
     let mut parts = relative_key.split('/');
     let (algorithm, shard, hex, data) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let well_formed = parts.next().is_none()
-        && data == "data"
-        && !algorithm.is_empty()
-        && algorithm.bytes().all(|b| b.is_ascii_alphanumeric())
-        && hex.len() >= 2
-        && hex.starts_with(shard)
-        && shard.len() == 2
-        && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    well_formed.then(|| format!("{algorithm}:{hex}"))
+    let digest: Digest = format!("{algorithm}:{hex}").parse().ok()?;
+    let well_formed =
+        parts.next().is_none() && data == "data" && digest.hex().get(..2) == Some(shard);
+    well_formed.then(|| digest.to_string())
 }
 
 #[cfg(test)]

@@ -97,29 +97,15 @@ impl Bucket {
     }
 }
 
-/// The blob data of a registry: size by digest.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Blobs(pub BTreeMap<String, u64>);
-
-impl Blobs {
-    /// How many and how many bytes.
-    pub fn usage(&self) -> (i64, i64) {
-        let bytes: u64 = self.0.values().sum();
-        (
-            i64::try_from(self.0.len()).unwrap_or(i64::MAX),
-            i64::try_from(bytes).unwrap_or(i64::MAX),
-        )
-    }
-}
-
-/// Lists every blob's data object, page by page, within `deadline` and `max_pages`.
+/// Lists every blob's data object, page by page, within `deadline` and `max_pages`: size by
+/// digest.
 pub async fn list_blobs(
     http: &reqwest::Client,
     bucket: &Bucket,
     creds: &Credentials,
     deadline: Duration,
     max_pages: usize,
-) -> Result<Blobs, S3Error> {
+) -> Result<BTreeMap<String, u64>, S3Error> {
     let started = Instant::now();
     let url = bucket.url()?;
     let host = match (url.host_str(), url.port()) {
@@ -162,7 +148,7 @@ pub async fn list_blobs(
         }
         match page.next {
             Some(t) => token = Some(t),
-            None => return Ok(Blobs(blobs)),
+            None => return Ok(blobs),
         }
     }
     Err(S3Error::Bounds(format!("{max_pages} pages")))
@@ -195,10 +181,7 @@ async fn get_page(
     }
     let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
-        let code = text
-            .split("<Code>")
-            .nth(1)
-            .and_then(|s| s.split("</Code>").next())
+        let code = listing::element(&text, "Code")
             .unwrap_or("")
             .chars()
             .take(64)
