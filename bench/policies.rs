@@ -33,18 +33,10 @@ fn policies_yaml(from: usize, to: usize, src: &str, dst: &str) -> String {
 
 /// (VmHWM, utime + stime) of a process: peak RSS in KiB and CPU seconds.
 fn usage(pid: u32) -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((hwm, ticks / 100.0))
+    Some((
+        registry::peak_rss_kib(pid)?,
+        registry::process_cpu_seconds(pid),
+    ))
 }
 
 /// How many policies have Ready=True, and how many exist.

@@ -197,11 +197,7 @@ async fn floor(urls: &[String], sizes: &[usize], seed: u64) -> f64 {
 
 /// Peak RSS (VmHWM) of `pid` in MiB since the last [`reset_peak`].
 fn peak_rss_mib(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |k| k / 1024.0)
+    registry::peak_rss_kib(pid).map_or(0.0, |k| k as f64 / 1024.0)
 }
 
 /// Starts a new peak-RSS window of `pid` (`clear_refs` 5 resets VmHWM).

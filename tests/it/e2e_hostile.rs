@@ -33,13 +33,7 @@ fn condition(c: &Cluster, type_: &str) -> String {
 
 /// Peak resident memory of the operator process so far, bytes.
 fn peak_rss(op: &Operator) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", op.pid())).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
+    registry::peak_rss_kib(op.pid()).expect("VmHWM of the operator") * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -53,6 +53,18 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// Peak resident memory (VmHWM) of process `pid`, in KiB; `None` once it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -1104,13 +1116,7 @@ pub async fn flotilla_peak_rss(args: &[&str]) -> (std::process::ExitStatus, u64,
         s
     });
     let status = loop {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:"))
-            && let Some(kb) = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(kb) = peak_rss_kib(pid) {
             peak = peak.max(kb);
         }
         if let Some(st) = child.try_wait().expect("wait") {
