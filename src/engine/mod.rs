@@ -38,6 +38,8 @@ pub mod scope;
 pub mod single;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+mod test_stores;
 pub mod verify;
 
 pub use client::{EndpointConfig, RegistryClient};

@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
 use super::config::{ConfigError, SyncConfig};
-use super::copy::{Copier, CopyError, Feeder, Target};
+use super::copy::{Copier, CopyError, Feeder, TargetRepo};
 use super::digest::Digest;
 use super::filter::{FilterError, TagFilter};
 use super::gate::{Gate, Unverified};
@@ -325,9 +325,9 @@ impl Run<'_> {
                         None => (&self.source, item.repo.as_str(), true),
                         Some(p) => (&self.dests[p].0, dest_repo.as_str(), false),
                     };
-                    let targets: Vec<Target> = members
+                    let targets: Vec<TargetRepo> = members
                         .iter()
-                        .map(|&i| Target {
+                        .map(|&i| TargetRepo {
                             id: i,
                             store: self.dests[i].0.clone(),
                             repo: dest_repo.clone(),
