@@ -5,7 +5,8 @@
 //! - [`client`]: one registry (auth, retries, manifests as exact bytes, blobs as streams);
 //!   [`layout`]: an OCI layout directory; [`store`]: either of them.
 //! - Pure parts: [`digest`], [`backoff`], [`auth`] (challenges, docker config), [`link`],
-//!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`], [`verify`]
+//!   [`manifest`], [`filter`], [`rewrite`], [`plan`], [`limit`], [`config`], [`feed_tree`]
+//!   (who feeds whom), [`verify`]
 //!   (cosign signatures and attestations), [`referrers`] (which referrers travel).
 //! - [`gate`]: reads the referrers of each artifact and holds back what does not verify.
 //! - [`fanout`]: one read of a blob streamed to every destination needing it;
@@ -21,6 +22,7 @@ pub mod copy;
 pub mod copy_error;
 pub mod digest;
 pub mod fanout;
+pub mod feed_tree;
 pub mod filter;
 pub mod gate;
 pub mod layout;
@@ -44,5 +46,6 @@ pub mod verify;
 
 pub use client::{EndpointConfig, RegistryClient};
 pub use config::{DestinationConfig, SyncConfig, TagRules};
+pub use feed_tree::{FeedTree, TreeProblem};
 pub use report::Report;
 pub use scope::{Named, SyncScope};

@@ -14,6 +14,7 @@ use super::client::{ClientError, RegistryClient};
 use super::config::{ConfigError, SyncConfig};
 use super::copy::{Copier, CopyError, Feeder, TargetRepo};
 use super::digest::Digest;
+use super::feed_tree::FeedTree;
 use super::filter::{FilterError, TagFilter};
 use super::gate::{Gate, Unverified};
 use super::plan::{self, Action, Item};
@@ -120,8 +121,8 @@ struct Run<'a> {
     dests: Vec<(Store, Arc<RegistryClient>)>,
     /// Ping of each destination: its lookups wait for it.
     dests_ready: Vec<Ready>,
-    levels: Vec<Vec<usize>>,
-    parents: Vec<Option<usize>>,
+    /// Who feeds whom: copies go level by level, each destination fed by its parent.
+    tree: FeedTree,
     tags: TagFilter,
     copier: Copier,
     /// 0 unknown, 1 supported, 2 unsupported.
@@ -283,10 +284,10 @@ impl Run<'_> {
     async fn sync_item(&self, item: &Item, actions: &[Result<Action, String>]) -> Vec<Status> {
         let dest_repo = self.cfg.rewrite.apply(&item.repo);
         let mut status: Vec<Option<Status>> = vec![None; self.dests.len()];
-        for level in &self.levels {
+        for level in self.tree.levels() {
             let mut groups: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
             for &i in level {
-                let parent = self.parents[i];
+                let parent = self.tree.parent(i);
                 let parent_holds = match parent {
                     None => true,
                     Some(p) => matches!(status[p], Some(Status::Holds { .. })),

@@ -11,9 +11,10 @@ use futures::StreamExt;
 use super::{Held, Planned, Role, Run, Status, SyncError, ready};
 use crate::engine::DestinationConfig;
 use crate::engine::client::RegistryClient;
-use crate::engine::config::{OnUnreachable, SyncConfig, feed_levels};
+use crate::engine::config::{OnUnreachable, SyncConfig};
 use crate::engine::copy::Copier;
 use crate::engine::digest::Digest;
+use crate::engine::feed_tree::FeedTree;
 use crate::engine::filter::{GlobFilter, TagFilter};
 use crate::engine::gate::Gate;
 use crate::engine::limit::Limiter;
@@ -45,7 +46,7 @@ fn endpoint(role: Role) -> impl FnOnce(crate::engine::client::ClientError) -> Sy
 
 /// The run's clients, filters and relay tree, and its repository filter.
 pub(super) fn setup(cfg: &SyncConfig) -> Result<(Run<'_>, GlobFilter), SyncError> {
-    let (levels, parents) = feed_levels(&cfg.destinations)?;
+    let tree = FeedTree::new(&cfg.destinations)?;
     let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
     let tags = TagFilter::new(
         &cfg.tags.include,
@@ -85,8 +86,7 @@ pub(super) fn setup(cfg: &SyncConfig) -> Result<(Run<'_>, GlobFilter), SyncError
         .failing_fast(cfg.unreachable == OnUnreachable::Skip),
         dests,
         dests_ready,
-        levels,
-        parents,
+        tree,
         tags,
         referrers_api: AtomicU8::new(0),
         referrers_probe: tokio::sync::Mutex::new(()),
@@ -179,28 +179,27 @@ impl Run<'_> {
         Ok((interleave(items), source_tags))
     }
 
-    /// Leaves the destinations in `down` out of the run with those they feed, naming each in
-    /// the report (a failure of the destination, not of every artifact).
+    /// Leaves the destinations in `down` out of the run with every destination below them,
+    /// naming each in the report (a failure of the destination, not of every artifact).
     fn skip_unreachable(&mut self, down: &[(usize, SyncError)], report: &mut Report) {
         for (i, e) in down {
             self.skip[*i] = true;
             report.record_unreachable(&self.cfg.destinations[*i].name, None, e.to_string());
         }
-        loop {
-            let fed: Vec<usize> = (0..self.skip.len())
-                .filter(|&i| !self.skip[i] && self.parents[i].is_some_and(|p| self.skip[p]))
-                .collect();
-            if fed.is_empty() {
-                return;
-            }
-            for i in fed {
-                self.skip[i] = true;
-                let parent = self.parents[i].map(|p| self.cfg.destinations[p].name.clone());
+        for (i, _) in down {
+            for fed in self.tree.descendants(*i) {
+                if std::mem::replace(&mut self.skip[fed], true) {
+                    continue;
+                }
+                let parent = self
+                    .tree
+                    .parent(fed)
+                    .map(|p| self.cfg.destinations[p].name.clone());
                 let why = format!(
                     "not fed: {} is unreachable",
                     parent.as_deref().unwrap_or_default()
                 );
-                report.record_unreachable(&self.cfg.destinations[i].name, parent, why);
+                report.record_unreachable(&self.cfg.destinations[fed].name, parent, why);
             }
         }
     }
