@@ -128,6 +128,23 @@ fn interleave(mut items: Vec<(Item, Held)>) -> Vec<(Item, Held)> {
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
+/// The destinations below those in `down` (each once, and none of `down`), nearest first,
+/// each with the destination feeding it.
+fn not_fed(tree: &FeedTree, down: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &d in down {
+        for fed in tree.descendants(d) {
+            if !down.contains(&fed)
+                && !out.iter().any(|(f, _)| *f == fed)
+                && let Some(parent) = tree.parent(fed)
+            {
+                out.push((fed, parent));
+            }
+        }
+    }
+    out
+}
+
 /// Every tag the source has, by repository whose listing completed.
 pub(super) type SourceTags = Vec<(String, HashSet<String>)>;
 
@@ -186,21 +203,12 @@ impl Run<'_> {
             self.skip[*i] = true;
             report.record_unreachable(&self.cfg.destinations[*i].name, None, e.to_string());
         }
-        for (i, _) in down {
-            for fed in self.tree.descendants(*i) {
-                if std::mem::replace(&mut self.skip[fed], true) {
-                    continue;
-                }
-                let parent = self
-                    .tree
-                    .parent(fed)
-                    .map(|p| self.cfg.destinations[p].name.clone());
-                let why = format!(
-                    "not fed: {} is unreachable",
-                    parent.as_deref().unwrap_or_default()
-                );
-                report.record_unreachable(&self.cfg.destinations[fed].name, parent, why);
-            }
+        let down: Vec<usize> = down.iter().map(|(i, _)| *i).collect();
+        for (fed, parent) in not_fed(&self.tree, &down) {
+            self.skip[fed] = true;
+            let parent = self.cfg.destinations[parent].name.clone();
+            let why = format!("not fed: {parent} is unreachable");
+            report.record_unreachable(&self.cfg.destinations[fed].name, Some(parent), why);
         }
     }
 
@@ -331,5 +339,29 @@ pub(super) fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &
         report.copied += 1;
     } else {
         report.skipped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_unreachable_destination_feeds_is_left_out_once_with_its_feeder() {
+        // hq-backup; east -> c1 -> village; west -> c2.
+        let (tree, problems) = FeedTree::from_links([
+            ("east", None),
+            ("c1", Some("east")),
+            ("village", Some("c1")),
+            ("west", None),
+            ("c2", Some("west")),
+            ("backup", None),
+        ]);
+        assert!(problems.is_empty());
+        assert_eq!(not_fed(&tree, &[0]), [(1, 0), (2, 1)]);
+        assert_eq!(not_fed(&tree, &[5]), []);
+        // c1 down on its own and through east: village once, c1 not twice.
+        assert_eq!(not_fed(&tree, &[1, 0]), [(2, 1)]);
+        assert_eq!(not_fed(&tree, &[3, 0]), [(4, 3), (1, 0), (2, 1)]);
     }
 }
