@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     metrics.leader.set(1);
     // The receiver listens only on the leader: a standby refuses connections, so registries
     // retry and reach the leader instead of handing events to a replica that would not act.
-    let tokens = crate::webhook::Tokens::default();
+    let tokens = crate::notifications::Tokens::default();
     if let Some(token) = args.receiver_token.as_deref().filter(|t| !t.is_empty()) {
         tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
     }
@@ -130,14 +130,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let receiver = crate::webhook::Receiver {
+    let receiver = crate::notifications::Receiver {
         tokens: tokens.clone(),
         events: events_tx,
     };
     tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
     // Bounded connections: a client that never finishes its headers cannot hold one for ever.
     let receiver_task =
-        tokio::spawn(async move { crate::webhook::serve(receiver_listener, receiver).await });
+        tokio::spawn(async move { crate::notifications::serve(receiver_listener, receiver).await });
     let settings = Settings {
         receiver_url: args.receiver_url,
         token_service_image: args.token_service_image,

@@ -17,9 +17,9 @@ use flotilla::engine::digest::Digest;
 use flotilla::engine::filter::{self, GlobFilter, GlobList, TagFilter};
 use flotilla::engine::link::next_link;
 use flotilla::engine::manifest::{self, Descriptor, Parsed};
+use flotilla::notifications::{ManifestAction, is_manifest_media_type, parse_envelope};
 use flotilla::replication::validate::parse_schedule;
 use flotilla::sync_config::{SUFFIXES, parse_docker_config, parse_quantity};
-use flotilla::webhook::{ManifestAction, is_manifest_media_type, parse_envelope};
 
 /// 256 cases, or `PROPTEST_CASES` (e.g. 100000 for a longer hunt).
 fn config() -> ProptestConfig {
@@ -88,7 +88,7 @@ fn digest() -> impl Strategy<Value = Digest> {
     vec(any::<u8>(), 0..32).prop_map(|b| Digest::of(&b))
 }
 
-// ---- notification envelopes (src/webhook.rs) ----
+// ---- notification envelopes (src/notifications/) ----
 
 /// One event as Distribution might send it, or garbled.
 fn raw_event() -> impl Strategy<Value = Value> {

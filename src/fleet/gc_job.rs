@@ -140,8 +140,8 @@ pub fn build_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::generated::GeneratedSecrets;
-    use crate::registry::objects::{BuildContext, build};
+    use crate::fleet::generated::GeneratedSecrets;
+    use crate::fleet::objects::{BuildContext, build};
 
     fn registry(storage: serde_json::Value) -> Registry {
         let spec = serde_json::from_value(serde_json::json!({
