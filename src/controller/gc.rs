@@ -130,7 +130,7 @@ pub async fn window(
         _ => {}
     }
     let window_seconds = run
-        .and_then(|r| r.start_time.parse::<Timestamp>().ok())
+        .map(|r| r.start_time.0)
         .map_or(0, |t| now.duration_since(t).as_secs().max(0));
     ctx.metrics.record_gc(
         &format!("{ns}/{name}"),
