@@ -1,5 +1,5 @@
 //! The Registry controller: dereference (Secrets, the generated Secret, the Deployment) →
-//! validate (pure) → build (pure, `crate::registry`) → server-side apply → status.
+//! validate (pure) → build (pure, `crate::fleet`) → server-side apply → status.
 //! Nothing is applied while the spec or a referenced Secret has a problem: the fleet keeps
 //! running on its last good configuration and the conditions say what to fix.
 
@@ -22,19 +22,19 @@ use crate::access::jwt::KeyMaterial;
 use crate::api::FIELD_MANAGER;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
-use crate::registry::access;
-use crate::registry::generated::{
+use crate::fleet::access;
+use crate::fleet::generated::{
     GeneratedSecrets, existing_value, generate_http_secret, generate_token,
 };
-use crate::registry::names::{
+use crate::fleet::names::{
     HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY,
     TOKEN_CERT_KEY, TOKEN_KEY_KEY,
 };
-use crate::registry::objects::{BuildContext, Children, build};
-use crate::registry::operator_account;
-use crate::registry::ownership::{self, Claimant};
-use crate::registry::status::ObservedDeployment;
-use crate::registry::validate::{Issue, check_tls_secret, validate};
+use crate::fleet::objects::{BuildContext, Children, build};
+use crate::fleet::operator_account;
+use crate::fleet::ownership::{self, Claimant};
+use crate::fleet::status::ObservedDeployment;
+use crate::fleet::validate::{Issue, check_tls_secret, validate};
 
 const KIND: &str = "Registry";
 /// Field of the htpasswd Secret reference, as `references::registry_secrets` names it.
@@ -124,7 +124,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         name: &name,
         uid: &uid,
     };
-    let read_only_window = crate::registry::gc::renders_read_only(
+    let read_only_window = crate::fleet::gc::renders_read_only(
         obj.status
             .as_ref()
             .and_then(|s| s.garbage_collection.as_ref()),
@@ -178,8 +178,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         .await?
         .filter(|d| owned_by(d, obj));
     let observed = deployment.as_ref().map(ObservedDeployment::from_deployment);
-    let mut new =
-        crate::registry::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    let mut new = crate::fleet::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
     let seen = super::gc::Seen {
         deployment: deployment.as_ref(),
         applied: applied.as_ref(),
