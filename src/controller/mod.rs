@@ -49,6 +49,10 @@ pub struct Context {
     /// Policies whose `status.pendingPushes` this process has taken into `pending` (once, on
     /// its first reconcile of the policy: after that, the queue is ahead of the status).
     pub restored: Mutex<std::collections::HashSet<String>>,
+    /// What the last run of each policy (by key, with the object's uid) wrote to its status,
+    /// read in place of a cached status that predates it (see
+    /// [`crate::replication::freshness`]).
+    pub written: Mutex<HashMap<String, (String, crate::replication::freshness::Written)>>,
     /// Policies by source, for routing events (kept by the policies' reconciles).
     pub sources: Mutex<SourceIndex>,
     /// Bounds the syncs running at once across all policies.
@@ -124,8 +128,37 @@ impl Context {
         true
     }
 
+    /// What the last run of policy `key` wrote to its status, if the policy is still the object
+    /// `uid` (not one deleted and created again under the same name).
+    pub fn last_written(
+        &self,
+        key: &str,
+        uid: &str,
+    ) -> Option<crate::replication::freshness::Written> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written
+            .get(key)
+            .filter(|(u, _)| u == uid)
+            .map(|(_, w)| w.clone())
+    }
+
+    /// Remembers what a run wrote to the status of policy `key`, object `uid`.
+    pub fn remember_written(
+        &self,
+        key: &str,
+        uid: &str,
+        w: crate::replication::freshness::Written,
+    ) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.insert(key.to_string(), (uid.to_string(), w));
+    }
+
     /// Forgets a policy that is gone: its queue and its place in the source index.
     pub fn forget_policy(&self, key: &str) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.restored
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -256,6 +289,7 @@ pub async fn run(
         tokens: settings.tokens.clone(),
         pending: Mutex::new(HashMap::new()),
         restored: Mutex::new(std::collections::HashSet::new()),
+        written: Mutex::new(HashMap::new()),
         sources: Mutex::new(SourceIndex::default()),
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
         registry_urls: std::mem::take(&mut settings.registry_urls),

@@ -3,6 +3,7 @@
 
 pub mod after;
 pub mod decide;
+pub mod freshness;
 pub mod maintenance;
 pub mod pending;
 pub mod pending_status;

@@ -26,6 +26,7 @@ use crate::api::replication_policy::{Endpoint, ReplicationPolicy, ReplicationPol
 use crate::engine::{SyncConfig, SyncScope};
 use crate::replication::after::{self, After, Ran};
 use crate::replication::decide::{Decision, Facts, decide};
+use crate::replication::freshness;
 use crate::replication::pending::Batch;
 use crate::replication::pending_status;
 use crate::replication::report_status::{self, Outcome};
@@ -127,7 +128,13 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         .set(&key, routing::source_key(&obj.spec.source, &ns));
     let api: Api<ReplicationPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let generation = obj.metadata.generation;
-    let old = obj.status.clone().unwrap_or_default();
+    let uid = obj.uid().unwrap_or_default();
+    let mut old = obj.status.clone().unwrap_or_default();
+    if let Some(w) = ctx.last_written(&key, &uid)
+        && freshness::freshen(&mut old, &w)
+    {
+        tracing::debug!("the cached status predates the last run's write; deciding on that write");
+    }
 
     // Dereference: a failed read ends here, the push work left in place.
     let read = dereference::read(&ctx.client, &obj.spec, &ns).await?;
@@ -156,6 +163,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     let mut st = after::base(&old, source, generation, obj.spec.destinations.len());
     // What waits stays listed until a finished run covers it (a run writes its own).
     st.pending_pushes = pending_status::persisted(batch.as_ref());
+    let ran = matches!(decision, Decision::Sync { .. });
     let after = match decision {
         Decision::Invalid { issues } => {
             if let Some(b) = batch {
@@ -199,6 +207,9 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
         }
     };
     apply::apply(ctx, &api, obj, &old, &after).await?;
+    if let Some(w) = freshness::written(&after.status).filter(|_| ran) {
+        ctx.remember_written(&key, &uid, w);
+    }
     Ok(Action::requeue(after.requeue))
 }
 

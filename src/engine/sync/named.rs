@@ -109,7 +109,7 @@ impl Run<'_> {
             if missing.is_empty() {
                 break;
             }
-            tracing::debug!(%repo, ?missing, "named tags not at the source yet; looking again");
+            tracing::info!(%repo, ?missing, "named tags not at the source yet (the notification came first); looking again");
             tokio::time::sleep(delay).await;
             let (late, held_back) = self
                 .discover_selected(repo, None, missing, Vec::new())
