@@ -425,7 +425,8 @@ fn push_demo_image(url: &str) {
     assert_eq!(out, "201", "manifest upload");
 }
 
-/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB), a
+/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB) and
+/// an Ingress, a
 /// filesystem Registry with a size (PVC), a policy between two real local registries (Ready),
 /// a policy from the S3 Registry (registryRef), and a policy whose two destinations refuse
 /// connections (two DestinationFailed Events from one reconcile: the second is a patch).
@@ -450,6 +451,7 @@ metadata:
 spec:
   replicas: 2
   garbageCollection: {{uploadGraceSeconds: 0}}
+  ingress: {{host: fleet.{ns}.example.test}}
   storage:
     s3:
       bucket: registry
@@ -583,6 +585,10 @@ fn scenario(
             }),
         ),
         (
+            "Ingress of fleet",
+            Box::new(|| exists(c, &["get", "ingress", "fleet", "-n", ns, "-o", "name"])),
+        ),
+        (
             "the garbage-collection Job of fleet (window entered, Job created)",
             Box::new(|| {
                 exists(
@@ -638,32 +644,38 @@ fn scenario(
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // Scale to one replica: the PDB must go.
+    // Scale to one replica: the PDB must go; without spec.ingress, the Ingress must go.
     c.kubectl_ok(&["scale", "registry/fleet", "-n", ns, "--replicas=1"]);
-    let deadline = Instant::now() + step_timeout;
-    loop {
-        if let Some(line) = seen() {
-            return Outcome::Forbidden(line);
+    c.kubectl_ok(&[
+        "patch",
+        "registry/fleet",
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/ingress"}]"#,
+    ]);
+    for (kind, what) in [
+        ("pdb", "PDB of fleet deleted after scaling to 1"),
+        ("ingress", "Ingress of fleet deleted after removing spec.ingress"),
+    ] {
+        let deadline = Instant::now() + step_timeout;
+        loop {
+            if let Some(line) = seen() {
+                return Outcome::Forbidden(line);
+            }
+            let gone = !exists(
+                c,
+                &["get", kind, "fleet", "-n", ns, "-o", "name", "--ignore-not-found"],
+            );
+            if gone {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Outcome::Stuck(what);
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if !exists(
-            c,
-            &[
-                "get",
-                "pdb",
-                "fleet",
-                "-n",
-                ns,
-                "-o",
-                "name",
-                "--ignore-not-found",
-            ],
-        ) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Outcome::Stuck("PDB of fleet deleted after scaling to 1");
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
     // Anything refused that the steps did not notice still counts; periodic calls (the Lease
     // renewal every 5 s) get one more period to show up.
