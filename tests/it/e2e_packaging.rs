@@ -657,7 +657,10 @@ fn scenario(
     ]);
     for (kind, what) in [
         ("pdb", "PDB of fleet deleted after scaling to 1"),
-        ("ingress", "Ingress of fleet deleted after removing spec.ingress"),
+        (
+            "ingress",
+            "Ingress of fleet deleted after removing spec.ingress",
+        ),
     ] {
         let deadline = Instant::now() + step_timeout;
         loop {
@@ -666,7 +669,16 @@ fn scenario(
             }
             let gone = !exists(
                 c,
-                &["get", kind, "fleet", "-n", ns, "-o", "name", "--ignore-not-found"],
+                &[
+                    "get",
+                    kind,
+                    "fleet",
+                    "-n",
+                    ns,
+                    "-o",
+                    "name",
+                    "--ignore-not-found",
+                ],
             );
             if gone {
                 break;
