@@ -105,6 +105,7 @@ fn proxy_credentials(spec: &RegistrySpec, secret: Option<&Secret>) -> Option<(St
     Some((creds.username.clone(), creds.password.clone()))
 }
 
+/// Dereference (I/O) → decide (pure) → apply (after the ownership checks) → report.
 async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj
@@ -147,7 +148,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     report(obj, ctx, &names, &issues, applied.as_ref()).await
 }
 
-/// Pure: the issues, and (when there are none so far) the children to apply with the
+/// What `decide` plans to apply (only when it found no issue): the children and the
 /// notification token the receiver must accept.
 type Plan = Option<(Children, Option<String>)>;
 
