@@ -1,5 +1,5 @@
-//! `Registry.spec.ingress`: exposure of a fleet outside the cluster through a
-//! `networking.k8s.io/v1` Ingress.
+//! `Registry.spec.ingress` and `spec.httpRoute`: exposure of a fleet outside the cluster
+//! through a `networking.k8s.io/v1` Ingress or a Gateway API `HTTPRoute`.
 
 use std::collections::BTreeMap;
 
@@ -71,4 +71,49 @@ pub struct CertManagerIssuer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub cluster_issuer: Option<String>,
+}
+
+/// A Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`) in front of the fleet's
+/// Service: `/v2` to the registry and, with `spec.access`, `/token` to the token service,
+/// with no request timeout (`timeouts.request: 0s`). Needs the Gateway API CRDs in the cluster
+/// (without them the Registry is `Ready=False`, reason `GatewayAPIMissing`). Body-size limits
+/// and TLS are the Gateway's: TLS terminates at its listener, so set `spec.externalURL` (e.g.
+/// `https://<hostname>`) for the status and the token realm.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    /// Gateways (or listeners of them) the route attaches to.
+    #[schemars(length(min = 1, max = 32))]
+    pub parent_refs: Vec<ParentRef>,
+    /// Host names the route serves, e.g. `registry.east.example.com` (a leading `*.` allowed).
+    /// Empty: those of the Gateway's listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            ),
+            length(min = 1, max = 253)
+        )
+    )]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway the route attaches to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Gateway. Default: the Registry's (another one must allow routes from
+    /// it in its listener's `allowedRoutes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Name of one listener of the Gateway. Default: every listener that allows the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub section_name: Option<String>,
 }

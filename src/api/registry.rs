@@ -118,6 +118,10 @@ pub struct RegistrySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<super::ingress::IngressSpec>,
 
+    /// Exposure outside the cluster through a Gateway API `HTTPRoute` (`/v2` and `/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<super::ingress::HttpRouteSpec>,
+
     /// Serve HTTPS with the certificate of a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,

@@ -11,17 +11,16 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Servi
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, ResourceExt};
 
-use super::{Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, references, status};
+use super::children::{apply, apply_or_delete, foreign, owned_by};
+use super::{
+    Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, exposure, references, status,
+};
 use crate::access::jwt::KeyMaterial;
-use crate::api::FIELD_MANAGER;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
 use crate::registry::access;
@@ -251,6 +250,7 @@ async fn dereference(obj: &Registry, ctx: &Context, names: &Names) -> Result<Der
     let ns = names.namespace.as_str();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut issues: Vec<Issue> = validate(&obj.spec);
+    issues.extend(exposure::gateway_api_issue(&ctx.client, &obj.spec).await?);
     issues.extend(access::validate(
         &obj.spec,
         ctx.token_service_image.as_deref(),
@@ -393,10 +393,7 @@ async fn not_owned(
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
         issues.extend(foreign(&pdbs, "PodDisruptionBudget", &names.workload(), owner).await?);
     }
-    if children.ingress.is_some() {
-        let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
-        issues.extend(foreign(&ingresses, "Ingress", &names.workload(), owner).await?);
-    }
+    issues.extend(exposure::not_owned(client, names, owner, children).await?);
     if children.claim.is_some() {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
         let claimant = Claimant::FieldManager {
@@ -408,7 +405,7 @@ async fn not_owned(
 }
 
 /// Applies every child (server-side, field manager `flotilla`); deletes the PDB of a fleet
-/// scaled to one and the Ingress of one without `spec.ingress`.
+/// scaled to one, the Ingress and HTTPRoute of one without `spec.ingress` / `spec.httpRoute`.
 async fn apply_children(
     ctx: &Context,
     obj: &Registry,
@@ -451,82 +448,7 @@ async fn apply_children(
     .await?;
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     apply_or_delete(&pdbs, children.pod_disruption_budget.as_ref(), names, obj).await?;
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
-    apply_or_delete(&ingresses, children.ingress.as_ref(), names, obj).await?;
-    Ok(())
-}
-
-/// Applies an optional child named like the workload, or deletes it (only if it is this
-/// Registry's) when it is no longer wanted.
-async fn apply_or_delete<K>(
-    api: &Api<K>,
-    child: Option<&K>,
-    names: &Names,
-    obj: &Registry,
-) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    match child {
-        Some(c) => apply(api, c).await,
-        None => {
-            if api
-                .get_metadata_opt(&names.workload())
-                .await?
-                .is_some_and(|p| owned_by(&p, obj))
-            {
-                api.delete(&names.workload(), &DeleteParams::default())
-                    .await?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The problem with applying over `kind` `name` as it exists now, if any.
-async fn foreign<K>(
-    api: &Api<K>,
-    kind: &str,
-    name: &str,
-    claimant: Claimant<'_>,
-) -> Result<Option<Issue>, Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let existing = api.get_metadata_opt(name).await?;
-    Ok(ownership::check(
-        kind,
-        name,
-        existing.as_ref().map(|m| &m.metadata),
-        claimant,
-    ))
-}
-
-fn owned_by<K: Resource>(child: &K, owner: &Registry) -> bool {
-    let uid = owner.meta().uid.as_deref();
-    child
-        .meta()
-        .owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
-}
-
-async fn apply<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or_else(|| Error::MissingMetadata("a built object".into(), "name"))?;
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
-    Ok(())
+    exposure::apply(client, names, obj, children).await
 }
 
 /// Retries failed reconciliations after a pause, counting them.

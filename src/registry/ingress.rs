@@ -249,4 +249,55 @@ mod tests {
         assert!(external_url(&spec(serde_json::json!({"storage": {"emptyDir": {}}}))).is_none());
         assert!(ingress(&explicit, &names, ObjectMeta::default()).is_some());
     }
+
+    #[test]
+    fn the_built_ingress_is_owned_and_the_realm_points_outside() {
+        use crate::api::registry::Registry;
+        use crate::registry::objects::{BuildContext, build};
+        let mut r = Registry::new(
+            "hq",
+            spec(serde_json::json!({"storage": {"emptyDir": {}},
+                "access": {"rules": [{"repositories": ["x/**"], "anonymous": []}]},
+                "ingress": {"host": "r.example.com", "tls": {"secretName": "t"}}})),
+        );
+        r.metadata.namespace = Some("fleet".into());
+        r.metadata.uid = Some("uid-1".into());
+        let ctx = BuildContext {
+            token_service_image: Some("img".into()),
+            ..BuildContext::default()
+        };
+        let generated = crate::registry::GeneratedSecrets {
+            http_secret: "s".into(),
+            notification_token: None,
+            proxy_credentials: None,
+            operator: Some(crate::registry::operator_account::OperatorAccount {
+                password: "p".into(),
+                htpasswd: "flotilla-operator:HASH\n".into(),
+            }),
+            token_key: None,
+            access_groups: Default::default(),
+        };
+        let c = build(&r, &ctx, &generated).expect("build");
+        let ingress = c.ingress.as_ref().expect("ingress");
+        assert_eq!(ingress.metadata.name.as_deref(), Some("hq"));
+        assert_eq!(
+            ingress.metadata.owner_references.as_ref().map(Vec::len),
+            Some(1)
+        );
+        let config: serde_yaml::Value =
+            serde_yaml::from_str(&c.config_map.data.as_ref().expect("data")["config.yml"])
+                .expect("yaml");
+        assert_eq!(
+            config["auth"]["token"]["realm"],
+            "https://r.example.com/token"
+        );
+        assert_eq!(config["http"]["relativeurls"], true);
+        r.spec.ingress = None;
+        assert!(
+            build(&r, &ctx, &generated)
+                .expect("build")
+                .ingress
+                .is_none()
+        );
+    }
 }

@@ -75,6 +75,9 @@ pub struct Children {
     pub service: Service,
     /// `<name>`, only with `spec.ingress` (delete it otherwise).
     pub ingress: Option<Ingress>,
+    /// `<name>`, the Gateway API `HTTPRoute`, only with `spec.httpRoute` (delete it
+    /// otherwise).
+    pub http_route: Option<kube::api::DynamicObject>,
     /// `<name>`, only when replicas > 1 (delete it otherwise).
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
     /// `<name>-data`, only when `storage.filesystem.size` is set. It carries no owner reference:
@@ -170,8 +173,10 @@ pub fn build(
     });
     let claim = claim(registry, &names);
     let ingress = super::ingress::ingress(spec, &names, meta(names.workload()));
+    let http_route = super::http_route::http_route(spec, &names, meta(names.workload()));
     Ok(Children {
         ingress,
+        http_route,
         generated_secret,
         access_secret,
         config_map,

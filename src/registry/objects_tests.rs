@@ -573,33 +573,3 @@ fn access_rules_run_a_token_sidecar_and_stay_out_of_the_checksum() {
         Err(BuildError::NoTokenServiceImage)
     ));
 }
-
-#[test]
-fn an_ingress_is_owned_and_points_the_realm_outside() {
-    let ctx = BuildContext {
-        token_service_image: Some("img".into()),
-        ..ctx()
-    };
-    let mut spec = access_spec(serde_json::json!([{"repositories": ["x/**"], "anonymous": []}]));
-    spec["ingress"] = serde_json::json!({"host": "r.example.com", "tls": {"secretName": "t"}});
-    let c = build(&registry(spec), &ctx, &with_token_key()).expect("build");
-    let ingress = c.ingress.as_ref().expect("ingress");
-    assert_eq!(ingress.metadata.name.as_deref(), Some("hq"));
-    assert_eq!(
-        ingress.metadata.owner_references.as_ref().map(Vec::len),
-        Some(1)
-    );
-    let config: serde_yaml::Value =
-        serde_yaml::from_str(&c.config_map.data.as_ref().expect("data")[CONFIG_KEY]).expect("yaml");
-    assert_eq!(
-        config["auth"]["token"]["realm"],
-        "https://r.example.com/token"
-    );
-    assert_eq!(config["http"]["relativeurls"], true);
-    assert!(
-        build(&registry(full_spec()), &ctx, &generated())
-            .expect("build")
-            .ingress
-            .is_none()
-    );
-}

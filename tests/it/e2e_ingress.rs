@@ -4,6 +4,9 @@
 //! proxies a 200 MB layer to the real `docker-registry` with `auth: token` and Flotilla's
 //! token service, which the registry's realm sends clients to through the proxy.
 //!
+//! `spec.httpRoute`: a condition while the Gateway API CRDs are absent, the HTTPRoute accepted
+//! by the API server once they are installed (from e2e/build-tools.sh's cache).
+//!
 //! As in e2e_access, the registry pods are kwok-simulated and the test plays the kubelet
 //! (support/token_proc.rs); here the rendered realm is kept as rendered: it is the external
 //! URL, the proxy.
@@ -13,6 +16,7 @@ use crate::support::nginx;
 use crate::support::registry;
 use crate::support::registry_proc;
 use crate::support::token_proc;
+use crate::support::tools;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,6 +192,75 @@ fn plain_ingress_follows_the_spec(c: &Cluster) {
     });
 }
 
+const ROUTED: &str = r#"apiVersion: flotilla.dev/v1alpha1
+kind: Registry
+metadata: {name: routed}
+spec:
+  storage: {emptyDir: {}}
+  externalURL: https://routed.example.test
+  auth: {htpasswd: {secretRef: {name: users, key: htpasswd}}}
+  access:
+    rules:
+    - {repositories: ["team-a/**"], users: [alice], actions: [pull, push]}
+  httpRoute:
+    parentRefs: [{name: gateway, namespace: infra, sectionName: https}]
+    hostnames: [routed.example.test]
+"#;
+
+/// `spec.httpRoute` without the Gateway API CRDs: a condition, nothing applied; with them
+/// (installed afterwards), the HTTPRoute the API server accepts; without `spec.httpRoute`
+/// again, none.
+fn http_route_needs_the_gateway_api(c: &Cluster) {
+    c.apply(ROUTED);
+    wait_for("GatewayAPIMissing on routed", WAIT, || {
+        c.jsonpath(
+            "registry/routed",
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#,
+        ) == "GatewayAPIMissing"
+    });
+    let message = c.jsonpath(
+        "registry/routed",
+        r#"{.status.conditions[?(@.type=="Ready")].message}"#,
+    );
+    assert!(message.contains("spec.httpRoute"), "{message}");
+    assert!(
+        !c.kubectl(&["get", "deployment/routed"]).status.success(),
+        "nothing is applied while the Gateway API is missing"
+    );
+    tools::install_gateway_api(c);
+    c.kubectl_ok(&["annotate", "registry/routed", "example.com/nudge=1"]);
+    wait_for("HTTPRoute routed", WAIT, || {
+        c.kubectl(&["get", "httproute/routed"]).status.success()
+    });
+    let route: serde_json::Value = c.get_json("httproute/routed");
+    let spec = &route["spec"];
+    assert_eq!(spec["hostnames"][0], "routed.example.test");
+    assert_eq!(spec["parentRefs"][0]["sectionName"], "https");
+    assert_eq!(spec["rules"][0]["matches"][0]["path"]["value"], "/v2");
+    assert_eq!(spec["rules"][0]["backendRefs"][0]["name"], "routed");
+    assert_eq!(spec["rules"][0]["backendRefs"][0]["port"], 5000);
+    assert_eq!(spec["rules"][0]["timeouts"]["request"], "0s");
+    assert_eq!(spec["rules"][1]["matches"][0]["path"]["type"], "Exact");
+    assert_eq!(spec["rules"][1]["matches"][0]["path"]["value"], "/token");
+    assert_eq!(spec["rules"][1]["backendRefs"][0]["port"], 5002);
+    assert_eq!(route["metadata"]["ownerReferences"][0]["name"], "routed");
+    let realm = c.jsonpath("configmap/routed-config", "{.data.config\\.yml}");
+    assert!(
+        realm.contains("realm: https://routed.example.test/token"),
+        "{realm}"
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "registry/routed",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/httpRoute"}]"#,
+    ]);
+    wait_for("HTTPRoute routed deleted", WAIT, || {
+        !c.kubectl(&["get", "httproute/routed"]).status.success()
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_200_mb_layer_through_nginx_configured_from_the_ingress_arrives_intact() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -249,6 +322,7 @@ async fn a_200_mb_layer_through_nginx_configured_from_the_ingress_arrives_intact
         c.jsonpath("registry/hq", "{.status.externalURL}") == external
     });
     plain_ingress_follows_the_spec(&c);
+    http_route_needs_the_gateway_api(&c);
 
     // The pod, and nginx in front of it, configured from the Ingress.
     let hq = token_proc::run_pod(

@@ -12,6 +12,7 @@
 
 use crate::support::cluster;
 use crate::support::packaging;
+use crate::support::tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -425,8 +426,8 @@ fn push_demo_image(url: &str) {
     assert_eq!(out, "201", "manifest upload");
 }
 
-/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB) and
-/// an Ingress, a
+/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB), an
+/// Ingress and an HTTPRoute, a
 /// filesystem Registry with a size (PVC), a policy between two real local registries (Ready),
 /// a policy from the S3 Registry (registryRef), and a policy whose two destinations refuse
 /// connections (two DestinationFailed Events from one reconcile: the second is a patch).
@@ -452,6 +453,7 @@ spec:
   replicas: 2
   garbageCollection: {{uploadGraceSeconds: 0}}
   ingress: {{host: fleet.{ns}.example.test}}
+  httpRoute: {{parentRefs: [{{name: gateway}}]}}
   storage:
     s3:
       bucket: registry
@@ -585,8 +587,11 @@ fn scenario(
             }),
         ),
         (
-            "Ingress of fleet",
-            Box::new(|| exists(c, &["get", "ingress", "fleet", "-n", ns, "-o", "name"])),
+            "Ingress and HTTPRoute of fleet",
+            Box::new(|| {
+                exists(c, &["get", "ingress", "fleet", "-n", ns, "-o", "name"])
+                    && exists(c, &["get", "httproute", "fleet", "-n", ns, "-o", "name"])
+            }),
         ),
         (
             "the garbage-collection Job of fleet (window entered, Job created)",
@@ -644,7 +649,8 @@ fn scenario(
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // Scale to one replica: the PDB must go; without spec.ingress, the Ingress must go.
+    // Scale to one replica: the PDB must go; without spec.ingress and spec.httpRoute, the
+    // Ingress and the HTTPRoute must go.
     c.kubectl_ok(&["scale", "registry/fleet", "-n", ns, "--replicas=1"]);
     c.kubectl_ok(&[
         "patch",
@@ -812,6 +818,8 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     c.kubectl_ok(&["delete", "namespace", NS, "--wait=true", "--timeout=60s"]);
 
     helm_install(&c);
+    // Registries with spec.httpRoute need the Gateway API's CRDs.
+    tools::install_gateway_api(&c);
 
     // kubeconform, offline, against the schemas this very API server serves (CRDs included).
     let openapi: serde_json::Value =
