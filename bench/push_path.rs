@@ -234,7 +234,7 @@ async fn measure(w: &World, bin: &Path, label: &str, a: &Args) -> Figures {
             ("FLOTILLA_RECEIVER_TOKEN", TOKEN),
             (
                 "RUST_LOG",
-                "info,flotilla::webhook=debug,flotilla::controller=debug",
+                "info,flotilla::notifications=debug,flotilla::controller=debug",
             ),
         ],
     );

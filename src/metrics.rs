@@ -127,133 +127,112 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("flotilla");
-        let reconciliations = Family::<KindLabels, Counter>::default();
-        let failures = Family::<FailureLabels, Counter>::default();
-        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 16))
-        });
-        registry.register(
+        let quick = || Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let seconds = || Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        let mut metrics = Self {
+            registry: Registry::with_prefix("flotilla"),
+            reconciliations: Family::default(),
+            failures: Family::default(),
+            duration: Family::new_with_constructor(quick),
+            unverified: Family::default(),
+            sync_runs: Family::default(),
+            sync_duration: Family::new_with_constructor(seconds),
+            artifacts: Family::default(),
+            bytes_written: Family::default(),
+            bytes_read: Family::default(),
+            replication_lag: Family::new_with_constructor(seconds),
+            leader: Gauge::default(),
+            destination_in_sync: Family::default(),
+            registry_available: Family::default(),
+            registry_ready_replicas: Family::default(),
+            registry_desired_replicas: Family::default(),
+            gc_runs: Family::default(),
+            gc_window_seconds: Family::default(),
+        };
+        let mut r = std::mem::take(&mut metrics.registry);
+        metrics.register_work(&mut r);
+        metrics.register_state(&mut r);
+        metrics.registry = r;
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Registers the families that count work: reconciliations, syncs, artifacts, bytes, lag.
+    fn register_work(&self, r: &mut Registry) {
+        r.register(
             "reconciliations",
             "Reconciliations run",
-            reconciliations.clone(),
+            self.reconciliations.clone(),
         );
-        registry.register(
+        r.register(
             "reconcile_failures",
             "Reconciliations that failed",
-            failures.clone(),
+            self.failures.clone(),
         );
-        registry.register(
+        r.register(
             "reconcile_duration_seconds",
             "Duration of reconciliations",
-            duration.clone(),
+            self.duration.clone(),
         );
-        let seconds = || Histogram::new(exponential_buckets(0.05, 2.0, 16));
-        let sync_runs = Family::<SyncLabels, Counter>::default();
-        let sync_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(seconds);
-        let artifacts = Family::<DestinationLabels, Counter>::default();
-        let bytes_written = Family::<DestinationLabels, Counter>::default();
-        let bytes_read = Family::<PolicyLabels, Counter>::default();
-        let unverified = Family::<UnverifiedLabels, Counter>::default();
-        registry.register(
-            "artifacts_unverified",
-            "Artifacts held back (not copied) because their signatures do not verify (spec.verify), by policy and reason",
-            unverified.clone(),
-        );
-        let replication_lag =
-            Family::<DestinationStateLabels, Histogram>::new_with_constructor(seconds);
-        registry.register(
+        r.register("artifacts_unverified", "Artifacts held back (not copied) because their signatures do not verify (spec.verify), by policy and reason", self.unverified.clone());
+        r.register(
             "sync_runs",
             "Sync runs by policy, trigger and result",
-            sync_runs.clone(),
+            self.sync_runs.clone(),
         );
-        registry.register(
+        r.register(
             "sync_duration_seconds",
             "Duration of sync runs",
-            sync_duration.clone(),
+            self.sync_duration.clone(),
         );
-        registry.register(
+        r.register(
             "artifacts",
             "Artifacts handled per destination and result",
-            artifacts.clone(),
+            self.artifacts.clone(),
         );
-        registry.register(
+        r.register(
             "destination_written_bytes",
             "Bytes written per destination",
-            bytes_written.clone(),
+            self.bytes_written.clone(),
         );
-        registry.register(
+        r.register(
             "source_read_bytes",
             "Bytes read from the source",
-            bytes_read.clone(),
+            self.bytes_read.clone(),
         );
-        registry.register(
-            "replication_lag_seconds",
-            "Seconds from a push event's arrival to the end of the run that replicated it to the destination",
-            replication_lag.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this operator process holds the leader Lease (or runs without leader election)",
-            leader.clone(),
-        );
-        let destination_in_sync = Family::<DestinationStateLabels, Gauge>::default();
-        registry.register(
+        r.register("replication_lag_seconds", "Seconds from a push event's arrival to the end of the run that replicated it to the destination", self.replication_lag.clone());
+    }
+
+    /// Registers the families that show state: leadership, sync state, fleets, GC.
+    fn register_state(&self, r: &mut Registry) {
+        r.register("leader", "1 while this operator process holds the leader Lease (or runs without leader election)", self.leader.clone());
+        r.register(
             "destination_in_sync",
             "1 when the destination held everything in scope at the end of the last full sync",
-            destination_in_sync.clone(),
+            self.destination_in_sync.clone(),
         );
-        let registry_available = Family::<RegistryLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "registry_available",
             "1 while the Registry's fleet is Available",
-            registry_available.clone(),
+            self.registry_available.clone(),
         );
-        let registry_ready_replicas = Family::<RegistryLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "registry_ready_replicas",
             "Ready pods of the Registry's fleet",
-            registry_ready_replicas.clone(),
+            self.registry_ready_replicas.clone(),
         );
-        let registry_desired_replicas = Family::<RegistryLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "registry_desired_replicas",
             "Pods the Registry asks for",
-            registry_desired_replicas.clone(),
+            self.registry_desired_replicas.clone(),
         );
-        let gc_runs = Family::<GcLabels, Counter>::default();
-        registry.register(
+        r.register(
             "gc_runs",
             "Garbage-collection runs by Registry and result",
-            gc_runs.clone(),
+            self.gc_runs.clone(),
         );
-        let gc_window_seconds = Family::<RegistryLabels, Gauge>::default();
-        registry.register(
-            "gc_window_seconds",
-            "Seconds the Registry's fleet has been in its garbage-collection window (read-only or switching), 0 outside",
-            gc_window_seconds.clone(),
-        );
-        Self {
-            registry,
-            gc_runs,
-            gc_window_seconds,
-            leader,
-            destination_in_sync,
-            registry_available,
-            registry_ready_replicas,
-            registry_desired_replicas,
-            reconciliations,
-            failures,
-            duration,
-            sync_runs,
-            sync_duration,
-            artifacts,
-            bytes_written,
-            bytes_read,
-            unverified,
-            replication_lag,
-        }
+        r.register("gc_window_seconds", "Seconds the Registry's fleet has been in its garbage-collection window (read-only or switching), 0 outside", self.gc_window_seconds.clone());
     }
 }
 

@@ -38,3 +38,12 @@ pub struct SecretReference {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
+
+/// `t` as a status timestamp, cut to whole seconds as Kubernetes stores it, so a value kept
+/// in memory equals the one read back.
+pub fn status_time(
+    t: k8s_openapi::jiff::Timestamp,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let whole = k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(whole)
+}

@@ -1,5 +1,6 @@
 //! Garbage collection of a Registry fleet in a read-only window: spec and status types.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,22 +96,22 @@ impl GcResult {
 }
 
 /// The run in progress.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GcRun {
     /// `Schedule` or `Request`.
     pub trigger: String,
-    /// When the window opened (RFC 3339).
-    pub start_time: String,
+    /// When the window opened.
+    pub start_time: Time,
     /// When every pod was first seen serving read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_only_since: Option<String>,
+    pub read_only_since: Option<Time>,
     /// Name of the garbage-collect Job of this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
     /// When the Job was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_start_time: Option<String>,
+    pub job_start_time: Option<Time>,
     /// Options the run was started with.
     #[serde(default)]
     pub delete_untagged: bool,
@@ -172,9 +173,9 @@ pub struct GcRecord {
     /// `Schedule` or `Request`.
     pub trigger: String,
     /// When the window opened.
-    pub start_time: String,
+    pub start_time: Time,
     /// When the fleet served read-write again.
-    pub completion_time: String,
+    pub completion_time: Time,
     /// Seconds from opening to closing the window.
     pub duration_seconds: i64,
     /// How it ended.
@@ -211,5 +212,5 @@ pub struct GarbageCollectionStatus {
     /// The schedule fires at its first time after this (the last scheduled run, or when the
     /// schedule was first seen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule_after: Option<String>,
+    pub schedule_after: Option<Time>,
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -343,9 +344,9 @@ pub struct ReplicationPolicyStatus {
     /// The `metadata.generation` the last full sync ran with (a spec change runs a new one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_generation: Option<i64>,
-    /// Start of the last full sync (RFC 3339); the schedule counts from it.
+    /// Start of the last full sync; the schedule counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_full_sync_time: Option<String>,
+    pub last_full_sync_time: Option<Time>,
     /// Value of the `flotilla.dev/sync-requested` annotation last acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_sync_request: Option<String>,
@@ -377,14 +378,14 @@ fn is_zero(n: &i64) -> bool {
 pub struct SyncRecord {
     /// What started it: `Push`, `Schedule`, `Request`, `SpecChange`.
     pub trigger: String,
-    /// Start time (RFC 3339).
+    /// Start time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
-    /// End time (RFC 3339).
+    pub start_time: Option<Time>,
+    /// End time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<String>,
-    /// `Succeeded`, `PartiallyFailed` or `Failed`.
-    pub result: String,
+    pub completion_time: Option<Time>,
+    /// How the run ended.
+    pub result: SyncResult,
     /// Artifacts copied.
     #[serde(default)]
     pub copied: i64,
@@ -408,6 +409,35 @@ pub struct SyncRecord {
     pub bytes: i64,
 }
 
+/// How a sync run ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum SyncResult {
+    /// Every artifact in scope reached every destination it was meant for.
+    #[default]
+    Succeeded,
+    /// Some artifacts or destinations failed; the others were served.
+    PartiallyFailed,
+    /// Nothing was served (e.g. the source could not be listed, the run was refused).
+    Failed,
+}
+
+impl SyncResult {
+    /// The name used in Events, metrics and `flotilla status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncResult::Succeeded => "Succeeded",
+            SyncResult::PartiallyFailed => "PartiallyFailed",
+            SyncResult::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// State of one destination.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -417,9 +447,9 @@ pub struct DestinationStatus {
     /// Whether the last sync left this destination holding every artifact in scope.
     #[serde(default)]
     pub in_sync: bool,
-    /// End of the last sync that reached this destination (RFC 3339).
+    /// End of the last sync that reached this destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_time: Option<String>,
+    pub last_sync_time: Option<Time>,
     /// Last error, if the last sync failed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -56,29 +56,38 @@ pub struct RunArgs {
     pub log_format: LogFormat,
 }
 
+/// Why the controller manager could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot reach Kubernetes ({0}); set KUBECONFIG or run inside a cluster")]
+    Kubernetes(#[source] kube::Error),
+    #[error("cannot listen on {flag} {addr}: {source}")]
+    Listen {
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Runs the controllers until SIGTERM/SIGINT. Kubeconfig is found the standard way
 /// (`KUBECONFIG`, `~/.kube/config`, in-cluster service account).
 pub async fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
+    match start(args).await {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!(
-                "error: cannot reach Kubernetes ({e}); set KUBECONFIG or run inside a cluster"
-            );
-            return ExitCode::from(2);
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.probe_addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on --probe-addr {}: {e}",
-                args.probe_addr
-            );
-            return ExitCode::from(2);
-        }
-    };
+    }
+}
+
+async fn start(args: RunArgs) -> Result<ExitCode, StartError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(StartError::Kubernetes)?;
+    let probes = bind("--probe-addr", args.probe_addr).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::router(Probes {
@@ -86,94 +95,123 @@ pub async fn run(args: RunArgs) -> ExitCode {
         metrics: metrics.clone(),
     });
     tracing::info!(addr = %args.probe_addr, "serving /healthz, /readyz, /metrics");
-    let http = tokio::spawn(async move { axum::serve(listener, app).await });
-    let elector = args.leader_elect.then(|| {
-        let ns = args
-            .leader_election_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("flotilla-{}", std::process::id()));
-        crate::leader::Elector::new(
-            kube::Api::namespaced(client.clone(), &ns),
-            LEASE_NAME,
-            &identity,
-        )
-    });
+    let http = tokio::spawn(async move { axum::serve(probes, app).await });
+    let elector = args.leader_elect.then(|| elector(&args, &client));
     if let Some(elector) = &elector {
         // A standby is healthy and ready: it serves probes while it waits.
         ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!("waiting for the leader Lease {LEASE_NAME}");
-        tokio::select! {
-            () = elector.acquire() => tracing::info!("became the leader"),
-            () = shutdown_signal() => {
-                http.abort();
-                return ExitCode::SUCCESS;
-            }
+        if !lead(elector).await {
+            http.abort();
+            return Ok(ExitCode::SUCCESS);
         }
     }
     metrics.leader.set(1);
     // The receiver listens only on the leader: a standby refuses connections, so registries
     // retry and reach the leader instead of handing events to a replica that would not act.
-    let tokens = crate::webhook::Tokens::default();
-    if let Some(token) = args.receiver_token.as_deref().filter(|t| !t.is_empty()) {
-        tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
-    }
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
-    let receiver_listener = match tokio::net::TcpListener::bind(args.receiver_addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on --receiver-addr {}: {e}",
-                args.receiver_addr
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let receiver = crate::webhook::Receiver {
-        tokens: tokens.clone(),
-        events: events_tx,
-    };
-    tracing::info!(addr = %args.receiver_addr, "receiving registry notifications on /v1/events");
-    // Bounded connections: a client that never finishes its headers cannot hold one for ever.
-    let receiver_task =
-        tokio::spawn(async move { crate::webhook::serve(receiver_listener, receiver).await });
+    let (tokens, events, receiver_task) =
+        receive(args.receiver_addr, args.receiver_token.as_deref()).await?;
     let settings = Settings {
         receiver_url: args.receiver_url,
         token_service_image: args.token_service_image,
         max_concurrent_syncs: args.max_concurrent_syncs,
         tokens,
-        events: Some(events_rx),
+        events: Some(events),
         registry_urls: args.registry_urls.into_iter().collect(),
     };
-    let controllers = controller::run(
-        client,
-        Scope {
-            namespace: args.namespace,
-        },
-        settings,
-        metrics,
-        ready,
-    );
-    let code = match &elector {
-        None => {
-            controllers.await;
-            ExitCode::SUCCESS
-        }
-        Some(elector) => tokio::select! {
-            () = controllers => {
-                elector.release().await;
-                ExitCode::SUCCESS
-            }
-            () = elector.hold() => {
-                tracing::error!("lost the leader Lease; exiting so that a new leader takes over");
-                ExitCode::from(1)
-            }
-        },
+    let scope = Scope {
+        namespace: args.namespace,
     };
+    let controllers = controller::run(client, scope, settings, metrics, ready);
+    let code = run_while_leading(controllers, elector.as_ref()).await;
     http.abort();
     receiver_task.abort();
-    code
+    Ok(code)
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { flag, addr, source })
+}
+
+/// The leader elector for the Lease in `--leader-election-namespace` (default: the
+/// kubeconfig's namespace), with the pod's name as identity.
+fn elector(args: &RunArgs, client: &kube::Client) -> crate::leader::Elector {
+    let ns = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("flotilla-{}", std::process::id()));
+    crate::leader::Elector::new(
+        kube::Api::namespaced(client.clone(), &ns),
+        LEASE_NAME,
+        &identity,
+    )
+}
+
+/// Waits for the Lease; `false` when a shutdown signal came first.
+async fn lead(elector: &crate::leader::Elector) -> bool {
+    tracing::info!("waiting for the leader Lease {LEASE_NAME}");
+    tokio::select! {
+        () = elector.acquire() => {
+            tracing::info!("became the leader");
+            true
+        }
+        () = shutdown_signal() => false,
+    }
+}
+
+type Events = tokio::sync::mpsc::Receiver<crate::notifications::ManifestEvent>;
+
+/// Starts the receiver of registry notifications on `addr`, with connections bounded (a
+/// client that never finishes its headers cannot hold one for ever).
+async fn receive(
+    addr: SocketAddr,
+    external_token: Option<&str>,
+) -> Result<
+    (
+        crate::notifications::Tokens,
+        Events,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    StartError,
+> {
+    let tokens = crate::notifications::Tokens::default();
+    if let Some(token) = external_token.filter(|t| !t.is_empty()) {
+        tokens.insert(crate::replication::routing::EXTERNAL_IDENTITY, token);
+    }
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
+    let listener = bind("--receiver-addr", addr).await?;
+    let receiver = crate::notifications::Receiver {
+        tokens: tokens.clone(),
+        events: events_tx,
+    };
+    tracing::info!(addr = %addr, "receiving registry notifications on /v1/events");
+    let task = tokio::spawn(async move { crate::notifications::serve(listener, receiver).await });
+    Ok((tokens, events_rx, task))
+}
+
+/// Runs the controllers to their end, or (with leader election) until the Lease is lost:
+/// then the process exits 1 so that a new leader takes over.
+async fn run_while_leading(
+    controllers: impl std::future::Future<Output = ()>,
+    elector: Option<&crate::leader::Elector>,
+) -> ExitCode {
+    let Some(elector) = elector else {
+        controllers.await;
+        return ExitCode::SUCCESS;
+    };
+    tokio::select! {
+        () = controllers => {
+            elector.release().await;
+            ExitCode::SUCCESS
+        }
+        () = elector.hold() => {
+            tracing::error!("lost the leader Lease; exiting so that a new leader takes over");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Name of the leader-election Lease.

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use super::Error;
 use crate::api::FIELD_MANAGER;
 use crate::api::registry::Registry;
-use crate::registry::names::Names;
-use crate::registry::ownership::{self, Claimant};
-use crate::registry::validate::Issue;
+use crate::fleet::names::Names;
+use crate::fleet::ownership::{self, Claimant};
+use crate::fleet::validate::Issue;
 
 /// Applies an optional child named like the workload, or deletes it (only if it is this
 /// Registry's) when it is no longer wanted.

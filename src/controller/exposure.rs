@@ -8,11 +8,11 @@ use kube::{Api, Client};
 use super::Error;
 use super::children::{apply_or_delete, foreign};
 use crate::api::registry::{Registry, RegistrySpec};
-use crate::registry::http_route;
-use crate::registry::names::Names;
-use crate::registry::objects::Children;
-use crate::registry::ownership::Claimant;
-use crate::registry::validate::Issue;
+use crate::fleet::http_route;
+use crate::fleet::names::Names;
+use crate::fleet::objects::Children;
+use crate::fleet::ownership::Claimant;
+use crate::fleet::validate::Issue;
 
 fn http_routes(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &http_route::api_resource())

@@ -1,5 +1,5 @@
 //! The garbage-collection window of a Registry, driven from its reconcile: read the run's
-//! Job, let the pure state machine (`crate::registry::gc`) decide, create or delete the Job,
+//! Job, let the pure state machine (`crate::fleet::gc`) decide, create or delete the Job,
 //! then put the window into the status (`status.garbageCollection`, condition
 //! `Maintenance`), an Event and the metrics. The reconcile that calls this has already applied
 //! the configuration of the phase it started in (read-only in `EnteringReadOnly` and
@@ -18,9 +18,9 @@ use crate::api::GC_REQUESTED_ANNOTATION;
 use crate::api::gc::{GcPhase, GcResult};
 use crate::api::registry::{Registry, RegistryStatus};
 use crate::conditions::{Desired, upsert};
-use crate::registry::Children;
-use crate::registry::gc::{self, Input, JobAction, JobState};
-use crate::registry::gc_job;
+use crate::fleet::Children;
+use crate::fleet::gc::{self, Input, JobAction, JobState};
+use crate::fleet::gc_job;
 
 /// What the reconcile saw and did before the window is looked at.
 pub struct Seen<'a> {
@@ -130,7 +130,7 @@ pub async fn window(
         _ => {}
     }
     let window_seconds = run
-        .and_then(|r| r.start_time.parse::<Timestamp>().ok())
+        .map(|r| r.start_time.0)
         .map_or(0, |t| now.duration_since(t).as_secs().max(0));
     ctx.metrics.record_gc(
         &format!("{ns}/{name}"),

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use super::Context;
 use crate::api::gc::GcMeasurement;
 use crate::api::registry::Registry;
-use crate::registry::gc_report;
+use crate::fleet::gc_report;
 use crate::s3::{self, Bucket, Credentials};
 
 /// Longest one listing of the bucket may take.

@@ -4,10 +4,10 @@
 
 mod children;
 mod exposure;
+pub mod fleet;
 mod gc;
 mod gc_measure;
 pub mod references;
-pub mod registry;
 pub mod replication;
 mod revocation;
 mod status;
@@ -28,9 +28,9 @@ use crate::api::replication_policy::ReplicationPolicy;
 
 use crate::engine::scope::Named;
 use crate::metrics::Metrics;
+use crate::notifications::ManifestEvent;
 use crate::replication::pending::{Batch, PendingQueue};
 use crate::replication::routing::{self, SourceIndex};
-use crate::webhook::ManifestEvent;
 
 /// What every reconciler gets.
 pub struct Context {
@@ -45,7 +45,7 @@ pub struct Context {
     /// Image running `flotilla token-service` beside Registries with `spec.access`.
     pub token_service_image: Option<String>,
     /// Tokens the event receiver accepts (the Registry controller registers its fleets').
-    pub tokens: crate::webhook::Tokens,
+    pub tokens: crate::notifications::Tokens,
     /// Push-event work per policy (`namespace/name`).
     pub pending: Mutex<HashMap<String, PendingQueue>>,
     /// Policies by source, for routing events (kept by the policies' reconciles).
@@ -178,7 +178,7 @@ pub struct Settings {
     /// Syncs running at once across all policies.
     pub max_concurrent_syncs: usize,
     /// Tokens the event receiver accepts.
-    pub tokens: crate::webhook::Tokens,
+    pub tokens: crate::notifications::Tokens,
     /// Events accepted by the receiver.
     pub events: Option<tokio::sync::mpsc::Receiver<ManifestEvent>>,
     /// URLs that replace Registries' in-cluster URLs, by `namespace/name`.
@@ -235,7 +235,7 @@ pub async fn run(
         scope.api::<PartialObjectMeta<crate::api::registry::Registry>>(&client),
         settings.tokens.clone(),
     ));
-    let registries = registry::controller(&client, &scope, secrets.clone());
+    let registries = fleet::controller(&client, &scope, secrets.clone());
     let policies = replication::controller(&client, &scope, secrets);
     let (registry_store, policy_store) = (registries.store(), policies.store());
     tokio::spawn(async move {
@@ -270,11 +270,10 @@ pub async fn run(
             }
         });
     }
-    let registries = registries.shutdown_on_signal().run(
-        registry::reconcile,
-        registry::error_policy,
-        ctx.clone(),
-    );
+    let registries =
+        registries
+            .shutdown_on_signal()
+            .run(fleet::reconcile, fleet::error_policy, ctx.clone());
     // Reconciles wait for a sync slot holding their resolved spec, Secrets and status: with
     // no bound, 10,000 new policies were 10,000 such futures (375 MiB). Twice the slots keeps
     // the next ones ready while the rest wait in the controller's queue as bare references.

@@ -100,7 +100,7 @@ pub fn registry_secrets(spec: &RegistrySpec) -> Vec<SecretRequirement> {
         .and_then(|a| a.groups_secret_ref.as_ref())
     {
         out.push(SecretRequirement {
-            field: crate::registry::access::GROUPS_FIELD.into(),
+            field: crate::fleet::access::GROUPS_FIELD.into(),
             name: g.name.clone(),
             needs: Needs::Keys(vec![g.key.clone()]),
         });

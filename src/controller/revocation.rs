@@ -9,7 +9,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher};
 
 use crate::api::registry::Registry;
-use crate::webhook::{OwnerEvent, Revoker, Tokens};
+use crate::notifications::{OwnerEvent, Revoker, Tokens};
 
 /// What a watch event says about token owners (`None`: an object without uid).
 fn owner_event(event: Event<PartialObjectMeta<Registry>>) -> Option<OwnerEvent> {

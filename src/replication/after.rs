@@ -9,7 +9,7 @@ use super::reasons;
 use super::report_status::{self, Outcome, SYNCING};
 use super::trigger::Trigger;
 use super::validate::Issue;
-use crate::api::replication_policy::{ReplicationPolicySpec, ReplicationPolicyStatus};
+use crate::api::replication_policy::{ReplicationPolicySpec, ReplicationPolicyStatus, SyncResult};
 use crate::conditions::{self, Desired, READY};
 
 /// An Event to publish about the policy.
@@ -203,13 +203,13 @@ pub fn ran(mut st: ReplicationPolicyStatus, r: &Ran<'_>) -> After {
     }
     if *r.trigger != Trigger::Push {
         st.synced_generation = r.generation;
-        st.last_full_sync_time = Some(r.start.to_string());
+        st.last_full_sync_time = Some(crate::api::common::status_time(r.start));
         if let Trigger::Request(v) = r.trigger {
             st.handled_sync_request = Some(v.clone());
         }
     }
     let record = st.last_sync.clone().unwrap_or_default();
-    let warning = record.result != "Succeeded";
+    let warning = record.result != SyncResult::Succeeded;
     let mut notes = vec![Note {
         warning,
         reason: if warning {

@@ -143,6 +143,7 @@ mod tests {
     use crate::api::replication_policy::SyncRecord;
     use crate::engine::scope::Named;
     use crate::replication::pending::PendingQueue;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::time::Instant;
 
     fn spec(v: serde_json::Value) -> ReplicationPolicySpec {
@@ -160,9 +161,9 @@ mod tests {
     fn synced() -> ReplicationPolicyStatus {
         ReplicationPolicyStatus {
             synced_generation: Some(1),
-            last_full_sync_time: Some("2026-01-01T00:00:00Z".into()),
+            last_full_sync_time: Some(Time("2026-01-01T00:00:00Z".parse().expect("time"))),
             last_sync: Some(SyncRecord {
-                result: "Succeeded".into(),
+                result: crate::api::replication_policy::SyncResult::Succeeded,
                 ..Default::default()
             }),
             ..Default::default()

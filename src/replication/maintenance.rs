@@ -23,7 +23,7 @@ pub fn destinations_in_window(
             d.endpoint.registry_ref.as_ref().is_some_and(|r| {
                 let key = format!("{}/{}", r.namespace.as_deref().unwrap_or(namespace), r.name);
                 registries.get(&key).is_some_and(|reg| {
-                    crate::registry::gc::in_window(
+                    crate::fleet::gc::in_window(
                         reg.status
                             .as_ref()
                             .and_then(|s| s.garbage_collection.as_ref()),

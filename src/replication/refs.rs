@@ -10,7 +10,7 @@ use super::validate::Issue;
 use crate::api::registry::Registry;
 use crate::api::replication_policy::ReplicationPolicySpec;
 use crate::api::{SecretKeySelector, SecretReference};
-use crate::registry::names::{OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
+use crate::fleet::names::{OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::sync_config::SecretData;
 
 /// Registries a policy names by `registryRef`, by `namespace/name`, with the data of their

@@ -4,8 +4,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::reasons;
 use super::trigger::Trigger;
+use crate::api::common::status_time;
 use crate::api::replication_policy::{
-    DestinationStatus, ReplicationPolicySpec, ReplicationPolicyStatus, SyncRecord,
+    DestinationStatus, ReplicationPolicySpec, ReplicationPolicyStatus, SyncRecord, SyncResult,
 };
 use crate::conditions::{self, Desired, READY};
 use crate::engine::Report;
@@ -141,6 +142,9 @@ pub fn record_push_lag(status: &mut ReplicationPolicyStatus, lag: std::time::Dur
     }
 }
 
+/// Where a run failed: the source, or one destination by name.
+const SOURCE: &str = "<source>";
+
 /// Applies the outcome of a run that started at `start` to `status`.
 pub fn finished(
     status: &mut ReplicationPolicyStatus,
@@ -151,131 +155,185 @@ pub fn finished(
     start: Timestamp,
     now: Timestamp,
 ) {
-    let full = *trigger != Trigger::Push;
-    let end = now.to_string();
-    let (record, failed_destinations): (SyncRecord, Vec<(String, String)>) = match outcome {
-        Outcome::Ran(report) => {
-            let mut failed: Vec<(String, String)> = Vec::new();
-            for f in &report.failures {
-                let dest = if f.destination.is_empty() {
-                    "<source>".to_string()
-                } else {
-                    f.destination.clone()
-                };
-                if !failed.iter().any(|(d, _)| *d == dest) {
-                    failed.push((dest, format!("{}: {}", f.artifact, f.error)));
-                }
-            }
-            let result = if report.success() {
-                "Succeeded"
-            } else if report.copied + report.skipped > 0
-                // An artifact that reached 100 of 110 destinations failed somewhere, but the
-                // run did not fail.
-                || report.destinations.iter().any(|d| d.copied + d.skipped > 0)
-            {
-                "PartiallyFailed"
-            } else {
-                "Failed"
-            };
-            let record = SyncRecord {
-                trigger: trigger.name().into(),
-                start_time: Some(start.to_string()),
-                completion_time: Some(end.clone()),
-                result: result.into(),
-                copied: as_i64(report.copied),
-                skipped: as_i64(report.skipped),
-                failed: as_i64(report.failed),
-                conflicts: as_i64(report.conflicts),
-                deleted: as_i64(report.deleted),
-                unverified: as_i64(report.unverified),
-                bytes: as_i64(report.bytes_read_from_source),
-            };
-            (record, failed)
-        }
-        Outcome::Failed(error) => {
-            let record = SyncRecord {
-                trigger: trigger.name().into(),
-                start_time: Some(start.to_string()),
-                completion_time: Some(end.clone()),
-                result: "Failed".into(),
-                ..Default::default()
-            };
-            (record, vec![("<source>".to_string(), error.to_string())])
-        }
-    };
-    status.consecutive_failures = if record.result == "Succeeded" {
+    let record = sync_record(outcome, trigger, start, now);
+    let failed = failed_places(outcome);
+    status.consecutive_failures = if record.result == SyncResult::Succeeded {
         0
     } else {
         status.consecutive_failures.saturating_add(1)
     };
-    let source_failed = failed_destinations.iter().any(|(d, _)| d == "<source>");
-    let mut destinations = Vec::new();
-    for d in &spec.destinations {
-        let old = status
-            .destinations
-            .iter()
-            .find(|s| s.name == d.name)
-            .cloned()
-            .unwrap_or_default();
-        let error = failed_destinations
-            .iter()
-            .find(|(n, _)| *n == d.name)
-            .map(|(_, e)| e.clone());
-        let counts = match outcome {
-            Outcome::Ran(r) => r.destinations.iter().find(|x| x.name == d.name).cloned(),
-            Outcome::Failed(_) => None,
-        }
-        .unwrap_or_default();
-        let conflicts = match outcome {
-            Outcome::Ran(r) => r
-                .conflict_details
-                .iter()
-                .filter(|c| c.destination == d.name)
-                .map(|c| {
-                    format!(
-                        "{} points at {}, the source at {}",
-                        c.artifact, c.destination_digest, c.source_digest
-                    )
-                })
-                .collect(),
-            Outcome::Failed(_) => Vec::new(),
-        };
-        let conflicts = bounded(conflicts, MAX_CONFLICTS_LISTED);
-        let ok = error.is_none() && !source_failed;
-        destinations.push(DestinationStatus {
-            name: d.name.clone(),
-            // A push-triggered run covers one artifact: it can break but not establish sync.
-            in_sync: if full { ok } else { old.in_sync && ok },
-            last_sync_time: Some(end.clone()),
-            last_error: error
-                .or_else(|| source_failed.then(|| "the sync could not read the source".into()))
-                .map(|e| clip(e, MAX_ERROR_CHARS)),
-            copied: as_i64(counts.copied),
-            failed: as_i64(counts.failed),
-            conflicts,
-            bytes_written: as_i64(counts.bytes_written),
-            last_push_lag_millis: old.last_push_lag_millis,
-        });
-    }
+    let source_failed = failed.iter().any(|(d, _)| d == SOURCE);
+    let full = *trigger != Trigger::Push;
+    let destinations: Vec<DestinationStatus> = spec
+        .destinations
+        .iter()
+        .map(|d| {
+            let old = status.destinations.iter().find(|s| s.name == d.name);
+            destination_status(&d.name, old, outcome, &failed, source_failed, full, now)
+        })
+        .collect();
     let in_sync = destinations.iter().filter(|d| d.in_sync).count();
     status.destinations_in_sync = Some(format!("{in_sync}/{}", destinations.len()));
     status.destinations = destinations;
     status.last_sync = Some(record);
+    let at = Stamp { generation, now };
+    idle_condition(status, trigger, at);
+    degraded_condition(status, &failed, source_failed, at);
+    ready_condition(status, in_sync, at);
+}
 
-    let idle = format!("last {} sync ended at {end}", trigger.name());
-    conditions::upsert(
-        &mut status.conditions,
-        &Desired {
-            type_: SYNCING,
-            status: false,
-            reason: reasons::IDLE,
-            message: &idle,
-        },
-        generation,
-        now,
+/// The generation and time a condition change is stamped with.
+#[derive(Clone, Copy)]
+struct Stamp {
+    generation: Option<i64>,
+    now: Timestamp,
+}
+
+/// The run's record for `status.lastSync`.
+fn sync_record(
+    outcome: &Outcome<'_>,
+    trigger: &Trigger,
+    start: Timestamp,
+    now: Timestamp,
+) -> SyncRecord {
+    let times = SyncRecord {
+        trigger: trigger.name().into(),
+        start_time: Some(status_time(start)),
+        completion_time: Some(status_time(now)),
+        ..Default::default()
+    };
+    let Outcome::Ran(report) = outcome else {
+        return SyncRecord {
+            result: SyncResult::Failed,
+            ..times
+        };
+    };
+    SyncRecord {
+        result: run_result(report),
+        copied: as_i64(report.copied),
+        skipped: as_i64(report.skipped),
+        failed: as_i64(report.failed),
+        conflicts: as_i64(report.conflicts),
+        deleted: as_i64(report.deleted),
+        unverified: as_i64(report.unverified),
+        bytes: as_i64(report.bytes_read_from_source),
+        ..times
+    }
+}
+
+/// `Succeeded` when nothing failed; `PartiallyFailed` when something was served (an artifact
+/// that reached 100 of 110 destinations failed somewhere, but the run did not fail).
+fn run_result(report: &Report) -> SyncResult {
+    if report.success() {
+        SyncResult::Succeeded
+    } else if report.copied + report.skipped > 0
+        || report.destinations.iter().any(|d| d.copied + d.skipped > 0)
+    {
+        SyncResult::PartiallyFailed
+    } else {
+        SyncResult::Failed
+    }
+}
+
+/// The first error of each place that failed (a destination's name, or [`SOURCE`]).
+fn failed_places(outcome: &Outcome<'_>) -> Vec<(String, String)> {
+    let report = match outcome {
+        Outcome::Ran(report) => report,
+        Outcome::Failed(error) => return vec![(SOURCE.to_string(), error.to_string())],
+    };
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for f in &report.failures {
+        let place = if f.destination.is_empty() {
+            SOURCE
+        } else {
+            f.destination.as_str()
+        };
+        if !failed.iter().any(|(d, _)| d == place) {
+            failed.push((place.to_string(), format!("{}: {}", f.artifact, f.error)));
+        }
+    }
+    failed
+}
+
+/// The conflicts a run met at destination `name`, bounded.
+fn conflicts_at(outcome: &Outcome<'_>, name: &str) -> Vec<String> {
+    let Outcome::Ran(r) = outcome else {
+        return Vec::new();
+    };
+    let all = r
+        .conflict_details
+        .iter()
+        .filter(|c| c.destination == name)
+        .map(|c| {
+            format!(
+                "{} points at {}, the source at {}",
+                c.artifact, c.destination_digest, c.source_digest
+            )
+        })
+        .collect();
+    bounded(all, MAX_CONFLICTS_LISTED)
+}
+
+/// One destination's state after a run.
+fn destination_status(
+    name: &str,
+    old: Option<&DestinationStatus>,
+    outcome: &Outcome<'_>,
+    failed: &[(String, String)],
+    source_failed: bool,
+    full: bool,
+    now: Timestamp,
+) -> DestinationStatus {
+    let error = failed
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, e)| e.clone());
+    let counts = match outcome {
+        Outcome::Ran(r) => r.destinations.iter().find(|x| x.name == name).cloned(),
+        Outcome::Failed(_) => None,
+    }
+    .unwrap_or_default();
+    let ok = error.is_none() && !source_failed;
+    let was_in_sync = old.is_some_and(|o| o.in_sync);
+    DestinationStatus {
+        name: name.to_string(),
+        // A push-triggered run covers one artifact: it can break but not establish sync.
+        in_sync: if full { ok } else { was_in_sync && ok },
+        last_sync_time: Some(status_time(now)),
+        last_error: error
+            .or_else(|| source_failed.then(|| "the sync could not read the source".into()))
+            .map(|e| clip(e, MAX_ERROR_CHARS)),
+        copied: as_i64(counts.copied),
+        failed: as_i64(counts.failed),
+        conflicts: conflicts_at(outcome, name),
+        bytes_written: as_i64(counts.bytes_written),
+        last_push_lag_millis: old.and_then(|o| o.last_push_lag_millis),
+    }
+}
+
+fn idle_condition(status: &mut ReplicationPolicyStatus, trigger: &Trigger, at: Stamp) {
+    let idle = format!(
+        "last {} sync ended at {}",
+        trigger.name(),
+        status_time(at.now).0
     );
-    let degraded_message = degraded_text(&failed_destinations);
-    let degraded = if degraded_message.is_empty() {
+    let desired = Desired {
+        type_: SYNCING,
+        status: false,
+        reason: reasons::IDLE,
+        message: &idle,
+    };
+    conditions::upsert(&mut status.conditions, &desired, at.generation, at.now);
+}
+
+fn degraded_condition(
+    status: &mut ReplicationPolicyStatus,
+    failed: &[(String, String)],
+    source_failed: bool,
+    at: Stamp,
+) {
+    let message = degraded_text(failed);
+    let degraded = if message.is_empty() {
         Desired {
             type_: DEGRADED,
             status: false,
@@ -283,37 +341,35 @@ pub fn finished(
             message: "the last sync reached every destination",
         }
     } else {
-        let reason = if source_failed {
-            reasons::SOURCE_UNAVAILABLE
-        } else {
-            reasons::DESTINATION_FAILED
-        };
         Desired {
             type_: DEGRADED,
             status: true,
-            reason,
-            message: &degraded_message,
+            reason: if source_failed {
+                reasons::SOURCE_UNAVAILABLE
+            } else {
+                reasons::DESTINATION_FAILED
+            },
+            message: &message,
         }
     };
-    conditions::upsert(&mut status.conditions, &degraded, generation, now);
+    conditions::upsert(&mut status.conditions, &degraded, at.generation, at.now);
+}
+
+fn ready_condition(status: &mut ReplicationPolicyStatus, in_sync: usize, at: Stamp) {
     let all = status.destinations.len();
-    let ready_message = format!("{in_sync} of {all} destinations in sync");
-    let ready = if in_sync == all {
-        Desired {
-            type_: READY,
-            status: true,
-            reason: reasons::IN_SYNC,
-            message: &ready_message,
-        }
+    let message = format!("{in_sync} of {all} destinations in sync");
+    let (ok, reason) = if in_sync == all {
+        (true, reasons::IN_SYNC)
     } else {
-        Desired {
-            type_: READY,
-            status: false,
-            reason: reasons::OUT_OF_SYNC,
-            message: &ready_message,
-        }
+        (false, reasons::OUT_OF_SYNC)
     };
-    conditions::upsert(&mut status.conditions, &ready, generation, now);
+    let ready = Desired {
+        type_: READY,
+        status: ok,
+        reason,
+        message: &message,
+    };
+    conditions::upsert(&mut status.conditions, &ready, at.generation, at.now);
 }
 
 /// The Event text for the artifacts a run held back (`spec.verify`), naming the first few

@@ -90,7 +90,7 @@ fn a_clean_full_sync_puts_every_destination_in_sync() {
     assert_eq!(st.destinations_in_sync.as_deref(), Some("2/2"));
     let last = st.last_sync.as_ref().expect("record");
     assert_eq!(
-        (last.result.as_str(), last.copied, last.bytes),
+        (last.result.name(), last.copied, last.bytes),
         ("Succeeded", 3, 100)
     );
     assert_eq!(st.destinations[0].bytes_written, 100);
@@ -123,7 +123,7 @@ fn a_failed_destination_is_degraded_and_the_others_stay_in_sync() {
             .is_some_and(|e| e.contains("connection refused"))
     );
     assert_eq!(
-        st.last_sync.as_ref().map(|r| r.result.as_str()),
+        st.last_sync.as_ref().map(|r| r.result.name()),
         Some("PartiallyFailed")
     );
 }
@@ -201,7 +201,7 @@ fn a_large_tree_keeps_its_status_and_events_bounded() {
     );
     assert_eq!(st.destinations_in_sync.as_deref(), Some("0/110"));
     assert_eq!(
-        st.last_sync.as_ref().map(|r| r.result.as_str()),
+        st.last_sync.as_ref().map(|r| r.result.name()),
         Some("Failed"),
         "no destination got anything"
     );
@@ -221,7 +221,7 @@ fn a_large_tree_keeps_its_status_and_events_bounded() {
         t("2026-01-01T00:00:05Z"),
     );
     assert_eq!(
-        partial.last_sync.as_ref().map(|r| r.result.as_str()),
+        partial.last_sync.as_ref().map(|r| r.result.name()),
         Some("PartiallyFailed"),
         "the artifact failed at some destinations and reached others"
     );
@@ -289,7 +289,7 @@ fn a_run_that_cannot_start_marks_the_source() {
     );
     assert_eq!(cond(&st, DEGRADED), ("True", "SourceUnavailable"));
     assert_eq!(
-        st.last_sync.as_ref().map(|r| r.result.as_str()),
+        st.last_sync.as_ref().map(|r| r.result.name()),
         Some("Failed")
     );
     assert_eq!(st.consecutive_failures, 1);

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
 use crate::engine::scope::Named;
-use crate::webhook::{ManifestAction, ManifestEvent};
+use crate::notifications::{ManifestAction, ManifestEvent};
 
 /// Identity of the events a Registry of this cluster sends (its token's holder).
 pub fn registry_identity(namespace: &str, name: &str) -> String {

@@ -81,13 +81,7 @@ pub fn retry_at(status: &ReplicationPolicyStatus) -> Option<Timestamp> {
     if n <= 0 {
         return None;
     }
-    let ended: Timestamp = status
-        .last_sync
-        .as_ref()?
-        .completion_time
-        .as_deref()?
-        .parse()
-        .ok()?;
+    let ended: Timestamp = status.last_sync.as_ref()?.completion_time.as_ref()?.0;
     let exponent = u32::try_from(n - 1).unwrap_or(u32::MAX).min(16);
     let wait = RETRY_BASE_SECONDS
         .saturating_mul(1 << exponent)
@@ -104,7 +98,7 @@ pub fn next_scheduled(
     status: &ReplicationPolicyStatus,
 ) -> Option<Timestamp> {
     let schedule = parse_schedule(spec.trigger.schedule.as_deref()?).ok()?;
-    let last: Timestamp = status.last_full_sync_time.as_deref()?.parse().ok()?;
+    let last: Timestamp = status.last_full_sync_time.as_ref()?.0;
     let after = chrono::DateTime::<chrono::Utc>::from_timestamp(last.as_second(), 0)?;
     let next = schedule.after(&after).next()?;
     Timestamp::from_second(next.timestamp()).ok()
@@ -113,6 +107,7 @@ pub fn next_scheduled(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn spec(schedule: Option<&str>) -> ReplicationPolicySpec {
         let mut s: ReplicationPolicySpec = serde_json::from_value(serde_json::json!({
@@ -131,7 +126,7 @@ mod tests {
     fn synced(generation: i64, at: &str) -> ReplicationPolicyStatus {
         ReplicationPolicyStatus {
             synced_generation: Some(generation),
-            last_full_sync_time: Some(at.into()),
+            last_full_sync_time: Some(Time(at.parse().expect("time"))),
             ..Default::default()
         }
     }
@@ -175,8 +170,8 @@ mod tests {
         ReplicationPolicyStatus {
             consecutive_failures: n,
             last_sync: Some(crate::api::replication_policy::SyncRecord {
-                completion_time: Some(ended.into()),
-                result: "Failed".into(),
+                completion_time: Some(Time(ended.parse().expect("time"))),
+                result: crate::api::replication_policy::SyncResult::Failed,
                 ..Default::default()
             }),
             ..synced(1, "2026-01-01T00:00:00Z")

@@ -1032,7 +1032,7 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     println!("RBAC removals ({}):\n  {}", all.len(), report.join("\n  "));
     // Deleting a GC Job happens only when the Job controller has not stopped it a minute past
     // its deadline: the operator then kills it before the fleet leaves read-only (shown by
-    // registry::gc_tests), which no scenario of this length can show.
+    // fleet::gc_tests), which no scenario of this length can show.
     // The GC Job pod's log is read only once the Job has ended, which needs a kubelet to run
     // it: tests/e2e_real_node.rs shows the figures read from it (status ...measured.wouldFree).
     unnoticed.retain(|p| {

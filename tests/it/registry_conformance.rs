@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flotilla::api::Registry;
-use flotilla::registry::{BuildContext, Children, GeneratedSecrets, build};
-use flotilla::webhook::{self, EVENTS_PATH, ManifestAction, ManifestEvent, Tokens};
+use flotilla::fleet::{BuildContext, Children, GeneratedSecrets, build};
+use flotilla::notifications::{self, EVENTS_PATH, ManifestAction, ManifestEvent, Tokens};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
@@ -302,7 +302,7 @@ async fn receiver(
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel(256);
-    let app = webhook::router(webhook::Receiver { tokens, events: tx });
+    let app = notifications::router(notifications::Receiver { tokens, events: tx });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -457,7 +457,7 @@ async fn two_replicas_on_one_minio_bucket_share_images_uploads_and_notify() {
 
     // Negative control: a registry with a different http.secret cannot resume the upload.
     let mut stranger_env = env.clone();
-    stranger_env[0].1 = flotilla::registry::generate_http_secret();
+    stranger_env[0].1 = flotilla::fleet::generate_http_secret();
     let stranger = RegistryProc::start("stranger", &config, &stranger_env).await;
     let refused = http
         .put(format!(
@@ -660,7 +660,7 @@ async fn events_until_push(
             );
             assert_eq!(
                 post.content_type.as_deref(),
-                Some(webhook::EVENTS_CONTENT_TYPE)
+                Some(notifications::EVENTS_CONTENT_TYPE)
             );
             let events = post.body["events"].as_array().cloned().unwrap_or_default();
             let done = events
@@ -772,7 +772,7 @@ async fn tls_htpasswd_notification_filters_and_read_only_mode() {
     );
     let mut generated = GeneratedSecrets::reuse_or_generate(None, true);
     generated.operator =
-        Some(flotilla::registry::operator_account::account(&htpasswd, None, None).expect("bcrypt"));
+        Some(flotilla::fleet::operator_account::account(&htpasswd, None, None).expect("bcrypt"));
     let token = generated.notification_token.clone().expect("token");
     let ctx = BuildContext {
         receiver_url: Some(capture_url),

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -245,10 +246,9 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// Seconds from an RFC 3339 time to `now`; `None` when it does not parse.
-fn seconds_since(time: &str, now: Timestamp) -> Option<i64> {
-    let t: Timestamp = time.parse().ok()?;
-    Some(now.as_second() - t.as_second())
+/// Seconds from a status time to `now`.
+fn seconds_since(time: &Time, now: Timestamp) -> i64 {
+    now.as_second() - time.0.as_second()
 }
 
 fn endpoint_label(e: &Endpoint, policy_namespace: &str) -> (String, Option<RegistryKey>) {
@@ -328,12 +328,9 @@ fn policy_view(p: &ReplicationPolicy, registries: &[RegistryView], now: Timestam
         destination_count: p.spec.destinations.len(),
         last_sync: status.last_sync.as_ref().map(|l| LastSync {
             trigger: l.trigger.clone(),
-            result: l.result.clone(),
-            completion_time: l.completion_time.clone(),
-            seconds_since: l
-                .completion_time
-                .as_deref()
-                .and_then(|t| seconds_since(t, now)),
+            result: l.result.name().to_string(),
+            completion_time: l.completion_time.as_ref().map(|t| t.0.to_string()),
+            seconds_since: l.completion_time.as_ref().map(|t| seconds_since(t, now)),
         }),
         destinations,
         namespace,
@@ -403,7 +400,7 @@ impl TreeContext<'_> {
         placed[i] = true;
         let d = &self.dests[i];
         let s = destination_status(self.status, &d.name);
-        let last_sync_time = s.and_then(|s| s.last_sync_time.clone());
+        let last_sync_time = s.and_then(|s| s.last_sync_time.as_ref());
         let mut children = Vec::new();
         for &c in self.children.get(d.name.as_str()).into_iter().flatten() {
             if !placed[c] {
@@ -416,10 +413,8 @@ impl TreeContext<'_> {
             from: d.from.clone(),
             endpoint: endpoint_label(&d.endpoint, self.namespace).0,
             in_sync: s.is_some_and(|s| s.in_sync),
-            seconds_since_sync: last_sync_time
-                .as_deref()
-                .and_then(|t| seconds_since(t, self.now)),
-            last_sync_time,
+            seconds_since_sync: last_sync_time.map(|t| seconds_since(t, self.now)),
+            last_sync_time: last_sync_time.map(|t| t.0.to_string()),
             last_push_lag_millis: s.and_then(|s| s.last_push_lag_millis),
             last_error: s.and_then(|s| s.last_error.clone()),
             problem,

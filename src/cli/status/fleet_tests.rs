@@ -35,7 +35,7 @@ pub(crate) fn dest_status(name: &str, in_sync: bool, error: Option<&str>) -> Des
     DestinationStatus {
         name: name.into(),
         in_sync,
-        last_sync_time: Some("2026-12-01T11:57:00Z".into()),
+        last_sync_time: Some(Time("2026-12-01T11:57:00Z".parse().expect("time"))),
         last_error: error.map(Into::into),
         ..Default::default()
     }
@@ -117,8 +117,8 @@ pub(crate) fn tiers() -> ReplicationPolicy {
         destinations: statuses,
         last_sync: Some(crate::api::replication_policy::SyncRecord {
             trigger: "Schedule".into(),
-            completion_time: Some("2026-12-01T11:57:00Z".into()),
-            result: "PartiallyFailed".into(),
+            completion_time: Some(Time("2026-12-01T11:57:00Z".parse().expect("time"))),
+            result: crate::api::replication_policy::SyncResult::PartiallyFailed,
             ..Default::default()
         }),
         ..Default::default()
@@ -251,15 +251,15 @@ fn a_registry_ref_source_shows_that_registrys_readiness() {
 }
 
 #[test]
-fn suspend_wins_over_every_condition_and_times_that_do_not_parse_have_no_age() {
+fn suspend_wins_over_every_condition_and_a_destination_never_synced_has_no_age() {
     let mut p = tiers();
     p.spec.suspend = true;
     if let Some(s) = p.status.as_mut() {
-        s.destinations[0].last_sync_time = Some("yesterday".into());
+        s.destinations[0].last_sync_time = None;
     }
     let f = build(&[], &[p], now());
     assert_eq!(f.policies[0].phase, Phase::Suspended);
     let region1 = &f.policies[0].destinations[0];
-    assert_eq!(region1.last_sync_time.as_deref(), Some("yesterday"));
+    assert_eq!(region1.last_sync_time, None);
     assert_eq!(region1.seconds_since_sync, None);
 }

@@ -57,7 +57,7 @@ pub fn record_metrics(
     let result = st
         .last_sync
         .as_ref()
-        .map(|r| r.result.clone())
+        .map(|r| r.result.name().to_string())
         .unwrap_or_default();
     m.sync_runs
         .get_or_create(&SyncLabels {

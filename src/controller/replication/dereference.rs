@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use super::super::{Error, references};
 use crate::api::registry::Registry;
 use crate::api::replication_policy::ReplicationPolicySpec;
-use crate::registry::names::Names;
+use crate::fleet::names::Names;
 use crate::replication::reasons;
 use crate::replication::refs::Referenced;
 use crate::replication::tenancy;

@@ -160,7 +160,7 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
                 ?destinations,
                 "destination in a garbage-collection window; waiting"
             );
-            let poll = crate::registry::gc::WINDOW_POLL;
+            let poll = crate::fleet::gc::WINDOW_POLL;
             after::waiting(st, &destinations, generation, now, poll)
         }
         Decision::Idle { requeue } => {

@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn the_built_ingress_is_owned_and_the_realm_points_outside() {
         use crate::api::registry::Registry;
-        use crate::registry::objects::{BuildContext, build};
+        use crate::fleet::objects::{BuildContext, build};
         let mut r = Registry::new(
             "hq",
             spec(serde_json::json!({"storage": {"emptyDir": {}},
@@ -266,11 +266,11 @@ mod tests {
             token_service_image: Some("img".into()),
             ..BuildContext::default()
         };
-        let generated = crate::registry::GeneratedSecrets {
+        let generated = crate::fleet::GeneratedSecrets {
             http_secret: "s".into(),
             notification_token: None,
             proxy_credentials: None,
-            operator: Some(crate::registry::operator_account::OperatorAccount {
+            operator: Some(crate::fleet::operator_account::OperatorAccount {
                 password: "p".into(),
                 htpasswd: "flotilla-operator:HASH\n".into(),
             }),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// Errors parsing an envelope.
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub enum EnvelopeError {
     /// The body is not a notification envelope.
     #[error("malformed notification envelope: {0}")]
     Malformed(#[from] serde_json::Error),
@@ -67,7 +67,7 @@ struct RawEvent {
     #[serde(default)]
     id: Option<String>,
     action: String,
-    target: Target,
+    target: EventTarget,
     #[serde(default)]
     request: Option<Request>,
     #[serde(default)]
@@ -76,7 +76,7 @@ struct RawEvent {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Target {
+struct EventTarget {
     #[serde(default)]
     media_type: Option<String>,
     #[serde(default)]
@@ -173,7 +173,7 @@ fn event(value: serde_json::Value, sender: &str) -> Result<Option<ManifestEvent>
 /// are dropped. Deletes are kept whatever their target (Distribution 2.8 does not tell a
 /// manifest delete from a blob delete; a blob digest deleted at a destination is a no-op).
 /// Malformed events are skipped and counted.
-pub fn parse_envelope(body: &[u8], sender: &str) -> Result<Parsed, WebhookError> {
+pub fn parse_envelope(body: &[u8], sender: &str) -> Result<Parsed, EnvelopeError> {
     let envelope: Envelope = serde_json::from_slice(body)?;
     let mut parsed = Parsed::default();
     for value in envelope.events {

@@ -13,7 +13,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::common::status_time;
 
 use super::names::CONFIG_CHECKSUM_ANNOTATION;
 use super::validate::Issue;
@@ -213,8 +216,8 @@ pub fn job_name(instance: &str, start: Timestamp) -> String {
     format!("{}{suffix}", prefix.trim_end_matches('-'))
 }
 
-fn parse(t: Option<&str>) -> Option<Timestamp> {
-    t.and_then(|s| s.parse().ok())
+fn parse(t: Option<&Time>) -> Option<Timestamp> {
+    t.map(|t| t.0)
 }
 
 fn plus(t: Timestamp, secs: i64) -> Timestamp {
@@ -234,7 +237,7 @@ pub fn next_firing(
     status: &GarbageCollectionStatus,
 ) -> Option<Timestamp> {
     let schedule = crate::replication::validate::parse_schedule(spec?.schedule.as_deref()?).ok()?;
-    let after = parse(status.schedule_after.as_deref())?;
+    let after = parse(status.schedule_after.as_ref())?;
     let after = chrono::DateTime::<chrono::Utc>::from_timestamp(after.as_second(), 0)?;
     let next = schedule.after(&after).next()?;
     Timestamp::from_second(next.timestamp()).ok()
@@ -267,7 +270,7 @@ pub fn step(input: &Input<'_>) -> Step {
     let mut st = input.status.clone();
     if input.spec.is_some_and(|s| s.schedule.is_some()) && st.schedule_after.is_none() {
         // A new schedule fires at its first time from now on, not for the past.
-        st.schedule_after = Some(input.now.to_string());
+        st.schedule_after = Some(status_time(input.now));
     }
     match (st.phase, st.current.clone()) {
         (GcPhase::Idle, _) | (_, None) => idle(input, st),
@@ -290,7 +293,7 @@ fn idle(input: &Input<'_>, mut st: GarbageCollectionStatus) -> Step {
     if trigger == "Request" {
         st.handled_request = input.request.map(str::to_string);
     } else {
-        st.schedule_after = Some(input.now.to_string());
+        st.schedule_after = Some(status_time(input.now));
     }
     let refusal = if input.spec.is_none() {
         Some(Issue {
@@ -311,8 +314,8 @@ fn idle(input: &Input<'_>, mut st: GarbageCollectionStatus) -> Step {
     if let Some(issue) = refusal {
         let record = GcRecord {
             trigger: trigger.into(),
-            start_time: input.now.to_string(),
-            completion_time: input.now.to_string(),
+            start_time: status_time(input.now),
+            completion_time: status_time(input.now),
             duration_seconds: 0,
             result: GcResult::Refused,
             message: issue.to_string(),
@@ -334,10 +337,15 @@ fn idle(input: &Input<'_>, mut st: GarbageCollectionStatus) -> Step {
     st.phase = GcPhase::EnteringReadOnly;
     st.current = Some(GcRun {
         trigger: trigger.into(),
-        start_time: input.now.to_string(),
+        start_time: status_time(input.now),
+        read_only_since: None,
+        job_name: None,
+        job_start_time: None,
         delete_untagged: spec.delete_untagged,
         dry_run: spec.dry_run,
-        ..GcRun::default()
+        result: None,
+        message: None,
+        measured: None,
     });
     Step {
         note: Some(Note {
@@ -385,8 +393,8 @@ fn entering(input: &Input<'_>, mut st: GarbageCollectionStatus, mut run: GcRun) 
             ..step_with(st)
         };
     }
-    let since = parse(run.read_only_since.as_deref()).unwrap_or(input.now);
-    run.read_only_since = Some(since.to_string());
+    let since = parse(run.read_only_since.as_ref()).unwrap_or(input.now);
+    run.read_only_since = Some(status_time(since));
     let go = plus(since, spec.upload_grace_seconds);
     if input.now < go {
         st.current = Some(run);
@@ -396,7 +404,7 @@ fn entering(input: &Input<'_>, mut st: GarbageCollectionStatus, mut run: GcRun) 
         };
     }
     run.job_name = Some(job_name(input.instance, start));
-    run.job_start_time = Some(input.now.to_string());
+    run.job_start_time = Some(status_time(input.now));
     st.phase = GcPhase::Collecting;
     st.current = Some(run);
     Step {
@@ -448,7 +456,7 @@ fn collecting(input: &Input<'_>, mut st: GarbageCollectionStatus, run: GcRun) ->
             }
         }
         (Some(JobState::Running), _) => {
-            let started = parse(run.job_start_time.as_deref()).unwrap_or(input.now);
+            let started = parse(run.job_start_time.as_ref()).unwrap_or(input.now);
             let margin = i64::try_from(DEADLINE_MARGIN.as_secs()).unwrap_or(60);
             let deadline = plus(started, spec.timeout_seconds + margin);
             let mut run = run;
@@ -487,7 +495,7 @@ fn leaving(input: &Input<'_>, mut st: GarbageCollectionStatus, run: GcRun) -> St
     let record = GcRecord {
         trigger: run.trigger.clone(),
         start_time: run.start_time.clone(),
-        completion_time: input.now.to_string(),
+        completion_time: status_time(input.now),
         duration_seconds: input.now.duration_since(start).as_secs().max(0),
         result,
         message: run.message.clone().unwrap_or_default(),
@@ -551,7 +559,7 @@ pub fn condition(
         return Some((
             true,
             reason,
-            format!("window opened {}: {what}", run.start_time),
+            format!("window opened {}: {what}", run.start_time.0),
         ));
     }
     if let Some(issue) = refusals.first().filter(|_| spec.is_some()) {
@@ -561,7 +569,7 @@ pub fn condition(
         (Some(last), _) => Some((
             false,
             format!("LastRun{}", last.result.name()),
-            format!("last run {}: {}", last.completion_time, last.message),
+            format!("last run {}: {}", last.completion_time.0, last.message),
         )),
         (None, Some(_)) => Some((false, "Idle".into(), "no run yet".into())),
         (None, None) => None,

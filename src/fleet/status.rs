@@ -237,7 +237,7 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::validate::Issue;
+    use crate::fleet::validate::Issue;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).expect("timestamp")

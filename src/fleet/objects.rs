@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::config::{ConfigError, render_config, render_notification_endpoints};
+use super::config::{RenderError, render_config, render_notification_endpoints};
 use super::generated::GeneratedSecrets;
 use super::names::{
     CONFIG_KEY, DEBUG_PORT, HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_ENDPOINTS_KEY,
@@ -36,7 +36,7 @@ pub enum BuildError {
     MissingMetadata(&'static str),
     /// The configuration could not be rendered.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] RenderError),
     /// The access bundle could not be serialized.
     #[error("cannot render the access rules: {0}")]
     Access(#[from] serde_json::Error),

@@ -20,7 +20,7 @@ pub mod random;
 pub mod status;
 pub mod validate;
 
-pub use config::{ConfigError, render_config};
+pub use config::{RenderError, render_config};
 pub use generated::{GeneratedSecrets, generate_http_secret, generate_token};
 pub use names::Names;
 pub use objects::{BuildContext, BuildError, Children, build};

@@ -1,6 +1,6 @@
 use super::*;
 use crate::api::registry::RegistrySpec;
-use crate::registry::operator_account::OperatorAccount;
+use crate::fleet::operator_account::OperatorAccount;
 use k8s_openapi::api::core::v1::PodSpec;
 
 const HTTP_SECRET: &str = "HTTPSECRET-0123456789";
@@ -162,7 +162,7 @@ fn checksum_follows_config_not_replicas() {
         .and_then(|m| m.annotations.clone())
         .expect("annotations");
     assert_eq!(
-        annotations[crate::registry::names::CONFIG_CHECKSUM_ANNOTATION],
+        annotations[crate::fleet::names::CONFIG_CHECKSUM_ANNOTATION],
         base.checksum
     );
     assert_eq!(annotations["team"], "a");
@@ -403,7 +403,7 @@ fn examples_validate_and_build() {
         ),
     ] {
         let mut r: Registry = serde_yaml::from_str(text).expect(name);
-        assert_eq!(crate::registry::validate(&r.spec), [], "{name}");
+        assert_eq!(crate::fleet::validate(&r.spec), [], "{name}");
         r.metadata.namespace = Some("ns".into());
         r.metadata.uid = Some("u".into());
         let ctx = BuildContext {

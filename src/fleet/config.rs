@@ -15,7 +15,7 @@ use crate::api::registry::{RegistrySpec, S3Storage};
 
 /// Errors rendering the configuration.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum RenderError {
     /// The configuration could not be serialized.
     #[error("cannot render registry configuration: {0}")]
     Yaml(#[from] serde_yaml::Error),
@@ -212,7 +212,7 @@ struct Ignore {
 pub fn render_config(
     spec: &RegistrySpec,
     token: Option<&TokenAuth>,
-) -> Result<String, ConfigError> {
+) -> Result<String, RenderError> {
     let config = Config {
         version: "0.1",
         log: Log {
@@ -337,7 +337,7 @@ fn s3(s: &S3Storage) -> S3 {
 /// Renders the `notifications.endpoints` list (one endpoint, Flotilla's receiver at `url`,
 /// sending `Authorization: Bearer <token>`). It contains the token: it belongs in a Secret
 /// and reaches the registry as `REGISTRY_NOTIFICATIONS_ENDPOINTS`.
-pub fn render_notification_endpoints(url: &str, token: &str) -> Result<String, ConfigError> {
+pub fn render_notification_endpoints(url: &str, token: &str) -> Result<String, RenderError> {
     let endpoint = Endpoint {
         name: "flotilla",
         url,

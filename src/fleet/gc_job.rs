@@ -140,8 +140,9 @@ pub fn build_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::generated::GeneratedSecrets;
-    use crate::registry::objects::{BuildContext, build};
+    use crate::fleet::generated::GeneratedSecrets;
+    use crate::fleet::objects::{BuildContext, build};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn registry(storage: serde_json::Value) -> Registry {
         let spec = serde_json::from_value(serde_json::json!({
@@ -169,11 +170,15 @@ mod tests {
     fn run(dry: bool, untagged: bool) -> GcRun {
         GcRun {
             trigger: "Request".into(),
-            start_time: "2026-01-01T00:00:00Z".into(),
+            start_time: Time("2026-01-01T00:00:00Z".parse().expect("time")),
+            read_only_since: None,
             job_name: Some("hq-gc-1767225600".into()),
+            job_start_time: None,
             delete_untagged: untagged,
             dry_run: dry,
-            ..GcRun::default()
+            result: None,
+            message: None,
+            measured: None,
         }
     }
 

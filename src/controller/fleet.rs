@@ -1,5 +1,5 @@
 //! The Registry controller: dereference (Secrets, the generated and access Secrets) →
-//! decide (pure: validate, build with `crate::registry`) → server-side apply (after checking
+//! decide (pure: validate, build with `crate::fleet`) → server-side apply (after checking
 //! no child is foreign) → status (from the Deployment that really runs).
 //! Nothing is applied while the spec or a referenced Secret has a problem: the fleet keeps
 //! running on its last good configuration and the conditions say what to fix.
@@ -23,19 +23,19 @@ use super::{
 use crate::access::jwt::KeyMaterial;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
-use crate::registry::access;
-use crate::registry::generated::{
+use crate::fleet::access;
+use crate::fleet::generated::{
     GeneratedSecrets, existing_value, generate_http_secret, generate_token,
 };
-use crate::registry::names::{
+use crate::fleet::names::{
     HTPASSWD_KEY, HTTP_SECRET_KEY, NOTIFICATION_TOKEN_KEY, Names, OPERATOR_PASSWORD_KEY,
     TOKEN_CERT_KEY, TOKEN_KEY_KEY,
 };
-use crate::registry::objects::{BuildContext, Children, build};
-use crate::registry::operator_account;
-use crate::registry::ownership::{self, Claimant};
-use crate::registry::status::ObservedDeployment;
-use crate::registry::validate::{Issue, check_tls_secret, validate};
+use crate::fleet::objects::{BuildContext, Children, build};
+use crate::fleet::operator_account;
+use crate::fleet::ownership::{self, Claimant};
+use crate::fleet::status::ObservedDeployment;
+use crate::fleet::validate::{Issue, check_tls_secret, validate};
 
 const KIND: &str = "Registry";
 /// Field of the htpasswd Secret reference, as `references::registry_secrets` names it.
@@ -121,7 +121,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
     let found = dereference(obj, ctx, &names).await?;
     let build_ctx = BuildContext {
         receiver_url: ctx.receiver_url.clone(),
-        read_only_window: crate::registry::gc::renders_read_only(
+        read_only_window: crate::fleet::gc::renders_read_only(
             obj.status
                 .as_ref()
                 .and_then(|s| s.garbage_collection.as_ref()),
@@ -199,7 +199,7 @@ async fn report(
         .await?
         .filter(|d| owned_by(d, obj));
     let observed = deployment.as_ref().map(ObservedDeployment::from_deployment);
-    let mut new = crate::registry::status::status(obj, observed.as_ref(), issues, Timestamp::now());
+    let mut new = crate::fleet::status::status(obj, observed.as_ref(), issues, Timestamp::now());
     let seen = super::gc::Seen {
         deployment: deployment.as_ref(),
         applied,
