@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Flotilla's local cluster and tests need, when missing: the
 # Distribution registry, skopeo, redis, openssl, curl, nginx (the reverse proxy of
-# e2e_ingress); for the real node the CNI plugins, a static busybox (pause image), libseccomp (runc's build), iptables and iproute2.
+# e2e_ingress); for the real node the CNI plugins, a static busybox (pause image), libseccomp
+# (runc's build), iptables and iproute2.
 # Used by .ci/run and e2e/quickstart.sh. Needs root (apt-get).
 set -euo pipefail
 need_apt=()

@@ -159,6 +159,12 @@ fn schema_refusals(c: &Cluster) {
     }
 }
 
+/// Removes the field at JSON pointer `path` from `resource`.
+fn remove_field(c: &Cluster, resource: &str, path: &str) {
+    let patch = serde_json::json!([{"op": "remove", "path": path}]).to_string();
+    c.kubectl_ok(&["patch", resource, "--type=json", "-p", &patch]);
+}
+
 /// The Ingress of Registry `plain` as the API server holds it, its external URL, and its
 /// deletion once `spec.ingress` goes.
 fn plain_ingress_follows_the_spec(c: &Cluster) {
@@ -178,13 +184,7 @@ fn plain_ingress_follows_the_spec(c: &Cluster) {
     assert_eq!(paths.len(), 1, "no token path without spec.access");
     let a = i.metadata.annotations.unwrap_or_default();
     assert!(!a.contains_key("nginx.ingress.kubernetes.io/backend-protocol"));
-    c.kubectl_ok(&[
-        "patch",
-        "registry/plain",
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/spec/ingress"}]"#,
-    ]);
+    remove_field(c, "registry/plain", "/spec/ingress");
     wait_for("Ingress plain deleted, no external URL", WAIT, || {
         !c.kubectl(&["get", "ingress/plain"]).status.success()
             && c.jsonpath("registry/plain", "{.status.externalURL}")
@@ -249,13 +249,7 @@ fn http_route_needs_the_gateway_api(c: &Cluster) {
         realm.contains("realm: https://routed.example.test/token"),
         "{realm}"
     );
-    c.kubectl_ok(&[
-        "patch",
-        "registry/routed",
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/spec/httpRoute"}]"#,
-    ]);
+    remove_field(c, "registry/routed", "/spec/httpRoute");
     wait_for("HTTPRoute routed deleted", WAIT, || {
         !c.kubectl(&["get", "httproute/routed"]).status.success()
     });

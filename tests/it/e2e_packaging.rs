@@ -659,13 +659,17 @@ fn scenario(
         ns,
         "--type=json",
         "-p",
-        r#"[{"op": "remove", "path": "/spec/ingress"}]"#,
+        r#"[{"op": "remove", "path": "/spec/ingress"}, {"op": "remove", "path": "/spec/httpRoute"}]"#,
     ]);
     for (kind, what) in [
         ("pdb", "PDB of fleet deleted after scaling to 1"),
         (
             "ingress",
             "Ingress of fleet deleted after removing spec.ingress",
+        ),
+        (
+            "httproute",
+            "HTTPRoute of fleet deleted after removing spec.httpRoute",
         ),
     ] {
         let deadline = Instant::now() + step_timeout;
