@@ -366,6 +366,52 @@ pub struct ReplicationPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub destinations: Vec<DestinationStatus>,
+    /// Push work the registries were told was received and that no finished run has covered
+    /// yet: written when a run starts, cleared when the run that covered it ends. An operator
+    /// that starts (after a crash, or a new leader) copies what is listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_pushes: Option<PendingPushes>,
+}
+
+/// Push work not yet covered by a finished run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPushes {
+    /// The artifacts notifications named, at most 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub items: Vec<PendingPush>,
+    /// More work waited than `items` holds: the next run is a full sync.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflowed: bool,
+}
+
+/// One artifact a notification named.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPush {
+    /// What happened at the source.
+    pub action: PushAction,
+    /// Source repository.
+    #[schemars(length(max = 255))]
+    pub repository: String,
+    /// The tag pushed (or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub tag: Option<String>,
+    /// The manifest deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub digest: Option<String>,
+}
+
+/// What a notification said happened.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PushAction {
+    /// A tag was pushed.
+    Pushed,
+    /// A manifest was deleted.
+    Deleted,
 }
 
 fn is_zero(n: &i64) -> bool {

@@ -24,7 +24,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::replication_policy::ReplicationPolicy;
+use crate::api::replication_policy::{PendingPushes, ReplicationPolicy};
 
 use crate::engine::scope::Named;
 use crate::metrics::Metrics;
@@ -48,6 +48,9 @@ pub struct Context {
     pub tokens: crate::notifications::Tokens,
     /// Push-event work per policy (`namespace/name`).
     pub pending: Mutex<HashMap<String, PendingQueue>>,
+    /// Policies whose `status.pendingPushes` this process has taken into `pending` (once, on
+    /// its first reconcile of the policy: after that, the queue is ahead of the status).
+    pub restored: Mutex<std::collections::HashSet<String>>,
     /// Policies by source, for routing events (kept by the policies' reconciles).
     pub sources: Mutex<SourceIndex>,
     /// Bounds the syncs running at once across all policies.
@@ -98,8 +101,37 @@ impl Context {
             .push(work, Instant::now());
     }
 
+    /// On this process's first reconcile of a policy, takes the push work its status lists
+    /// (written by an earlier process that did not finish it) into the queue. `true` when it
+    /// did.
+    pub fn restore_pending(&self, key: &str, status: Option<&PendingPushes>) -> bool {
+        let first = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
+        let Some(persisted) = status.filter(|_| first) else {
+            return false;
+        };
+        let (named, full) = crate::replication::pending_status::restored(persisted);
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let q = queues.entry(key.to_string()).or_default();
+        for n in named {
+            q.push(n, now);
+        }
+        if full {
+            q.overflow(now);
+        }
+        true
+    }
+
     /// Forgets a policy that is gone: its queue and its place in the source index.
     pub fn forget_policy(&self, key: &str) {
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.queues().remove(key);
         self.index().remove(key);
     }
@@ -225,6 +257,7 @@ pub async fn run(
         token_service_image: settings.token_service_image.clone(),
         tokens: settings.tokens.clone(),
         pending: Mutex::new(HashMap::new()),
+        restored: Mutex::new(std::collections::HashSet::new()),
         sources: Mutex::new(SourceIndex::default()),
         sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
         registry_urls: std::mem::take(&mut settings.registry_urls),

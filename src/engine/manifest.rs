@@ -67,22 +67,22 @@ pub enum Parsed {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Raw {
+struct ManifestJson {
     #[serde(default)]
     media_type: Option<String>,
     #[serde(default)]
-    manifests: Option<Vec<RawDesc>>,
+    manifests: Option<Vec<ManifestDescriptorJson>>,
     #[serde(default)]
-    config: Option<RawDesc>,
+    config: Option<ManifestDescriptorJson>,
     #[serde(default)]
-    layers: Option<Vec<RawDesc>>,
+    layers: Option<Vec<ManifestDescriptorJson>>,
     #[serde(default)]
-    blobs: Option<Vec<RawDesc>>,
+    blobs: Option<Vec<ManifestDescriptorJson>>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawDesc {
+struct ManifestDescriptorJson {
     #[serde(default)]
     media_type: String,
     digest: String,
@@ -104,7 +104,7 @@ struct RawPlatform {
     variant: Option<String>,
 }
 
-impl RawDesc {
+impl ManifestDescriptorJson {
     fn into_descriptor(self) -> Result<Descriptor, ManifestError> {
         let foreign =
             self.media_type.contains("nondistributable") || self.media_type.contains(".foreign.");
@@ -131,14 +131,15 @@ pub fn is_index(media_type: &str) -> bool {
 /// Reads the structure of a manifest. `content_type` is what the registry announced; the
 /// document's own `mediaType` wins when present.
 pub fn parse(content_type: &str, bytes: &[u8]) -> Result<Parsed, ManifestError> {
-    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let raw: ManifestJson =
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     let mt = raw.media_type.as_deref().unwrap_or(content_type);
     if is_index(mt) || (raw.manifests.is_some() && raw.config.is_none()) {
         let manifests = raw
             .manifests
             .unwrap_or_default()
             .into_iter()
-            .map(RawDesc::into_descriptor)
+            .map(ManifestDescriptorJson::into_descriptor)
             .collect::<Result<_, _>>()?;
         return Ok(Parsed::Index { manifests });
     }
@@ -148,12 +149,15 @@ pub fn parse(content_type: &str, bytes: &[u8]) -> Result<Parsed, ManifestError> 
         || raw.layers.is_some()
         || raw.blobs.is_some()
     {
-        let config = raw.config.map(RawDesc::into_descriptor).transpose()?;
+        let config = raw
+            .config
+            .map(ManifestDescriptorJson::into_descriptor)
+            .transpose()?;
         let mut layers: Vec<Descriptor> = raw
             .layers
             .unwrap_or_default()
             .into_iter()
-            .map(RawDesc::into_descriptor)
+            .map(ManifestDescriptorJson::into_descriptor)
             .collect::<Result<_, _>>()?;
         for b in raw.blobs.unwrap_or_default() {
             layers.push(b.into_descriptor()?);

@@ -111,20 +111,20 @@ impl ReferrerFilter {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Raw {
+struct ReferrerJson {
     #[serde(default)]
     artifact_type: Option<String>,
     #[serde(default)]
-    config: Option<RawDesc>,
+    config: Option<ReferrerDescriptorJson>,
     #[serde(default)]
-    layers: Vec<RawDesc>,
+    layers: Vec<ReferrerDescriptorJson>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawDesc {
+struct ReferrerDescriptorJson {
     #[serde(default)]
     media_type: String,
 }
@@ -142,7 +142,7 @@ const GENERIC_CONFIGS: [&str; 3] = [
 /// layer's media type (an attestation: `application/vnd.dsse.envelope.v1+json`). A manifest
 /// that is not JSON has the empty type (only rules without `artifactType` match it).
 pub fn describe(manifest: &[u8]) -> ReferrerInfo {
-    let Ok(raw) = serde_json::from_slice::<Raw>(manifest) else {
+    let Ok(raw) = serde_json::from_slice::<ReferrerJson>(manifest) else {
         return ReferrerInfo::default();
     };
     let config = raw.config.map(|c| c.media_type).unwrap_or_default();

@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::backoff::RetryConfig;
-use super::copy::{Copier, Feeder, Target};
+use super::copy::{Copier, Feeder, Outcomes, TargetRepo};
+use super::digest::Digest;
 use super::limit::Limiter;
 use super::progress::{Phase, Progress};
 use super::report::{DestinationReport, Failure, Report};
@@ -69,28 +70,7 @@ pub async fn copy_with_progress(
 ) -> Result<Report, SingleError> {
     progress.phase(Phase::Planning);
     let started = Instant::now();
-    let src_name = src.store.name();
-    let digest = src
-        .store
-        .resolve(&src.repo, &src.reference)
-        .await
-        .map_err(|source| SingleError::Source {
-            name: src_name.clone(),
-            source,
-        })?
-        .ok_or_else(|| SingleError::NotFound {
-            name: src_name.clone(),
-            repo: match src.store {
-                Store::Registry(_) => format!("/{}", src.repo),
-                Store::Layout(_) => String::new(),
-            },
-            reference: src.reference.clone(),
-        })?;
-    let tag = if dst.reference.starts_with("sha256:") {
-        None
-    } else {
-        Some(dst.reference.as_str())
-    };
+    let digest = resolve_source(src).await?;
     let mut report = Report {
         destinations: vec![DestinationReport {
             name: dst.store.name(),
@@ -112,52 +92,93 @@ pub async fn copy_with_progress(
         platforms,
     );
     if let Some(digest) = selected {
-        // Untagged, it is held when the (possibly filtered) digest is there.
-        let lookup = tag.map_or_else(|| digest.to_string(), str::to_string);
-        let current = dst
-            .store
-            .resolve(&dst.repo, &lookup)
-            .await
-            .map_err(|source| SingleError::Destination {
-                name: dst.store.name(),
-                source,
-            })?;
-        if current.as_ref() == Some(&digest) {
+        let tag = destination_tag(dst);
+        if held(dst, tag, &digest).await? {
             report.skipped = 1;
             report.destinations[0].skipped = 1;
         } else {
             progress.count_bytes(copier.source_read.clone());
             progress.phase(Phase::Copying);
-            let targets = [Target {
+            let targets = [TargetRepo {
                 id: 0,
                 store: dst.store.clone(),
                 repo: dst.repo.clone(),
             }];
             let out = copier.copy_manifest(feeder, &digest, &targets, tag).await;
-            for (_, r) in out {
-                match r {
-                    Ok(()) => {
-                        report.copied = 1;
-                        report.destinations[0].copied = 1;
-                    }
-                    Err(e) => {
-                        report.failed = 1;
-                        report.destinations[0].failed = 1;
-                        report.failures.push(Failure {
-                            artifact: format!("{}@{digest}", src.reference),
-                            destination: dst.store.name(),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
-            report.bytes_read_from_source = copier.source_read.load(Ordering::Relaxed);
-            report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
-            report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
+            let artifact = format!("{}@{digest}", src.reference);
+            record(&mut report, &copier, out, &artifact, &dst.store.name());
         }
     }
     progress.artifact_done(report.copied > 0, report.failed > 0);
     progress.phase(Phase::Done);
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The digest the source's reference names.
+async fn resolve_source(src: &Side) -> Result<Digest, SingleError> {
+    let name = src.store.name();
+    src.store
+        .resolve(&src.repo, &src.reference)
+        .await
+        .map_err(|source| SingleError::Source {
+            name: name.clone(),
+            source,
+        })?
+        .ok_or_else(|| SingleError::NotFound {
+            name,
+            repo: match src.store {
+                Store::Registry(_) => format!("/{}", src.repo),
+                Store::Layout(_) => String::new(),
+            },
+            reference: src.reference.clone(),
+        })
+}
+
+/// The tag to give the copy: the destination's reference, unless it is a digest (then the
+/// copy is stored by digest, untagged).
+fn destination_tag(dst: &Side) -> Option<&str> {
+    if dst.reference.starts_with("sha256:") {
+        None
+    } else {
+        Some(dst.reference.as_str())
+    }
+}
+
+/// Whether the destination holds `digest` already: under the tag, or (untagged) by digest.
+async fn held(dst: &Side, tag: Option<&str>, digest: &Digest) -> Result<bool, SingleError> {
+    let lookup = tag.map_or_else(|| digest.to_string(), str::to_string);
+    let current = dst
+        .store
+        .resolve(&dst.repo, &lookup)
+        .await
+        .map_err(|source| SingleError::Destination {
+            name: dst.store.name(),
+            source,
+        })?;
+    Ok(current.as_ref() == Some(digest))
+}
+
+/// Counts the copy's outcome and bytes into `report`.
+fn record(report: &mut Report, copier: &Copier, out: Outcomes, artifact: &str, destination: &str) {
+    for (_, r) in out {
+        match r {
+            Ok(()) => {
+                report.copied = 1;
+                report.destinations[0].copied = 1;
+            }
+            Err(e) => {
+                report.failed = 1;
+                report.destinations[0].failed = 1;
+                report.failures.push(Failure {
+                    artifact: artifact.to_string(),
+                    destination: destination.to_string(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    report.bytes_read_from_source = copier.source_read.load(Ordering::Relaxed);
+    report.destinations[0].bytes_written = copier.written[0].load(Ordering::Relaxed);
+    report.foreign_layers_skipped = copier.foreign_skipped.load(Ordering::Relaxed);
 }

@@ -12,8 +12,9 @@ use futures::{FutureExt, StreamExt};
 
 use super::client::{ClientError, RegistryClient};
 use super::config::{ConfigError, SyncConfig};
-use super::copy::{Copier, CopyError, Feeder, Target};
+use super::copy::{Copier, CopyError, Feeder, Outcomes, TargetRepo};
 use super::digest::Digest;
+use super::feed_tree::FeedTree;
 use super::filter::{FilterError, TagFilter};
 use super::gate::{Gate, Unverified};
 use super::plan::{self, Action, Item};
@@ -120,8 +121,8 @@ struct Run<'a> {
     dests: Vec<(Store, Arc<RegistryClient>)>,
     /// Ping of each destination: its lookups wait for it.
     dests_ready: Vec<Ready>,
-    levels: Vec<Vec<usize>>,
-    parents: Vec<Option<usize>>,
+    /// Who feeds whom: copies go level by level, each destination fed by its parent.
+    tree: FeedTree,
     tags: TagFilter,
     copier: Copier,
     /// 0 unknown, 1 supported, 2 unsupported.
@@ -283,72 +284,18 @@ impl Run<'_> {
     async fn sync_item(&self, item: &Item, actions: &[Result<Action, String>]) -> Vec<Status> {
         let dest_repo = self.cfg.rewrite.apply(&item.repo);
         let mut status: Vec<Option<Status>> = vec![None; self.dests.len()];
-        for level in &self.levels {
+        for level in self.tree.levels() {
             let mut groups: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
             for &i in level {
-                let parent = self.parents[i];
-                let parent_holds = match parent {
-                    None => true,
-                    Some(p) => matches!(status[p], Some(Status::Holds { .. })),
-                };
-                status[i] = match &actions[i] {
-                    _ if self.skip[i] => Some(Status::LeftOut),
-                    Err(e) => Some(Status::Failed(e.clone())),
-                    Ok(Action::Skip) => Some(Status::Holds { copied: false }),
-                    Ok(Action::Conflict { found }) => Some(Status::Conflict(found.clone())),
-                    Ok(Action::Copy) if !parent_holds => {
-                        let p = parent.unwrap_or_default();
-                        Some(Status::Failed(
-                            CopyError::ParentFailed {
-                                parent: self.cfg.destinations[p].name.clone(),
-                                reason: match &status[p] {
-                                    Some(Status::Conflict(_)) => "conflict".into(),
-                                    _ => "its copy failed".into(),
-                                },
-                            }
-                            .to_string(),
-                        ))
-                    }
-                    // A dry run counts the copy as made, so what the destination feeds is
-                    // planned as a copy from it too.
-                    Ok(Action::Copy) if self.cfg.dry_run => Some(Status::Holds { copied: true }),
-                    Ok(Action::Copy) => {
-                        groups.entry(parent).or_default().push(i);
-                        None
-                    }
-                };
-            }
-            let results = futures::future::join_all(groups.into_iter().map(|(feeder, members)| {
-                let dest_repo = &dest_repo;
-                async move {
-                    let (store, repo, is_source) = match feeder {
-                        None => (&self.source, item.repo.as_str(), true),
-                        Some(p) => (&self.dests[p].0, dest_repo.as_str(), false),
-                    };
-                    let targets: Vec<Target> = members
-                        .iter()
-                        .map(|&i| Target {
-                            id: i,
-                            store: self.dests[i].0.clone(),
-                            repo: dest_repo.clone(),
-                        })
-                        .collect();
-                    self.copier
-                        .copy_manifest(
-                            Feeder {
-                                store,
-                                repo,
-                                is_source,
-                            },
-                            &item.digest,
-                            &targets,
-                            item.tag.as_deref(),
-                        )
-                        .await
+                let parent = self.tree.parent(i);
+                let feeder =
+                    parent.map(|p| (self.cfg.destinations[p].name.as_str(), status[p].as_ref()));
+                match step(&actions[i], self.skip[i], feeder, self.cfg.dry_run) {
+                    Step::Done(s) => status[i] = Some(s),
+                    Step::Copy => groups.entry(parent).or_default().push(i),
                 }
-            }))
-            .await;
-            for (i, r) in results.into_iter().flatten() {
+            }
+            for (i, r) in self.copy_groups(item, &dest_repo, groups).await {
                 status[i] = Some(match r {
                     Ok(()) => Status::Holds { copied: true },
                     Err(e) => Status::Failed(e.to_string()),
@@ -360,4 +307,89 @@ impl Run<'_> {
             .map(|s| s.unwrap_or_else(|| Status::Failed("not planned".into())))
             .collect()
     }
+
+    /// Copies `item` to each group of destinations from its feeder (`None`: the source), the
+    /// groups at once.
+    async fn copy_groups(
+        &self,
+        item: &Item,
+        dest_repo: &str,
+        groups: HashMap<Option<usize>, Vec<usize>>,
+    ) -> Outcomes {
+        let copies = groups.into_iter().map(|(feeder, members)| async move {
+            let (store, repo, is_source) = match feeder {
+                None => (&self.source, item.repo.as_str(), true),
+                Some(p) => (&self.dests[p].0, dest_repo, false),
+            };
+            let targets: Vec<TargetRepo> = members
+                .iter()
+                .map(|&i| TargetRepo {
+                    id: i,
+                    store: self.dests[i].0.clone(),
+                    repo: dest_repo.to_string(),
+                })
+                .collect();
+            let feeder = Feeder {
+                store,
+                repo,
+                is_source,
+            };
+            self.copier
+                .copy_manifest(feeder, &item.digest, &targets, item.tag.as_deref())
+                .await
+        });
+        futures::future::join_all(copies)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }
+
+/// What one destination of a level gets for one artifact.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Settled without a copy.
+    Done(Status),
+    /// To be copied, from its feeder.
+    Copy,
+}
+
+/// The relay decision for one destination, pure: its planned action, whether it is left out
+/// of the run, and its feeder (`None`: the source) with what the feeder ended with. A
+/// destination whose feeder does not hold the artifact is not copied; in a dry run a copy
+/// counts as made, so what the destination feeds is planned as a copy from it too.
+fn step(
+    action: &Result<Action, String>,
+    left_out: bool,
+    feeder: Option<(&str, Option<&Status>)>,
+    dry_run: bool,
+) -> Step {
+    let feeder_holds = feeder.is_none_or(|(_, s)| matches!(s, Some(Status::Holds { .. })));
+    let status = match action {
+        _ if left_out => Status::LeftOut,
+        Err(e) => Status::Failed(e.clone()),
+        Ok(Action::Skip) => Status::Holds { copied: false },
+        Ok(Action::Conflict { found }) => Status::Conflict(found.clone()),
+        Ok(Action::Copy) if !feeder_holds => {
+            let (parent, st) = feeder.unwrap_or_default();
+            Status::Failed(
+                CopyError::ParentFailed {
+                    parent: parent.to_string(),
+                    reason: match st {
+                        Some(Status::Conflict(_)) => "conflict".into(),
+                        _ => "its copy failed".into(),
+                    },
+                }
+                .to_string(),
+            )
+        }
+        Ok(Action::Copy) if dry_run => Status::Holds { copied: true },
+        Ok(Action::Copy) => return Step::Copy,
+    };
+    Step::Done(status)
+}
+
+#[cfg(test)]
+#[path = "sync/step_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@ pub mod after;
 pub mod decide;
 pub mod maintenance;
 pub mod pending;
+pub mod pending_status;
 pub mod reasons;
 pub mod refs;
 pub mod report_status;

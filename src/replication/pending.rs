@@ -109,6 +109,14 @@ impl PendingQueue {
         );
     }
 
+    /// Work was lost (more than a status could keep, or not readable): the next run is a
+    /// full sync, which covers it.
+    pub fn overflow(&mut self, now: Instant) {
+        self.seq += 1;
+        let since = self.overflowed.map_or(now, |(_, at)| at);
+        self.overflowed = Some((self.seq, since));
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.overflowed.is_none()

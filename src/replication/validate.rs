@@ -2,9 +2,10 @@
 //! cron syntax, tag regex and semver syntax, bandwidth quantities. Pure: no I/O.
 
 use super::reasons;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::api::replication_policy::{Destination, ReplicationPolicySpec};
+use crate::engine::feed_tree::{FeedTree, TreeProblem};
 use crate::engine::filter::{self, FilterError, FilterProblem, GlobList};
 use crate::engine::referrers::ReferrerFilter;
 use crate::field_path::FieldPath;
@@ -13,8 +14,7 @@ use crate::sync_config::referrer_rules;
 
 /// Every problem of the spec, in a stable order (empty when valid).
 pub fn validate(spec: &ReplicationPolicySpec) -> Vec<Issue> {
-    let mut problems = destination_names(&spec.destinations);
-    problems.extend(from_links(&spec.destinations));
+    let mut problems = from_links(&spec.destinations);
     if let Some(schedule) = &spec.trigger.schedule
         && let Err(e) = parse_schedule(schedule)
     {
@@ -92,32 +92,6 @@ fn filter_issue(e: FilterError) -> Issue {
     }
 }
 
-/// At least one destination, each name once. The API server enforces both through the
-/// schema (`minItems`, list-map keys); files given to `flotilla sync` have no such check.
-fn destination_names(destinations: &[Destination]) -> Vec<Issue> {
-    let list = FieldPath::spec().field("destinations");
-    if destinations.is_empty() {
-        return vec![Issue {
-            reason: reasons::NO_DESTINATIONS,
-            field: list.to_string(),
-            message: "lists no destination; add at least one".into(),
-        }];
-    }
-    destinations
-        .iter()
-        .enumerate()
-        .filter(|(i, d)| destinations[..*i].iter().any(|o| o.name == d.name))
-        .map(|(i, d)| Issue {
-            reason: reasons::DUPLICATE_DESTINATION,
-            field: list.clone().index(i).field("name").to_string(),
-            message: format!(
-                "{:?} is the name of an earlier destination; names are unique within a policy",
-                d.name
-            ),
-        })
-        .collect()
-}
-
 fn from_field(destination: &str) -> String {
     FieldPath::spec()
         .field("destinations")
@@ -126,51 +100,64 @@ fn from_field(destination: &str) -> String {
         .to_string()
 }
 
-/// Problems of the `from` links: unknown names, self-references and cycles. Each cycle is
-/// reported once, naming its members in the order the links run.
+/// Problems of the destination tree: no destination, a name used twice (the API server
+/// enforces both through the schema, `minItems` and list-map keys; files given to
+/// `flotilla sync` have no such check), unknown `from` names, self-references and cycles.
+/// Each cycle is reported once, naming its members in the order the links run.
 pub fn from_links(destinations: &[Destination]) -> Vec<Issue> {
-    let names: BTreeSet<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
-    let parent: BTreeMap<&str, &str> = destinations
-        .iter()
-        .filter_map(|d| d.from.as_deref().map(|f| (d.name.as_str(), f)))
-        .collect();
-    let mut problems = Vec::new();
-    for (child, from) in &parent {
-        if !names.contains(from) {
-            problems.push(Issue {
-                reason: reasons::UNKNOWN_DESTINATION,
-                field: from_field(child),
-                message: format!("names {from:?}, which is not a destination of this policy; name one of {names:?} or remove `from`"),
-            });
-        }
-    }
-    let mut reported: BTreeSet<&str> = BTreeSet::new();
-    for start in parent.keys() {
-        let mut path = vec![*start];
-        let mut at = *start;
-        while let Some(next) = parent.get(at) {
-            if let Some(pos) = path.iter().position(|n| n == next) {
-                let cycle = &path[pos..];
-                if cycle.iter().all(|n| !reported.contains(n)) {
-                    reported.extend(cycle.iter().copied());
-                    let mut shown: Vec<&str> = cycle.to_vec();
-                    shown.push(cycle[0]);
-                    problems.push(Issue {
-                        reason: reasons::CYCLIC_DESTINATIONS,
-                        field: from_field(cycle[0]),
-                        message: format!(
-                            "`from` links form a cycle ({}), so no destination in it is ever fed; let one of them be fed by the source (remove its `from`)",
-                            shown.join(" <- ")
-                        ),
-                    });
-                }
-                break;
-            }
-            path.push(next);
-            at = next;
-        }
-    }
+    let (_, problems) = FeedTree::from_links(
+        destinations
+            .iter()
+            .map(|d| (d.name.as_str(), d.from.as_deref())),
+    );
     problems
+        .into_iter()
+        .map(|p| tree_issue(destinations, p))
+        .collect()
+}
+
+/// The condition text of one problem of the destination tree.
+fn tree_issue(destinations: &[Destination], problem: TreeProblem) -> Issue {
+    let list = FieldPath::spec().field("destinations");
+    let name = |i: usize| destinations[i].name.as_str();
+    match problem {
+        TreeProblem::NoDestinations => Issue {
+            reason: reasons::NO_DESTINATIONS,
+            field: list.to_string(),
+            message: "lists no destination; add at least one".into(),
+        },
+        TreeProblem::Duplicate { index } => Issue {
+            reason: reasons::DUPLICATE_DESTINATION,
+            field: list.index(index).field("name").to_string(),
+            message: format!(
+                "{:?} is the name of an earlier destination; names are unique within a policy",
+                name(index)
+            ),
+        },
+        TreeProblem::UnknownFrom { index } => {
+            let names: BTreeSet<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+            let from = destinations[index].from.as_deref().unwrap_or_default();
+            Issue {
+                reason: reasons::UNKNOWN_DESTINATION,
+                field: from_field(name(index)),
+                message: format!(
+                    "names {from:?}, which is not a destination of this policy; name one of {names:?} or remove `from`"
+                ),
+            }
+        }
+        TreeProblem::Cycle { members } => {
+            let mut shown: Vec<&str> = members.iter().map(|&i| name(i)).collect();
+            shown.push(shown[0]);
+            Issue {
+                reason: reasons::CYCLIC_DESTINATIONS,
+                field: from_field(shown[0]),
+                message: format!(
+                    "`from` links form a cycle ({}), so no destination in it is ever fed; let one of them be fed by the source (remove its `from`)",
+                    shown.join(" <- ")
+                ),
+            }
+        }
+    }
 }
 
 /// A schedule that is not a 5-field cron expression.

@@ -7,8 +7,11 @@
 //! reaches `mirror` pod to pod, and the lag is printed; it also reaches `secure`, a Registry
 //! with htpasswd auth serving TLS with a private CA's certificate for its Service name, which
 //! the operator pod reaches by that name with its own account and the CA of the TLS Secret
-//! (both mounted into the registry pod as Secret volumes). `helm uninstall` leaves the custom
-//! resources, the registry pods and the S3 data alone.
+//! (both mounted into the registry pod as Secret volumes). `secure` also has access rules, so
+//! its pods run the token service as a sidecar (the operator's own image): the registry sends
+//! clients there, the operator's copy and an anonymous pull go through it, and an anonymous
+//! push or catalog is not granted. `helm uninstall` leaves the custom resources, the registry
+//! pods and the S3 data alone.
 //!
 //! Needs root and what `.ci/run` installs, plus the binaries of `e2e/build-tools.sh` (helm
 //! among them); a missing piece fails the test with a message naming it.
@@ -267,6 +270,9 @@ spec:
   storage: {{emptyDir: {{}}}}
   tls: {{secretName: secure-tls}}
   auth: {{htpasswd: {{secretRef: {{name: users, key: htpasswd}}}}}}
+  access:
+    rules:
+    - {{repositories: ["demo/**"], anonymous: [pull]}}
 ---
 apiVersion: flotilla.dev/v1alpha1
 kind: ReplicationPolicy
@@ -330,7 +336,82 @@ spec:
         401,
         "secure asks for credentials"
     );
+    let challenge = anonymous
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{SECURE_REALM}\"")),
+        "secure sends clients to its token service, got {challenge:?}"
+    );
+    let pod = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/instance=secure",
+        "-o",
+        "jsonpath={range .items[0].status.containerStatuses[*]}{.name}={.ready} {end}",
+    ]);
+    assert!(
+        pod.contains("token-service=true") && pod.contains("registry=true"),
+        "the token service runs ready beside the registry: {pod}"
+    );
+    // The rules: anonymous clients may pull demo/**, nothing else.
+    let push = granted(&secure_http, "repository:demo/hello:pull,push").await;
+    assert_eq!(
+        push,
+        vec!["pull".to_string()],
+        "anonymous push is not granted"
+    );
+    let catalog = granted(&secure_http, "registry:catalog:*").await;
+    assert!(
+        catalog.is_empty(),
+        "anonymous catalog is not granted: {catalog:?}"
+    );
     secure_http
+}
+
+/// Realm of `secure`'s token service: its Service name, on the token port, over TLS.
+const SECURE_REALM: &str = "https://secure.default.svc:5002/token";
+
+/// An anonymous token of `secure`'s token service for `scope`.
+async fn anonymous_token(http: &reqwest::Client, scope: &str) -> String {
+    let url = url::Url::parse_with_params(
+        SECURE_REALM,
+        &[("service", "secure.default.svc"), ("scope", scope)],
+    )
+    .expect("token URL");
+    let r = http.get(url).send().await.expect("GET the token service");
+    assert!(
+        r.status().is_success(),
+        "token service answered {}",
+        r.status()
+    );
+    let body: serde_json::Value = r.json().await.expect("token JSON");
+    body["token"].as_str().expect("a token").to_string()
+}
+
+/// The actions an anonymous token for `scope` grants (of its first access entry).
+async fn granted(http: &reqwest::Client, scope: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let jwt = anonymous_token(http, scope).await;
+    let payload = jwt.split('.').nth(1).expect("JWT payload");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("claims");
+    claims["access"][0]["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `helm uninstall`: the operator goes; CRDs, custom resources, dev's pods, its bucket and
@@ -476,11 +557,13 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
     }
     let lag = pushed.elapsed() - pushed_in;
     let at_secure = "https://secure.default.svc:5000/v2/demo/hello/manifests/v1";
+    // An anonymous pull, with a token of the token service (the rules allow it).
+    let pull = anonymous_token(&secure_http, "repository:demo/hello:pull").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = secure_http
             .head(at_secure)
-            .basic_auth(USER, Some(PASSWORD))
+            .bearer_auth(&pull)
             .header("accept", "application/vnd.oci.image.manifest.v1+json")
             .send()
             .await;
@@ -495,7 +578,7 @@ async fn helm_installed_operator_pod_replicates_a_push_pod_to_pod_and_uninstall_
         }
         assert!(
             Instant::now() < deadline,
-            "demo/hello:v1 did not reach secure (TLS, htpasswd) within 60 s; operator logs:\n{}",
+            "demo/hello:v1 did not reach secure (TLS, htpasswd, token service) within 60 s; operator logs:\n{}",
             c.kubectl_ok(&["logs", "-n", NS, "-l", OPERATOR, "--tail=40"])
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,15 +1,18 @@
-//! Push work is not lost: a push that arrives while its policy's runs fail, and one that
-//! arrives while the operator restarts, are both copied afterwards. Real control plane, the
-//! real operator, real registries notifying its receiver.
+//! Push work is not lost: a push that arrives while its policy's runs fail, one that arrives
+//! while the operator restarts, and one the operator had received when it crashed are all
+//! copied afterwards. Real control plane, the real operator, real registries notifying its
+//! receiver.
 
 use crate::support::cluster;
 use crate::support::registry;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cluster::{Cluster, Operator, wait_for};
-use registry::{Pusher, Registry};
+use registry::{Answer, Faults, Proxy, Pusher, Registry};
 
 const TOKEN: &str = "test-receiver-token-push-path-0123";
 const WAIT: Duration = Duration::from_secs(120);
@@ -160,6 +163,92 @@ async fn a_push_during_an_operator_restart_is_copied_by_the_restarted_operator()
     // Copied by a push run of the new operator, not by a full sync.
     wait_for("the push run in status", WAIT, || {
         jsonpath(&c, "{.status.lastSync.trigger}") == "Push"
+    });
+    assert_eq!(jsonpath(&c, "{.status.lastFullSyncTime}"), synced_at);
+}
+
+/// A TCP port that accepts connections and never answers: an upload sent there hangs.
+fn black_hole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind black hole");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.extend(conn.ok());
+        }
+    });
+    port
+}
+
+/// A proxy in front of `dest` that, while `stall` is set, sends every blob upload of
+/// `apps/web` to a port that never answers, so a run copying there hangs.
+async fn stalling_proxy(dest: &Registry, stall: Arc<AtomicBool>) -> Proxy {
+    let hole = black_hole();
+    let answer: Answer = Arc::new(move |method, path_q| {
+        let path = path_q.split('?').next().unwrap_or(path_q);
+        let upload = *method == reqwest::Method::POST && path == "/v2/apps/web/blobs/uploads/";
+        (upload && stall.load(Ordering::SeqCst)).then(|| {
+            axum::response::Response::builder()
+                .status(202)
+                .header(
+                    "location",
+                    format!("http://127.0.0.1:{hole}/v2/apps/web/blobs/uploads/held"),
+                )
+                .header("docker-upload-uuid", "held")
+                .header("range", "0-0")
+                .body(axum::body::Body::empty())
+                .expect("response")
+        })
+    });
+    let faults = Faults {
+        answer: Some(answer),
+        ..Default::default()
+    };
+    Proxy::start(&dest.url(), faults).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_the_operator_had_received_when_it_crashed_is_copied_by_the_next_one() {
+    let c = Cluster::start();
+    c.install_crds();
+    let port = cluster::free_port();
+    let op = operator_on(&c, port);
+    let source = Registry::start_notifying(&receiver_url(port), TOKEN).await;
+    let dest = Registry::start().await;
+    let stall = Arc::new(AtomicBool::new(false));
+    let proxy = stalling_proxy(&dest, stall.clone()).await;
+    apply_policy(&c, &source.url(), &proxy.url());
+    wait_for("the first full sync", WAIT, || {
+        condition(&c, "Ready") == "True/InSync"
+    });
+    let synced_at = jsonpath(&c, "{.status.lastFullSyncTime}");
+
+    // The push is received and its run starts, listing it in the status; the run hangs on
+    // its upload, and the operator is killed in the middle of it.
+    stall.store(true, Ordering::SeqCst);
+    let digest = push(&source.url(), "v1", 4).await;
+    wait_for(
+        "the push listed as pending while its run hangs",
+        WAIT,
+        || {
+            jsonpath(&c, "{.status.pendingPushes.items[*].tag}") == "v1"
+                && condition(&c, "Syncing").starts_with("True/")
+        },
+    );
+    drop(op); // SIGKILL: no clean shutdown, nothing more written.
+    assert_eq!(digest_at(&dest.url(), "apps/web", "v1"), None);
+
+    // The registry's notification was acknowledged: only the status remembers the push. The
+    // policy has no schedule and no failure to retry, so nothing but that copies it.
+    stall.store(false, Ordering::SeqCst);
+    let _op = operator_on(&c, port);
+    wait_for("the push at the destination", WAIT, || {
+        digest_at(&dest.url(), "apps/web", "v1").as_deref() == Some(digest.as_str())
+    });
+    wait_for("the pending list cleared by a push run", WAIT, || {
+        jsonpath(&c, "{.status.pendingPushes}").is_empty()
+            && jsonpath(&c, "{.status.lastSync.trigger}") == "Push"
+            && jsonpath(&c, "{.status.lastSync.result}") == "Succeeded"
     });
     assert_eq!(jsonpath(&c, "{.status.lastFullSyncTime}"), synced_at);
 }

@@ -386,3 +386,58 @@ async fn unreachable_destinations_are_typed_and_skipped_on_request() {
 async fn has_tag(base: &str, repo: &str, tag: &str) -> bool {
     list_tags(base, repo).await.iter().any(|t| t == tag)
 }
+
+/// Distribution sends a push's notification once the manifest is stored and links the tag
+/// only after that, so a run the notification started can find no tag yet. The source here
+/// answers the first two lookups of the tag with 404, as it would in that moment: the run
+/// looks again and copies it, instead of reporting success with nothing copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_named_tag_the_source_links_late_is_copied_not_lost() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    require_tools();
+    let src = Registry::start().await;
+    let digest = Pusher::new(&src.url())
+        .image(
+            "apps/web",
+            Some("v7"),
+            "amd64",
+            &[layer(&[("late.bin", &pseudo_random(11, 2048))])],
+            false,
+        )
+        .await;
+    let lookups = Arc::new(AtomicU32::new(0));
+    let counted = lookups.clone();
+    let answer: Answer = Arc::new(move |_, path_q| {
+        let path = path_q.split('?').next().unwrap_or(path_q);
+        let tag_lookup = path == "/v2/apps/web/manifests/v7";
+        (tag_lookup && counted.fetch_add(1, Ordering::SeqCst) < 2).then(|| {
+            axum::response::Response::builder()
+                .status(404)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                ))
+                .expect("response")
+        })
+    });
+    let faults = Faults {
+        answer: Some(answer),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&src.url(), faults).await;
+    let dst = Registry::start().await;
+    let cfg = SyncConfig {
+        scope: SyncScope::Only(vec![pushed("apps/web", "v7")]),
+        ..policy(&proxy.url(), &[("d", dst.url())])
+    };
+    let report = flotilla::engine::sync::run(&cfg).await.expect("the run");
+    assert!(report.success(), "{:?}", report.failures);
+    assert_eq!(report.copied, 1, "the late tag was copied");
+    assert!(
+        lookups.load(Ordering::SeqCst) >= 3,
+        "the tag was looked up again"
+    );
+    let at_dest = skopeo_raw(&dst.host(), "mirror/apps/web:v7").expect("at the destination");
+    assert_eq!(sha256(&at_dest), sha256(&digest));
+}

@@ -3,8 +3,6 @@
 //! `-o json` is this model serialized, so its field names are a stable interface for scripts
 //! (add fields, never rename or remove them without raising [`FORMAT_VERSION`]).
 
-use std::collections::{BTreeMap, HashSet};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -15,6 +13,7 @@ use crate::api::registry::Registry;
 use crate::api::replication_policy::{
     Destination, DestinationStatus, Endpoint, ReplicationPolicy, ReplicationPolicyStatus,
 };
+use crate::engine::FeedTree;
 
 /// Version of the JSON document's shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -353,29 +352,22 @@ fn feed_tree(
     namespace: &str,
     now: Timestamp,
 ) -> Vec<DestinationNode> {
-    let names: HashSet<&str> = dests.iter().map(|d| d.name.as_str()).collect();
-    let mut children: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, d) in dests.iter().enumerate() {
-        if let Some(from) = d.from.as_deref().filter(|f| names.contains(f)) {
-            children.entry(from).or_default().push(i);
-        }
-    }
+    let (tree, _) =
+        FeedTree::from_links(dests.iter().map(|d| (d.name.as_str(), d.from.as_deref())));
     let ctx = TreeContext {
         dests,
         status,
         namespace,
         now,
-        children,
+        tree,
     };
     let mut placed = vec![false; dests.len()];
     let mut roots = Vec::new();
     for (i, d) in dests.iter().enumerate() {
-        let problem = match d.from.as_deref() {
-            None => None,
-            Some(f) if !names.contains(f) => Some(FeedProblem::UnknownFeeder),
-            Some(_) => continue,
-        };
-        roots.push(ctx.node(i, problem, &mut placed));
+        if ctx.tree.parent(i).is_none() {
+            let problem = d.from.is_some().then_some(FeedProblem::UnknownFeeder);
+            roots.push(ctx.node(i, problem, &mut placed));
+        }
     }
     for i in 0..dests.len() {
         if !placed[i] {
@@ -390,7 +382,7 @@ struct TreeContext<'a> {
     status: &'a ReplicationPolicyStatus,
     namespace: &'a str,
     now: Timestamp,
-    children: BTreeMap<&'a str, Vec<usize>>,
+    tree: FeedTree,
 }
 
 impl TreeContext<'_> {
@@ -402,7 +394,7 @@ impl TreeContext<'_> {
         let s = destination_status(self.status, &d.name);
         let last_sync_time = s.and_then(|s| s.last_sync_time.as_ref());
         let mut children = Vec::new();
-        for &c in self.children.get(d.name.as_str()).into_iter().flatten() {
+        for &c in self.tree.children(i) {
             if !placed[c] {
                 let child_problem = problem.filter(|p| *p == FeedProblem::Cycle);
                 children.push(self.node(c, child_problem, placed));

@@ -27,6 +27,7 @@ use crate::engine::{SyncConfig, SyncScope};
 use crate::replication::after::{self, After, Ran};
 use crate::replication::decide::{Decision, Facts, decide};
 use crate::replication::pending::Batch;
+use crate::replication::pending_status;
 use crate::replication::report_status::{self, Outcome};
 use crate::replication::routing;
 use crate::replication::trigger::Trigger;
@@ -130,6 +131,11 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
 
     // Dereference: a failed read ends here, the push work left in place.
     let read = dereference::read(&ctx.client, &obj.spec, &ns).await?;
+    if ctx.restore_pending(&key, old.pending_pushes.as_ref()) {
+        tracing::info!(
+            "took the push work an earlier operator left unfinished (status.pendingPushes)"
+        );
+    }
     let batch = ctx.peek_pending(&key);
     let now = Timestamp::now();
     let decision = decide(&Facts {
@@ -148,6 +154,8 @@ async fn reconcile_inner(obj: &ReplicationPolicy, ctx: &Context) -> Result<Actio
     });
     let source = endpoint_summary(&obj.spec.source, &ns);
     let mut st = after::base(&old, source, generation, obj.spec.destinations.len());
+    // What waits stays listed until a finished run covers it (a run writes its own).
+    st.pending_pushes = pending_status::persisted(batch.as_ref());
     let after = match decision {
         Decision::Invalid { issues } => {
             if let Some(b) = batch {
@@ -222,6 +230,7 @@ async fn run(
         .map_err(|_| Error::Build("sync slots closed".into()))?;
     let start = Timestamp::now();
     report_status::started(&mut st, &job.trigger, generation, start);
+    st.pending_pushes = pending_status::persisted(batch.as_ref());
     apply::publish_status(job.api, job.obj, job.old, &st).await?;
     tracing::info!(
         trigger = job.trigger.name(),
@@ -246,7 +255,7 @@ async fn run(
         (Ok(report), _) => Outcome::Ran(report),
         (Err(_), text) => Outcome::Failed(text.as_deref().unwrap_or_default()),
     };
-    let after = after::ran(
+    let mut after = after::ran(
         st,
         &Ran {
             spec: &job.obj.spec,
@@ -262,6 +271,7 @@ async fn run(
             retry: RETRY_AFTER_ERROR,
         },
     );
+    after.status.pending_pushes = pending_status::persisted(ctx.peek_pending(job.key).as_ref());
     apply::record_metrics(
         ctx,
         job.key,

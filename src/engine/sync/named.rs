@@ -5,17 +5,57 @@
 //! [`SyncScope::Only`]: crate::engine::scope::SyncScope::Only
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use futures::StreamExt;
 
 use super::delete::Deletion;
-use super::{Discovered, Run};
+use super::{Discovered, Held, Run};
 use crate::engine::client::ClientError;
 use crate::engine::digest::Digest;
 use crate::engine::filter::{self, GlobFilter};
+use crate::engine::gate::Unverified;
 use crate::engine::names;
+use crate::engine::plan::Item;
 use crate::engine::report::{Failure, Report};
 use crate::engine::scope::{Named, by_repository};
+
+/// Pauses before a named tag the source does not serve yet is looked up again (about 1.9 s
+/// in all). Distribution sends a push's notification as soon as the manifest is stored and
+/// links the tag right after, so a run the notification started can ask before the tag
+/// exists; without a second look that push would be lost.
+const LATE_TAG_DELAYS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+
+/// The tags of `selected` that neither a discovered item nor a held-back artifact accounts
+/// for. With a gate, a tag of the referrer form is never an artifact of its own (it travels
+/// with its subject), so it is never missing.
+fn not_found(
+    repo: &str,
+    selected: &HashSet<String>,
+    gated: bool,
+    items: &[(Item, Held)],
+    unverified: &[Unverified],
+) -> HashSet<String> {
+    selected
+        .iter()
+        .filter(|t| !gated || !filter::is_referrer_tag(t))
+        .filter(|t| {
+            !items
+                .iter()
+                .any(|(i, _)| i.tag.as_deref() == Some(t.as_str()))
+        })
+        .filter(|t| {
+            let artifact = format!("{repo}:{t}");
+            !unverified.iter().any(|u| u.artifact == artifact)
+        })
+        .cloned()
+        .collect()
+}
 
 impl Run<'_> {
     /// Discovers the pushed tags of `named` in the repositories `repos` selects, `concurrency`
@@ -60,9 +100,27 @@ impl Run<'_> {
             .filter(|t| wants_referrers && (self.gate.active() || !selected.contains(*t)))
             .filter_map(|t| filter::referrer_subject(t))
             .collect();
-        let (items, unverified) = self
-            .discover_selected(repo, None, selected, by_digest)
+        let (mut items, mut unverified) = self
+            .discover_selected(repo, None, selected.clone(), by_digest)
             .await?;
+        let gated = self.gate.active();
+        for delay in LATE_TAG_DELAYS {
+            let missing = not_found(repo, &selected, gated, &items, &unverified);
+            if missing.is_empty() {
+                break;
+            }
+            tracing::debug!(%repo, ?missing, "named tags not at the source yet; looking again");
+            tokio::time::sleep(delay).await;
+            let (late, held_back) = self
+                .discover_selected(repo, None, missing, Vec::new())
+                .await?;
+            items.extend(late);
+            unverified.extend(held_back);
+        }
+        let missing = not_found(repo, &selected, gated, &items, &unverified);
+        if !missing.is_empty() {
+            tracing::info!(%repo, ?missing, "named tags the source does not serve (deleted since their push?): not copied");
+        }
         Ok((items, HashSet::new(), unverified))
     }
 
@@ -141,5 +199,57 @@ impl Run<'_> {
             Some(t) => Ok(self.source_client.head_manifest(repo, t).await?.is_none()),
             None => Ok(true),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .expect("digest")
+    }
+
+    fn item(tag: &str) -> (Item, Held) {
+        let item = Item {
+            repo: "apps/web".into(),
+            tag: Some(tag.into()),
+            digest: digest('a'),
+            subject: None,
+        };
+        (item, Vec::new())
+    }
+
+    fn tags(t: &[&str]) -> HashSet<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_named_tag_is_missing_until_an_item_or_a_held_back_artifact_accounts_for_it() {
+        let sig = format!("sha256-{}.sig", "b".repeat(64));
+        let selected = tags(&["v1", "v2", "v3", &sig]);
+        let items = [item("v1")];
+        let held_back = [Unverified {
+            artifact: "apps/web:v2".into(),
+            digest: digest('c'),
+            refusal: crate::engine::verify::Refusal::Unsigned,
+        }];
+        assert_eq!(
+            not_found("apps/web", &selected, true, &items, &held_back),
+            tags(&["v3"]),
+            "with a gate the signature tag travels with its subject"
+        );
+        assert_eq!(
+            not_found("apps/web", &selected, false, &items, &held_back),
+            tags(&["v3", &sig])
+        );
+        assert_eq!(
+            not_found("apps/other", &selected, false, &items, &held_back),
+            tags(&["v2", "v3", &sig]),
+            "a held-back artifact of another repository does not count"
+        );
+        assert!(not_found("apps/web", &tags(&["v1"]), false, &items, &[]).is_empty());
     }
 }

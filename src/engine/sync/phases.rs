@@ -11,9 +11,10 @@ use futures::StreamExt;
 use super::{Held, Planned, Role, Run, Status, SyncError, ready};
 use crate::engine::DestinationConfig;
 use crate::engine::client::RegistryClient;
-use crate::engine::config::{OnUnreachable, SyncConfig, feed_levels};
+use crate::engine::config::{OnUnreachable, SyncConfig};
 use crate::engine::copy::Copier;
 use crate::engine::digest::Digest;
+use crate::engine::feed_tree::FeedTree;
 use crate::engine::filter::{GlobFilter, TagFilter};
 use crate::engine::gate::Gate;
 use crate::engine::limit::Limiter;
@@ -45,7 +46,7 @@ fn endpoint(role: Role) -> impl FnOnce(crate::engine::client::ClientError) -> Sy
 
 /// The run's clients, filters and relay tree, and its repository filter.
 pub(super) fn setup(cfg: &SyncConfig) -> Result<(Run<'_>, GlobFilter), SyncError> {
-    let (levels, parents) = feed_levels(&cfg.destinations)?;
+    let tree = FeedTree::new(&cfg.destinations)?;
     let repos = GlobFilter::new(&cfg.repositories_include, &cfg.repositories_exclude)?;
     let tags = TagFilter::new(
         &cfg.tags.include,
@@ -85,8 +86,7 @@ pub(super) fn setup(cfg: &SyncConfig) -> Result<(Run<'_>, GlobFilter), SyncError
         .failing_fast(cfg.unreachable == OnUnreachable::Skip),
         dests,
         dests_ready,
-        levels,
-        parents,
+        tree,
         tags,
         referrers_api: AtomicU8::new(0),
         referrers_probe: tokio::sync::Mutex::new(()),
@@ -126,6 +126,23 @@ fn interleave(mut items: Vec<(Item, Held)>) -> Vec<(Item, Held)> {
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.0.repo.cmp(&b.1.0.repo)));
     keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The destinations below those in `down` (each once, and none of `down`), nearest first,
+/// each with the destination feeding it.
+fn not_fed(tree: &FeedTree, down: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &d in down {
+        for fed in tree.descendants(d) {
+            if !down.contains(&fed)
+                && !out.iter().any(|(f, _)| *f == fed)
+                && let Some(parent) = tree.parent(fed)
+            {
+                out.push((fed, parent));
+            }
+        }
+    }
+    out
 }
 
 /// Every tag the source has, by repository whose listing completed.
@@ -179,29 +196,19 @@ impl Run<'_> {
         Ok((interleave(items), source_tags))
     }
 
-    /// Leaves the destinations in `down` out of the run with those they feed, naming each in
-    /// the report (a failure of the destination, not of every artifact).
+    /// Leaves the destinations in `down` out of the run with every destination below them,
+    /// naming each in the report (a failure of the destination, not of every artifact).
     fn skip_unreachable(&mut self, down: &[(usize, SyncError)], report: &mut Report) {
         for (i, e) in down {
             self.skip[*i] = true;
             report.record_unreachable(&self.cfg.destinations[*i].name, None, e.to_string());
         }
-        loop {
-            let fed: Vec<usize> = (0..self.skip.len())
-                .filter(|&i| !self.skip[i] && self.parents[i].is_some_and(|p| self.skip[p]))
-                .collect();
-            if fed.is_empty() {
-                return;
-            }
-            for i in fed {
-                self.skip[i] = true;
-                let parent = self.parents[i].map(|p| self.cfg.destinations[p].name.clone());
-                let why = format!(
-                    "not fed: {} is unreachable",
-                    parent.as_deref().unwrap_or_default()
-                );
-                report.record_unreachable(&self.cfg.destinations[i].name, parent, why);
-            }
+        let down: Vec<usize> = down.iter().map(|(i, _)| *i).collect();
+        for (fed, parent) in not_fed(&self.tree, &down) {
+            self.skip[fed] = true;
+            let parent = self.cfg.destinations[parent].name.clone();
+            let why = format!("not fed: {parent} is unreachable");
+            report.record_unreachable(&self.cfg.destinations[fed].name, Some(parent), why);
         }
     }
 
@@ -332,5 +339,29 @@ pub(super) fn tally(report: &mut Report, dry_run: bool, item: &Item, statuses: &
         report.copied += 1;
     } else {
         report.skipped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_unreachable_destination_feeds_is_left_out_once_with_its_feeder() {
+        // hq-backup; east -> c1 -> village; west -> c2.
+        let (tree, problems) = FeedTree::from_links([
+            ("east", None),
+            ("c1", Some("east")),
+            ("village", Some("c1")),
+            ("west", None),
+            ("c2", Some("west")),
+            ("backup", None),
+        ]);
+        assert!(problems.is_empty());
+        assert_eq!(not_fed(&tree, &[0]), [(1, 0), (2, 1)]);
+        assert_eq!(not_fed(&tree, &[5]), []);
+        // c1 down on its own and through east: village once, c1 not twice.
+        assert_eq!(not_fed(&tree, &[1, 0]), [(2, 1)]);
+        assert_eq!(not_fed(&tree, &[3, 0]), [(4, 3), (1, 0), (2, 1)]);
     }
 }
