@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs Flotilla's tests run (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubectl, kwok; for a real node kubelet, kube-proxy, containerd, its runc shim, ctr and runc;
-# for the supply-chain tests olareg, cosign and oras) from their Go modules at the versions pinned under e2e/tools/, into a cache
+# for the supply-chain tests olareg, cosign and oras; the Gateway API CRDs) from their Go modules at the versions pinned under e2e/tools/, into a cache
 # outside the repository keyed by version. A binary already in the cache is reused.
 # Prints the cache directory (use it as KUBEBUILDER_ASSETS) on its last line.
 set -euo pipefail
@@ -150,6 +150,20 @@ if [ ! -x "$runc_dir/runc" ]; then
   CGO_ENABLED=1 GOBIN="$runc_dir/.tmp" go install -tags seccomp \
     -ldflags="-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"
   mv "$runc_dir/.tmp/runc" "$runc_dir/runc" && rmdir "$runc_dir/.tmp"
+fi
+# --- Gateway API CRDs (standard channel; tests/it/e2e_ingress.rs and e2e_packaging.rs) ---------
+# Not a program: the CRD manifests from the module's zip (config/crd/standard/*.yaml), fetched
+# from the Go module proxy (verified against the Go checksum database) into a directory keyed
+# by version.
+GATEWAY_API_VERSION=v1.4.1
+gw_dir="$cache/gateway-api-$GATEWAY_API_VERSION"
+if [ ! -f "$gw_dir/gateway.networking.k8s.io_httproutes.yaml" ]; then
+  echo "fetching Gateway API CRDs (sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION)" >&2
+  gw_src=$(cd "$here" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+    | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$gw_dir.tmp"
+  cp "$gw_src"/config/crd/standard/*.yaml "$gw_dir.tmp/"
+  rm -rf "$gw_dir" && mv "$gw_dir.tmp" "$gw_dir"
 fi
 # ----------------------------------------------------------------------------------------------
 echo "$out"

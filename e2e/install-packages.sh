@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Flotilla's local cluster and tests need, when missing: the
-# Distribution registry, skopeo, redis, openssl, curl; for the real node the CNI plugins,
-# a static busybox (pause image), libseccomp (runc's build), iptables and iproute2.
+# Distribution registry, skopeo, redis, openssl, curl, nginx (the reverse proxy of
+# e2e_ingress); for the real node the CNI plugins, a static busybox (pause image), libseccomp
+# (runc's build), iptables and iproute2.
 # Used by .ci/run and e2e/quickstart.sh. Needs root (apt-get).
 set -euo pipefail
 need_apt=()
@@ -12,6 +13,7 @@ pkg-config --exists libseccomp 2>/dev/null || need_apt+=(libseccomp-dev pkg-conf
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)

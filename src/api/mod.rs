@@ -6,6 +6,7 @@
 pub mod access;
 pub mod common;
 pub mod gc;
+pub mod ingress;
 pub mod registry;
 pub mod replication_policy;
 pub mod verify;

@@ -93,7 +93,10 @@ pub struct RegistrySpec {
 
     /// URL under which clients outside the cluster (other clusters, developers) reach this
     /// fleet, e.g. `https://registry.east.example.com`. Reported in status; used by
-    /// ReplicationPolicies in other clusters.
+    /// ReplicationPolicies in other clusters. Default: derived from `spec.ingress`. When set
+    /// (or derived), the registry answers with relative `Location`s and, with `spec.access`,
+    /// sends clients to `<externalURL>/token` for tokens: the proxy in front must route
+    /// `/token` to the Service's `token` port (`spec.ingress` does).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -110,6 +113,14 @@ pub struct RegistrySpec {
     /// service. Without it, `spec.auth` alone lets every user do everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<super::access::AccessSpec>,
+
+    /// Exposure outside the cluster through an Ingress (`/v2` and `/token` on one host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<super::ingress::IngressSpec>,
+
+    /// Exposure outside the cluster through a Gateway API `HTTPRoute` (`/v2` and `/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<super::ingress::HttpRouteSpec>,
 
     /// Serve HTTPS with the certificate of a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -441,7 +452,8 @@ pub struct RegistryStatus {
     /// In-cluster URL of the fleet's Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// URL for clients outside the cluster, from `spec.externalURL`.
+    /// URL for clients outside the cluster: `spec.externalURL`, else derived from
+    /// `spec.ingress` (`https://<host>` with TLS).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -1,5 +1,6 @@
-//! The Registry controller: dereference (Secrets, the generated Secret, the Deployment) →
-//! validate (pure) → build (pure, `crate::fleet`) → server-side apply → status.
+//! The Registry controller: dereference (Secrets, the generated and access Secrets) →
+//! decide (pure: validate, build with `crate::fleet`) → server-side apply (after checking
+//! no child is foreign) → status (from the Deployment that really runs).
 //! Nothing is applied while the spec or a referenced Secret has a problem: the fleet keeps
 //! running on its last good configuration and the conditions say what to fix.
 
@@ -7,19 +8,19 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, ResourceExt};
 
-use super::{Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, references, status};
+use super::children::{apply, apply_or_delete, foreign, owned_by};
+use super::{
+    Context, Error, RESYNC_PERIOD, RETRY_AFTER_ERROR, Scope, exposure, references, status,
+};
 use crate::access::jwt::KeyMaterial;
-use crate::api::FIELD_MANAGER;
 use crate::api::registry::{Registry, RegistrySpec};
 use crate::engine::auth::DockerConfig;
 use crate::fleet::access;
@@ -51,7 +52,8 @@ pub fn controller(
         .owns(scope.api::<Deployment>(client), wc.clone())
         .owns(scope.api::<Service>(client), wc.clone())
         .owns(scope.api::<ConfigMap>(client), wc.clone())
-        .owns(scope.api::<PodDisruptionBudget>(client), wc);
+        .owns(scope.api::<PodDisruptionBudget>(client), wc.clone())
+        .owns(scope.api::<Ingress>(client), wc);
     let store = controller.store();
     // Secrets: both the generated one (owned) and the user's (referenced) trigger a reconcile.
     controller.watches(
@@ -102,68 +104,39 @@ fn proxy_credentials(spec: &RegistrySpec, secret: Option<&Secret>) -> Option<(St
     Some((creds.username.clone(), creds.password.clone()))
 }
 
+/// Dereference (I/O) → decide (pure) → apply (after the ownership checks) → report.
 async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj
         .namespace()
         .ok_or_else(|| Error::MissingMetadata(format!("Registry {name}"), "namespace"))?;
-    let names = Names::new(&name, &ns);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-
-    // Dereference.
-    let mut found = dereference(obj, ctx, &ns, &secrets).await?;
-    let mut issues = std::mem::take(&mut found.issues);
-    let generated_secret = secrets.get_opt(&names.generated_secret()).await?;
-    let access_secret = secrets.get_opt(&names.access_secret()).await?;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = obj
         .uid()
         .ok_or_else(|| Error::MissingMetadata(format!("Registry {name}"), "uid"))?;
-
+    let names = Names::new(&name, &ns);
     let owner = Claimant::Registry {
         name: &name,
         uid: &uid,
     };
-    let read_only_window = crate::fleet::gc::renders_read_only(
-        obj.status
-            .as_ref()
-            .and_then(|s| s.garbage_collection.as_ref()),
-    );
+    let found = dereference(obj, ctx, &names).await?;
+    let build_ctx = BuildContext {
+        receiver_url: ctx.receiver_url.clone(),
+        read_only_window: crate::fleet::gc::renders_read_only(
+            obj.status
+                .as_ref()
+                .and_then(|s| s.garbage_collection.as_ref()),
+        ),
+        token_service_image: ctx.token_service_image.clone(),
+    };
+    let (mut issues, plan) = decide(obj, &build_ctx, &names, owner, found)?;
     let mut applied = None;
-    if issues.is_empty() {
-        // Values are reused only from the Registry's own generated Secret, never a foreign one.
-        let reusable = generated_secret
-            .as_ref()
-            .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
-        let receiver_url = ctx.receiver_url.clone();
-        let own_access = access_secret
-            .as_ref()
-            .filter(|s| ownership::may_apply(Some(&s.metadata), owner));
-        let generated = generated_secrets(obj, ctx, &names, found, reusable, own_access)?;
-        let children = build(
-            obj,
-            &BuildContext {
-                receiver_url,
-                read_only_window,
-                token_service_image: ctx.token_service_image.clone(),
-            },
-            &generated,
-        )
-        .map_err(|e| Error::Build(e.to_string()))?;
+    if let Some((children, notification_token)) = plan {
         // Nothing is applied over an object of another owner.
-        issues.extend(not_owned(ctx, &names, owner, generated_secret.as_ref(), &children).await?);
-        if children.access_secret.is_some() {
-            issues.extend(ownership::check(
-                "Secret",
-                &names.access_secret(),
-                access_secret.as_ref().map(|s| &s.metadata),
-                owner,
-            ));
-        }
+        issues.extend(not_owned(ctx, &names, owner, &children).await?);
         if issues.is_empty() {
             // The receiver accepts exactly the token the fleet is configured with, if any.
             let identity = crate::replication::routing::registry_identity(&ns, &name);
-            match &generated.notification_token {
+            match &notification_token {
                 Some(token) => ctx.tokens.insert_owned(&identity, &uid, token),
                 None => ctx.tokens.remove(&identity),
             }
@@ -171,23 +144,72 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
             applied = Some(children);
         }
     }
+    report(obj, ctx, &names, &issues, applied.as_ref()).await
+}
 
-    // Status from what really runs.
+/// What `decide` plans to apply (only when it found no issue): the children and the
+/// notification token the receiver must accept.
+type Plan = Option<(Children, Option<String>)>;
+
+/// Decides from what was read: validation issues, or the objects to apply. Values are reused
+/// only from the Registry's own generated and access Secrets, never from foreign ones.
+fn decide(
+    obj: &Registry,
+    build_ctx: &BuildContext,
+    names: &Names,
+    owner: Claimant<'_>,
+    mut found: Dereferenced,
+) -> Result<(Vec<Issue>, Plan), Error> {
+    let mut issues = std::mem::take(&mut found.issues);
+    issues.extend(ownership::check(
+        "Secret",
+        &names.generated_secret(),
+        found.generated_secret.as_ref().map(|s| &s.metadata),
+        owner,
+    ));
+    if obj.spec.access.is_some() {
+        issues.extend(ownership::check(
+            "Secret",
+            &names.access_secret(),
+            found.access_secret.as_ref().map(|s| &s.metadata),
+            owner,
+        ));
+    }
+    if !issues.is_empty() {
+        return Ok((issues, None));
+    }
+    let generated = generated_secrets(obj, build_ctx, names, &found)?;
+    let children = build(obj, build_ctx, &generated).map_err(|e| Error::Build(e.to_string()))?;
+    Ok((issues, Some((children, generated.notification_token))))
+}
+
+/// Writes the status from what really runs, an Event when Ready changes, and says when to
+/// look again.
+async fn report(
+    obj: &Registry,
+    ctx: &Context,
+    names: &Names,
+    issues: &[Issue],
+    applied: Option<&Children>,
+) -> Result<Action, Error> {
+    let ns = names.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let deployment = deployments
         .get_opt(&names.workload())
         .await?
         .filter(|d| owned_by(d, obj));
     let observed = deployment.as_ref().map(ObservedDeployment::from_deployment);
-    let mut new = crate::fleet::status::status(obj, observed.as_ref(), &issues, Timestamp::now());
+    let mut new = crate::fleet::status::status(obj, observed.as_ref(), issues, Timestamp::now());
     let seen = super::gc::Seen {
         deployment: deployment.as_ref(),
-        applied: applied.as_ref(),
+        applied,
     };
     let gc_wake = super::gc::window(ctx, obj, &seen, !issues.is_empty(), &mut new).await?;
-    ctx.metrics.record_registry(&format!("{ns}/{name}"), &new);
+    ctx.metrics
+        .record_registry(&format!("{ns}/{}", names.instance), &new);
     let old = obj.status.clone().unwrap_or_default();
     if new != old {
-        let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);
+        let api: Api<Registry> = Api::namespaced(ctx.client.clone(), ns);
         status::apply(&api, obj, &new).await?;
     }
     let was = crate::conditions::find(&old.conditions, crate::conditions::READY)
@@ -214,25 +236,29 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
 /// What the Registry's references hold, and the problems found on the way.
 struct Dereferenced {
     issues: Vec<Issue>,
+    /// `<name>-generated`, as it exists (maybe foreign).
+    generated_secret: Option<Secret>,
+    /// `<name>-access`, as it exists (maybe foreign).
+    access_secret: Option<Secret>,
     proxy_secret: Option<Secret>,
     user_htpasswd: Option<String>,
     access_groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-/// Validates the spec and reads every Secret it refers to.
-async fn dereference(
-    obj: &Registry,
-    ctx: &Context,
-    ns: &str,
-    secrets: &Api<Secret>,
-) -> Result<Dereferenced, Error> {
+/// Validates the spec and reads every Secret it refers to, and the Registry's own.
+async fn dereference(obj: &Registry, ctx: &Context, names: &Names) -> Result<Dereferenced, Error> {
+    let ns = names.namespace.as_str();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut issues: Vec<Issue> = validate(&obj.spec);
+    issues.extend(exposure::gateway_api_issue(&ctx.client, &obj.spec).await?);
     issues.extend(access::validate(
         &obj.spec,
         ctx.token_service_image.as_deref(),
     ));
     let mut found_refs = Dereferenced {
         issues: Vec::new(),
+        generated_secret: secrets.get_opt(&names.generated_secret()).await?,
+        access_secret: secrets.get_opt(&names.access_secret()).await?,
         proxy_secret: None,
         user_htpasswd: None,
         access_groups: Default::default(),
@@ -283,24 +309,25 @@ async fn dereference(
 /// Secrets, generated where missing, with what the references held.
 fn generated_secrets(
     obj: &Registry,
-    ctx: &Context,
+    build_ctx: &BuildContext,
     names: &Names,
-    found: Dereferenced,
-    reusable: Option<&Secret>,
-    own_access: Option<&Secret>,
+    found: &Dereferenced,
 ) -> Result<GeneratedSecrets, Error> {
+    // `decide` has checked both are the Registry's own (or absent).
+    let reusable = found.generated_secret.as_ref();
+    let own_access = found.access_secret.as_ref();
     Ok(GeneratedSecrets {
         http_secret: existing_value(reusable, HTTP_SECRET_KEY).unwrap_or_else(generate_http_secret),
-        notification_token: (obj.spec.notifications && ctx.receiver_url.is_some()).then(|| {
-            existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token)
-        }),
+        notification_token: (obj.spec.notifications && build_ctx.receiver_url.is_some()).then(
+            || existing_value(reusable, NOTIFICATION_TOKEN_KEY).unwrap_or_else(generate_token),
+        ),
         proxy_credentials: proxy_credentials(&obj.spec, found.proxy_secret.as_ref()),
         operator: operator(obj, found.user_htpasswd.as_deref(), reusable, own_access)?,
         token_key: match &obj.spec.access {
             Some(_) => Some(token_key(reusable, names)?),
             None => None,
         },
-        access_groups: found.access_groups,
+        access_groups: found.access_groups.clone(),
     })
 }
 
@@ -352,18 +379,10 @@ async fn not_owned(
     ctx: &Context,
     names: &Names,
     owner: Claimant<'_>,
-    generated_secret: Option<&Secret>,
     children: &Children,
 ) -> Result<Vec<Issue>, Error> {
     let (client, ns) = (&ctx.client, names.namespace.as_str());
-    let mut issues: Vec<Issue> = ownership::check(
-        "Secret",
-        &names.generated_secret(),
-        generated_secret.map(|s| &s.metadata),
-        owner,
-    )
-    .into_iter()
-    .collect();
+    let mut issues = Vec::new();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     issues.extend(foreign(&config_maps, "ConfigMap", &names.config_map(), owner).await?);
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -374,6 +393,7 @@ async fn not_owned(
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
         issues.extend(foreign(&pdbs, "PodDisruptionBudget", &names.workload(), owner).await?);
     }
+    issues.extend(exposure::not_owned(client, names, owner, children).await?);
     if children.claim.is_some() {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
         let claimant = Claimant::FieldManager {
@@ -385,7 +405,7 @@ async fn not_owned(
 }
 
 /// Applies every child (server-side, field manager `flotilla`); deletes the PDB of a fleet
-/// scaled to one.
+/// scaled to one, the Ingress and HTTPRoute of one without `spec.ingress` / `spec.httpRoute`.
 async fn apply_children(
     ctx: &Context,
     obj: &Registry,
@@ -427,66 +447,8 @@ async fn apply_children(
     )
     .await?;
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    match &children.pod_disruption_budget {
-        Some(pdb) => apply(&pdbs, pdb).await?,
-        None => {
-            if pdbs
-                .get_metadata_opt(&names.workload())
-                .await?
-                .is_some_and(|p| owned_by(&p, obj))
-            {
-                pdbs.delete(&names.workload(), &DeleteParams::default())
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The problem with applying over `kind` `name` as it exists now, if any.
-async fn foreign<K>(
-    api: &Api<K>,
-    kind: &str,
-    name: &str,
-    claimant: Claimant<'_>,
-) -> Result<Option<Issue>, Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let existing = api.get_metadata_opt(name).await?;
-    Ok(ownership::check(
-        kind,
-        name,
-        existing.as_ref().map(|m| &m.metadata),
-        claimant,
-    ))
-}
-
-fn owned_by<K: Resource>(child: &K, owner: &Registry) -> bool {
-    let uid = owner.meta().uid.as_deref();
-    child
-        .meta()
-        .owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
-}
-
-async fn apply<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or_else(|| Error::MissingMetadata("a built object".into(), "name"))?;
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
-    Ok(())
+    apply_or_delete(&pdbs, children.pod_disruption_budget.as_ref(), names, obj).await?;
+    exposure::apply(client, names, obj, children).await
 }
 
 /// Retries failed reconciliations after a pause, counting them.

@@ -2,6 +2,8 @@
 //! the metrics. Each reconciler is a pipeline: dereference (I/O) → validate (pure) → apply →
 //! status.
 
+mod children;
+mod exposure;
 pub mod fleet;
 mod gc;
 mod gc_measure;

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::TokenAuth;
+use super::ingress::TOKEN_PATH;
 use super::mounts::{key_to_path, mount};
 use super::names::{
     ACCESS_DIR, Names, OPERATOR_USERNAME, TLS_DIR, TOKEN_CERT_DIR, TOKEN_CERT_KEY, TOKEN_KEY_DIR,
@@ -134,12 +135,20 @@ pub fn secret_data(
     ]))
 }
 
-/// Distribution's `auth.token` for the fleet: clients are sent to the token port of the
-/// fleet's own Service host, over HTTPS when the registry serves HTTPS.
-pub fn token_auth(names: &Names, tls: bool) -> TokenAuth {
+/// Distribution's `auth.token` for the fleet: clients are sent to `<external>/token` when the
+/// fleet has an external URL (the Ingress routes it to the token port), else to the token
+/// port of the fleet's own Service host, over HTTPS when the registry serves HTTPS.
+pub fn token_auth(names: &Names, tls: bool, external: Option<&str>) -> TokenAuth {
     let scheme = if tls { "https" } else { "http" };
+    let realm = match external {
+        Some(url) => format!("{url}{TOKEN_PATH}"),
+        None => format!(
+            "{scheme}://{}:{TOKEN_PORT}{TOKEN_PATH}",
+            names.token_service()
+        ),
+    };
     TokenAuth {
-        realm: format!("{scheme}://{}:{TOKEN_PORT}/token", names.token_service()),
+        realm,
         service: names.token_service(),
         issuer: names.token_issuer(),
         rootcertbundle: format!("{TOKEN_CERT_DIR}/{TOKEN_CERT_KEY}"),
@@ -287,11 +296,16 @@ mod tests {
         assert_eq!(b.service, "hq.fleet.svc");
         assert_eq!(b.issuer, "flotilla/fleet/hq");
         assert_eq!(b.expiry_seconds, 60);
-        let t = token_auth(&names, false);
+        let t = token_auth(&names, false, None);
         assert_eq!(t.realm, "http://hq.fleet.svc:5002/token");
         assert_eq!(
-            token_auth(&names, true).realm,
+            token_auth(&names, true, None).realm,
             "https://hq.fleet.svc:5002/token"
+        );
+        assert_eq!(
+            token_auth(&names, true, Some("https://r.example.com")).realm,
+            "https://r.example.com/token",
+            "outside clients get a realm they can reach"
         );
         assert_eq!(t.service, b.service);
         assert!(groups("bad line").is_err_and(|i| i.message.contains("line 1")));

@@ -110,6 +110,12 @@ struct Http {
     debug: Debug,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<Tls>,
+    /// Relative `Location` headers (upload sessions, redirects), only for a fleet with an
+    /// external URL: they resolve against whatever URL the client used, the Service or the
+    /// proxy. `http.host` would instead make every `Location` absolute on the external host,
+    /// also for clients inside the cluster (the operator replicating through the Service).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    relativeurls: bool,
 }
 
 #[derive(Serialize)]
@@ -230,6 +236,7 @@ pub fn render_config(
                 certificate: format!("{TLS_DIR}/tls.crt"),
                 key: format!("{TLS_DIR}/tls.key"),
             }),
+            relativeurls: super::ingress::external_url(spec).is_some(),
         },
         auth: match token {
             Some(t) => Some(Auth {
@@ -419,6 +426,23 @@ mod tests {
         assert_eq!(c["proxy"]["remoteurl"], "https://up.example");
         assert!(c["proxy"].get("username").is_none());
         assert!(c.get("notifications").is_none());
+        assert!(c["http"].get("relativeurls").is_none());
+    }
+
+    #[test]
+    fn an_external_url_makes_locations_relative() {
+        for exposure in [
+            serde_json::json!({"externalURL": "https://r.example.com"}),
+            serde_json::json!({"ingress": {"host": "r.example.com"}}),
+        ] {
+            let mut v = serde_json::json!({"storage": {"emptyDir": {}}});
+            v.as_object_mut()
+                .expect("object")
+                .extend(exposure.as_object().expect("object").clone());
+            let c = rendered(v);
+            assert_eq!(c["http"]["relativeurls"], true);
+            assert!(c["http"].get("host").is_none());
+        }
     }
 
     #[test]

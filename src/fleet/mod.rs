@@ -8,6 +8,8 @@ pub mod gc;
 pub mod gc_job;
 pub mod gc_report;
 pub mod generated;
+pub mod http_route;
+pub mod ingress;
 pub mod mounts;
 pub mod names;
 pub mod objects;

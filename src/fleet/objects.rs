@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, Service, ServicePort,
     ServiceSpec, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -72,6 +73,11 @@ pub struct Children {
     pub deployment: Deployment,
     /// `<name>`: the fleet's Service.
     pub service: Service,
+    /// `<name>`, only with `spec.ingress` (delete it otherwise).
+    pub ingress: Option<Ingress>,
+    /// `<name>`, the Gateway API `HTTPRoute`, only with `spec.httpRoute` (delete it
+    /// otherwise).
+    pub http_route: Option<kube::api::DynamicObject>,
     /// `<name>`, only when replicas > 1 (delete it otherwise).
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
     /// `<name>-data`, only when `storage.filesystem.size` is set. It carries no owner reference:
@@ -110,10 +116,11 @@ pub fn build(
         &registry.spec
     };
 
+    let external = super::ingress::external_url(spec);
     let token = spec
         .access
         .as_ref()
-        .map(|_| access::token_auth(&names, spec.tls.is_some()));
+        .map(|_| access::token_auth(&names, spec.tls.is_some(), external.as_deref()));
     let config = render_config(spec, token.as_ref())?;
     let endpoints = match (
         spec.notifications,
@@ -148,23 +155,7 @@ pub fn build(
     let sidecar = token_service_image(spec, ctx)?;
     let env = pod::env(spec, &names, generated, endpoints.is_some());
     let template = pod::template(spec, &names, env, &checksum, sidecar);
-    let single_writer = spec
-        .storage
-        .filesystem
-        .as_ref()
-        .is_some_and(|f| f.access_mode == AccessMode::ReadWriteOnce);
-    let deployment = Deployment {
-        metadata: meta(names.workload()),
-        spec: DeploymentSpec {
-            replicas: Some(spec.replicas),
-            selector: selector(&names),
-            strategy: Some(strategy(single_writer)),
-            revision_history_limit: Some(5),
-            template,
-            ..DeploymentSpec::default()
-        },
-        ..Deployment::default()
-    };
+    let deployment = deployment(spec, &names, template, meta(names.workload()));
     let service = service(
         &names,
         spec.service.as_ref(),
@@ -181,7 +172,11 @@ pub fn build(
         ..PodDisruptionBudget::default()
     });
     let claim = claim(registry, &names);
+    let ingress = super::ingress::ingress(spec, &names, meta(names.workload()));
+    let http_route = super::http_route::http_route(spec, &names, meta(names.workload()));
     Ok(Children {
+        ingress,
+        http_route,
         generated_secret,
         access_secret,
         config_map,
@@ -191,6 +186,33 @@ pub fn build(
         claim,
         checksum,
     })
+}
+
+/// `<name>`: the registry pods, rolled without dropping below the ready count (replaced,
+/// for a single-writer volume).
+fn deployment(
+    spec: &crate::api::registry::RegistrySpec,
+    names: &Names,
+    template: k8s_openapi::api::core::v1::PodTemplateSpec,
+    metadata: ObjectMeta,
+) -> Deployment {
+    let single_writer = spec
+        .storage
+        .filesystem
+        .as_ref()
+        .is_some_and(|f| f.access_mode == AccessMode::ReadWriteOnce);
+    Deployment {
+        metadata,
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: selector(names),
+            strategy: Some(strategy(single_writer)),
+            revision_history_limit: Some(5),
+            template,
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
 }
 
 /// The image of the token service sidecar, with `spec.access` only.

@@ -397,12 +397,20 @@ fn examples_validate_and_build() {
             "pull-through-cache",
             include_str!("../../examples/registry/pull-through-cache.yaml"),
         ),
+        (
+            "ingress",
+            include_str!("../../examples/registry/ingress.yaml"),
+        ),
     ] {
         let mut r: Registry = serde_yaml::from_str(text).expect(name);
         assert_eq!(crate::fleet::validate(&r.spec), [], "{name}");
         r.metadata.namespace = Some("ns".into());
         r.metadata.uid = Some("u".into());
-        let c = build(&r, &ctx(), &generated()).expect(name);
+        let ctx = BuildContext {
+            token_service_image: Some("img".into()),
+            ..ctx()
+        };
+        let c = build(&r, &ctx, &generated()).expect(name);
         assert!(
             c.pod_disruption_budget.is_some(),
             "{name}: several replicas"

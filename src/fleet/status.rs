@@ -226,7 +226,7 @@ pub fn status(
         ready_replicas: deployment.map_or(0, |d| d.ready_replicas),
         selector: Some(names.selector()),
         url: Some(service_url(&registry.spec, &names)),
-        external_url: registry.spec.external_url.clone(),
+        external_url: super::ingress::external_url(&registry.spec),
         storage: Some(storage_summary(&registry.spec)),
         conditions,
         // Written by the garbage-collection state machine; carried over here.

@@ -19,10 +19,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cluster::{Cluster, Operator, wait_for};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PodSpec, Secret};
-use registry_proc::RegistryProc;
-use token_proc::TokenProc;
+use k8s_openapi::api::core::v1::Secret;
+use token_proc::{Member, Realm};
 
 const WAIT: Duration = Duration::from_secs(90);
 const USERS: [(&str, &str); 4] = [
@@ -80,11 +78,6 @@ fn tls_secret(c: &Cluster, name: &str) -> std::path::PathBuf {
     ca.cert.clone()
 }
 
-fn pod_of(c: &Cluster, name: &str) -> PodSpec {
-    let deployment: Deployment = c.get_json(&format!("deployment/{name}"));
-    deployment.spec.template.spec.expect("pod template")
-}
-
 fn checksum(c: &Cluster, name: &str) -> String {
     c.jsonpath(
         &format!("deployment/{name}"),
@@ -92,51 +85,9 @@ fn checksum(c: &Cluster, name: &str) -> String {
     )
 }
 
-/// One registry pod: the registry and its token sidecar.
-struct Member {
-    registry: RegistryProc,
-    token: TokenProc,
-}
-
 /// Starts what the kubelet would run for Registry `name`.
 async fn run_pod(c: &Cluster, name: &str, port: u16) -> Member {
-    let pod = pod_of(c, name);
-    let token_port = std::iter::repeat_with(registry_proc::free_port)
-        .find(|p| *p != port)
-        .expect("a free port");
-    let secret = |n: &str| c.get_json::<Secret>(&format!("secret/{n}"));
-    let token = TokenProc::start(&pod, token_port, logs_dir().join(name), &secret);
-    let secrets = registry_proc::pod_secrets(&pod, &secret);
-    let rendered = c.jsonpath(&format!("configmap/{name}-config"), "{.data.config\\.yml}");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("yaml");
-    let scheme = if config["http"].get("tls").is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    assert_eq!(
-        config["auth"]["token"]["realm"].as_str(),
-        Some(format!("{scheme}://{name}.default.svc:5002/token").as_str())
-    );
-    assert!(
-        token.url.starts_with(scheme),
-        "the token service serves {scheme}"
-    );
-    // By name, as in the cluster (`<name>.<namespace>.svc`): crane refuses a realm that is a
-    // private IP literal on another port than the registry's.
-    let realm = format!("{}/token", token.url.replace("127.0.0.1", "localhost"));
-    config["auth"]["token"]["realm"] = realm.into();
-    let config = serde_yaml::to_string(&config).expect("yaml");
-    let mut registry_pod = pod.clone();
-    registry_pod.containers.truncate(1);
-    let env = registry_proc::pod_env(&registry_pod, &secrets);
-    let files = registry_proc::secret_files(&registry_pod, &secrets);
-    let files: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let registry = RegistryProc::start_on(port, name, &config, &env, &files).await;
-    Member { registry, token }
+    token_proc::run_pod(c, name, port, logs_dir().join(name), Realm::InCluster).await
 }
 
 fn refresh(c: &Cluster, m: &Member) {

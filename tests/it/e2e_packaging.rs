@@ -12,6 +12,7 @@
 
 use crate::support::cluster;
 use crate::support::packaging;
+use crate::support::tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -425,7 +426,8 @@ fn push_demo_image(url: &str) {
     assert_eq!(out, "201", "manifest upload");
 }
 
-/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB), a
+/// The sample fleet of one round, in namespace `ns`: an S3 Registry with 2 replicas (PDB), an
+/// Ingress and an HTTPRoute, a
 /// filesystem Registry with a size (PVC), a policy between two real local registries (Ready),
 /// a policy from the S3 Registry (registryRef), and a policy whose two destinations refuse
 /// connections (two DestinationFailed Events from one reconcile: the second is a patch).
@@ -450,6 +452,8 @@ metadata:
 spec:
   replicas: 2
   garbageCollection: {{uploadGraceSeconds: 0}}
+  ingress: {{host: fleet.{ns}.example.test}}
+  httpRoute: {{parentRefs: [{{name: gateway}}]}}
   storage:
     s3:
       bucket: registry
@@ -583,6 +587,13 @@ fn scenario(
             }),
         ),
         (
+            "Ingress and HTTPRoute of fleet",
+            Box::new(|| {
+                exists(c, &["get", "ingress", "fleet", "-n", ns, "-o", "name"])
+                    && exists(c, &["get", "httproute", "fleet", "-n", ns, "-o", "name"])
+            }),
+        ),
+        (
             "the garbage-collection Job of fleet (window entered, Job created)",
             Box::new(|| {
                 exists(
@@ -638,32 +649,55 @@ fn scenario(
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // Scale to one replica: the PDB must go.
+    // Scale to one replica: the PDB must go; without spec.ingress and spec.httpRoute, the
+    // Ingress and the HTTPRoute must go.
     c.kubectl_ok(&["scale", "registry/fleet", "-n", ns, "--replicas=1"]);
-    let deadline = Instant::now() + step_timeout;
-    loop {
-        if let Some(line) = seen() {
-            return Outcome::Forbidden(line);
+    c.kubectl_ok(&[
+        "patch",
+        "registry/fleet",
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/ingress"}, {"op": "remove", "path": "/spec/httpRoute"}]"#,
+    ]);
+    for (kind, what) in [
+        ("pdb", "PDB of fleet deleted after scaling to 1"),
+        (
+            "ingress",
+            "Ingress of fleet deleted after removing spec.ingress",
+        ),
+        (
+            "httproute",
+            "HTTPRoute of fleet deleted after removing spec.httpRoute",
+        ),
+    ] {
+        let deadline = Instant::now() + step_timeout;
+        loop {
+            if let Some(line) = seen() {
+                return Outcome::Forbidden(line);
+            }
+            let gone = !exists(
+                c,
+                &[
+                    "get",
+                    kind,
+                    "fleet",
+                    "-n",
+                    ns,
+                    "-o",
+                    "name",
+                    "--ignore-not-found",
+                ],
+            );
+            if gone {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Outcome::Stuck(what);
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if !exists(
-            c,
-            &[
-                "get",
-                "pdb",
-                "fleet",
-                "-n",
-                ns,
-                "-o",
-                "name",
-                "--ignore-not-found",
-            ],
-        ) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Outcome::Stuck("PDB of fleet deleted after scaling to 1");
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
     // Anything refused that the steps did not notice still counts; periodic calls (the Lease
     // renewal every 5 s) get one more period to show up.
@@ -788,6 +822,8 @@ fn chart_installs_and_its_rbac_is_exactly_enough() {
     c.kubectl_ok(&["delete", "namespace", NS, "--wait=true", "--timeout=60s"]);
 
     helm_install(&c);
+    // Registries with spec.httpRoute need the Gateway API's CRDs.
+    tools::install_gateway_api(&c);
 
     // kubeconform, offline, against the schemas this very API server serves (CRDs included).
     let openapi: serde_json::Value =

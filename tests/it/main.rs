@@ -15,6 +15,7 @@ mod e2e_fleet_auth;
 mod e2e_foundation;
 mod e2e_gc;
 mod e2e_hostile;
+mod e2e_ingress;
 mod e2e_operator_pod;
 mod e2e_packaging;
 mod e2e_push_path;

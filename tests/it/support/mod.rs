@@ -4,6 +4,7 @@
 pub mod chart_metrics;
 pub mod cluster;
 pub mod hostile;
+pub mod nginx;
 pub mod packaging;
 pub mod ports;
 pub mod real_node;

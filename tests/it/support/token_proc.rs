@@ -2,6 +2,7 @@
 //! kubelet would: the container's own arguments, its Secret volumes written to local
 //! directories (whole Secrets, or the volume's `items`), only the listen address and the
 //! mount paths adapted. [`TokenProc::refresh`] plays the kubelet's refresh of those volumes.
+//! [`run_pod`] runs a whole registry pod: the real `docker-registry` beside the sidecar.
 //!
 #![allow(dead_code)]
 
@@ -9,7 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Secret};
+
+use super::cluster::Cluster;
+use super::registry_proc::{self, RegistryProc};
 
 /// A running `flotilla token-service`; killed on drop.
 pub struct TokenProc {
@@ -175,4 +180,66 @@ impl Drop for TokenProc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Where the registry of a [`run_pod`] sends clients for tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Realm {
+    /// The rendered realm must be the Service's `<scheme>://<name>.default.svc:5002/token`;
+    /// it is pointed at the local token service instead, by name (`localhost`), as in the
+    /// cluster: crane refuses a realm that is a private IP literal on another port than the
+    /// registry's.
+    InCluster,
+    /// As rendered (an external URL the test serves, e.g. through a reverse proxy).
+    Rendered,
+}
+
+/// One registry pod: the registry and its token sidecar.
+pub struct Member {
+    pub registry: RegistryProc,
+    pub token: TokenProc,
+}
+
+/// Starts what the kubelet would run for Registry `name` (namespace `default`): the
+/// registry on loopback `port` from the ConfigMap, environment and Secret files the operator
+/// rendered, and its token sidecar on another free port.
+pub async fn run_pod(c: &Cluster, name: &str, port: u16, dir: PathBuf, realm: Realm) -> Member {
+    let deployment: Deployment = c.get_json(&format!("deployment/{name}"));
+    let pod = deployment.spec.template.spec.expect("pod template");
+    let token_port = std::iter::repeat_with(registry_proc::free_port)
+        .find(|p| *p != port)
+        .expect("a free port");
+    let secret = |n: &str| c.get_json::<Secret>(&format!("secret/{n}"));
+    let token = TokenProc::start(&pod, token_port, dir, &secret);
+    let secrets = registry_proc::pod_secrets(&pod, &secret);
+    let rendered = c.jsonpath(&format!("configmap/{name}-config"), "{.data.config\\.yml}");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("yaml");
+    let scheme = if config["http"].get("tls").is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    assert!(
+        token.url.starts_with(scheme),
+        "the token service serves {scheme}"
+    );
+    if realm == Realm::InCluster {
+        assert_eq!(
+            config["auth"]["token"]["realm"].as_str(),
+            Some(format!("{scheme}://{name}.default.svc:5002/token").as_str())
+        );
+        let local = format!("{}/token", token.url.replace("127.0.0.1", "localhost"));
+        config["auth"]["token"]["realm"] = local.into();
+    }
+    let config = serde_yaml::to_string(&config).expect("yaml");
+    let mut registry_pod = pod.clone();
+    registry_pod.containers.truncate(1);
+    let env = registry_proc::pod_env(&registry_pod, &secrets);
+    let files = registry_proc::secret_files(&registry_pod, &secrets);
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let registry = RegistryProc::start_on(port, name, &config, &env, &files).await;
+    Member { registry, token }
 }

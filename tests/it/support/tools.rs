@@ -22,3 +22,43 @@ pub fn tool(name: &str) -> PathBuf {
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// The directory of the Gateway API CRDs (standard channel) that e2e/build-tools.sh fetched,
+/// the newest version; panics saying how to fetch them.
+pub fn gateway_api_crds() -> PathBuf {
+    let cache = std::env::var_os("FLOTILLA_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/flotilla"),
+        PathBuf::from,
+    );
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("gateway-api-v"))
+                && p.join("gateway.networking.k8s.io_httproutes.yaml").exists()
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| {
+        panic!(
+            "no Gateway API CRDs under {}: run e2e/build-tools.sh (fetches sigs.k8s.io/gateway-api from the Go module proxy)",
+            cache.display()
+        )
+    })
+}
+
+/// Installs the Gateway API CRDs of [`gateway_api_crds`] on `c` and waits until HTTPRoute
+/// is served.
+pub fn install_gateway_api(c: &super::cluster::Cluster) {
+    let dir = gateway_api_crds();
+    c.kubectl_ok(&["apply", "--server-side", "-f", dir.to_str().expect("utf-8")]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/httproutes.gateway.networking.k8s.io",
+        "--timeout=60s",
+    ]);
+}
