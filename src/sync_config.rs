@@ -367,6 +367,7 @@ fn endpoint(
         credentials,
         ca_pem,
         insecure: e.insecure,
+        token_realm: None,
     })
 }
 

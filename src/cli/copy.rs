@@ -226,6 +226,7 @@ async fn side(
                 credentials: auth.and_then(|a| a.lookup(&host)).cloned(),
                 ca_pem: trust.ca,
                 insecure: trust.insecure,
+                token_realm: None,
             };
             let client = RegistryClient::new(&cfg, RetryConfig::default())
                 .map_err(|e| format!("{role}: {e}"))?;

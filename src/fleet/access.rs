@@ -135,17 +135,23 @@ pub fn secret_data(
     ]))
 }
 
+/// The token service as clients in the cluster reach it: the token port of the fleet's own
+/// Service host, over HTTPS when the registry serves HTTPS.
+pub fn in_cluster_realm(names: &Names, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!(
+        "{scheme}://{}:{TOKEN_PORT}{TOKEN_PATH}",
+        names.token_service()
+    )
+}
+
 /// Distribution's `auth.token` for the fleet: clients are sent to `<external>/token` when the
 /// fleet has an external URL (the Ingress routes it to the token port), else to the token
 /// port of the fleet's own Service host, over HTTPS when the registry serves HTTPS.
 pub fn token_auth(names: &Names, tls: bool, external: Option<&str>) -> TokenAuth {
-    let scheme = if tls { "https" } else { "http" };
     let realm = match external {
         Some(url) => format!("{url}{TOKEN_PATH}"),
-        None => format!(
-            "{scheme}://{}:{TOKEN_PORT}{TOKEN_PATH}",
-            names.token_service()
-        ),
+        None => in_cluster_realm(names, tls),
     };
     TokenAuth {
         realm,

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::pending::Batch;
 use super::reasons;
-use super::refs::{Referenced, resolve_registry_refs};
+use super::refs::{Referenced, resolve_registry_refs, token_realms};
 use super::trigger::{self, Trigger};
 use super::validate::{self, Issue};
 use crate::api::replication_policy::{ReplicationPolicySpec, ReplicationPolicyStatus};
@@ -120,6 +120,11 @@ pub fn decide(f: &Facts<'_>) -> Decision {
     match to_sync_config(&spec, &resolved) {
         Ok(mut config) => {
             config.unreachable = OnUnreachable::Skip;
+            let realms = token_realms(f.spec, f.namespace, f.referenced, f.registry_urls);
+            config.source.token_realm = realms.get(&None).cloned();
+            for d in &mut config.destinations {
+                d.endpoint.token_realm = realms.get(&Some(d.name.clone())).cloned();
+            }
             Decision::Sync {
                 config: Box::new(config),
                 scope,

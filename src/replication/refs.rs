@@ -35,6 +35,47 @@ fn account_secret_name(key: &str) -> String {
     format!("registry/{key}")
 }
 
+/// The token services to ask in place of the realms challenges name, for `registryRef`
+/// endpoints: the source (`None` key) and destinations by name.
+pub type TokenRealms = BTreeMap<Option<String>, String>;
+
+/// For each `registryRef` endpoint naming a Registry with access rules that the operator
+/// reaches by its in-cluster URL: the token service's in-cluster address. The Registry's
+/// challenges name `<externalURL>/token` once it has an external URL, which the operator's
+/// pods need not reach; what the operator copies through the Service it authorizes through
+/// the Service too. Not for an endpoint reached through `--registry-url` (an operator outside
+/// the cluster goes where the challenge says).
+pub fn token_realms(
+    spec: &ReplicationPolicySpec,
+    namespace: &str,
+    referenced: &Referenced,
+    url_overrides: &BTreeMap<String, String>,
+) -> TokenRealms {
+    let endpoints = std::iter::once((None, &spec.source)).chain(
+        spec.destinations
+            .iter()
+            .map(|d| (Some(d.name.clone()), &d.endpoint)),
+    );
+    let mut out = TokenRealms::new();
+    for (id, e) in endpoints {
+        let Some(r) = &e.registry_ref else {
+            continue;
+        };
+        let registry_namespace = r.namespace.as_deref().unwrap_or(namespace);
+        let key = format!("{registry_namespace}/{}", r.name);
+        let Some(reg) = referenced.registries.get(&key) else {
+            continue;
+        };
+        if reg.spec.access.is_none() || url_overrides.contains_key(&key) {
+            continue;
+        }
+        let names = crate::fleet::names::Names::new(&r.name, registry_namespace);
+        let realm = crate::fleet::access::in_cluster_realm(&names, reg.spec.tls.is_some());
+        out.insert(id, realm);
+    }
+    out
+}
+
 /// Replaces `registryRef` endpoints with the URL of the Registry they name (its in-cluster URL
 /// or the operator's `--registry-url` for it), the operator's own account there when it has
 /// htpasswd auth, and the certificate to trust when it serves TLS. Returns the spec and that
@@ -170,6 +211,42 @@ mod tests {
             resolve_registry_refs(&spec, "fleet", &referenced, &overrides).expect("resolved");
         assert_eq!(out.source.url.as_deref(), Some("https://127.0.0.1:5443"));
         assert!(!out.source.insecure);
+    }
+
+    #[test]
+    fn tokens_for_a_registry_with_access_rules_come_from_its_in_cluster_token_service() {
+        let spec = policy_spec(serde_json::json!({
+            "source": {"registryRef": {"name": "hq"}},
+            "destinations": [
+                {"name": "east", "url": "https://east.example.com"},
+                {"name": "local", "registryRef": {"name": "hq"}},
+            ],
+        }));
+        let none = BTreeMap::new();
+        let plain = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}}}));
+        assert!(
+            token_realms(&spec, "fleet", &plain, &none).is_empty(),
+            "no token service"
+        );
+        let ruled = referencing_hq(serde_json::json!({"storage": {"emptyDir": {}},
+            "tls": {"secretName": "hq-tls"},
+            "ingress": {"host": "registry.example.com"},
+            "access": {"rules": [{"repositories": ["**"], "anonymous": ["pull"]}]}}));
+        let realms = token_realms(&spec, "fleet", &ruled, &none);
+        let in_cluster = "https://hq.fleet.svc:5002/token".to_string();
+        assert_eq!(
+            realms,
+            TokenRealms::from([
+                (None, in_cluster.clone()),
+                (Some("local".into()), in_cluster)
+            ])
+        );
+        let overrides =
+            BTreeMap::from([("fleet/hq".to_string(), "https://127.0.0.1:5443".to_string())]);
+        assert!(
+            token_realms(&spec, "fleet", &ruled, &overrides).is_empty(),
+            "an operator outside the cluster follows the challenge"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! (both mounted into the registry pod as Secret volumes). `secure` also has access rules, so
 //! its pods run the token service as a sidecar (the operator's own image): the registry sends
 //! clients there, the operator's copy and an anonymous pull go through it, and an anonymous
-//! push or catalog is not granted. `helm uninstall` leaves the custom resources, the registry
+//! push or catalog is not granted. `secure` has an Ingress too, for a host nothing serves: its
+//! challenges send clients to that external URL, and the operator pod still copies into it,
+//! authorizing through the Service's token port. `helm uninstall` leaves the custom resources, the registry
 //! pods and the S3 data alone.
 //!
 //! Needs root and what `.ci/run` installs, plus the binaries of `e2e/build-tools.sh` (helm
@@ -273,6 +275,7 @@ spec:
   access:
     rules:
     - {{repositories: ["demo/**"], anonymous: [pull]}}
+  ingress: {{host: {SECURE_EXTERNAL_HOST}, tls: {{secretName: secure-tls}}}}
 ---
 apiVersion: flotilla.dev/v1alpha1
 kind: ReplicationPolicy
@@ -342,9 +345,16 @@ spec:
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    // Outside clients are sent to the external URL; nothing in the test cluster serves that
+    // host, so the operator's copy below shows it authorizes through the Service instead.
+    let external_realm = format!("https://{SECURE_EXTERNAL_HOST}/token");
     assert!(
-        challenge.starts_with(&format!("Bearer realm=\"{SECURE_REALM}\"")),
-        "secure sends clients to its token service, got {challenge:?}"
+        challenge.starts_with(&format!("Bearer realm=\"{external_realm}\"")),
+        "secure sends clients to its token service at its external URL, got {challenge:?}"
+    );
+    assert_eq!(
+        c.jsonpath("registry/secure", "{.status.externalURL}"),
+        format!("https://{SECURE_EXTERNAL_HOST}")
     );
     let pod = c.kubectl_ok(&[
         "get",
@@ -373,8 +383,11 @@ spec:
     secure_http
 }
 
-/// Realm of `secure`'s token service: its Service name, on the token port, over TLS.
+/// Realm of `secure`'s token service as clients in the cluster reach it: its Service name, on
+/// the token port, over TLS.
 const SECURE_REALM: &str = "https://secure.default.svc:5002/token";
+/// `secure`'s Ingress host, which nothing serves here (`.invalid` never resolves).
+const SECURE_EXTERNAL_HOST: &str = "registry.secure.invalid";
 
 /// An anonymous token of `secure`'s token service for `scope`.
 async fn anonymous_token(http: &reqwest::Client, scope: &str) -> String {

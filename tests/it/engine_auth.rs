@@ -123,6 +123,7 @@ fn client(m: &Mock, password: &str) -> RegistryClient {
             }),
             ca_pem: None,
             insecure: true,
+            token_realm: None,
         },
         RetryConfig::default(),
     )

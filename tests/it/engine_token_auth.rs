@@ -348,6 +348,7 @@ async fn an_upload_after_a_refused_mount_carries_the_mounts_token() {
             }),
             ca_pem: None,
             insecure: true,
+            token_realm: None,
         },
         RetryConfig::default(),
     )

@@ -49,6 +49,10 @@ pub struct EndpointConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Allow plain HTTP and unverified TLS.
     pub insecure: bool,
+    /// The token service to ask instead of the realm a challenge names: the operator's
+    /// in-cluster route to the token service of a Registry it runs, whose challenges name the
+    /// external URL that outside clients use. Set by the operator only, never from a remote.
+    pub token_realm: Option<String>,
 }
 
 /// A client of one registry.
@@ -68,6 +72,8 @@ pub struct RegistryClient {
     basic: Mutex<bool>,
     /// Bounds the requests (other than blob uploads) awaiting their response headers.
     in_flight: tokio::sync::Semaphore,
+    /// Asked for tokens instead of a challenge's realm ([`EndpointConfig::token_realm`]).
+    token_realm: Option<String>,
     /// Plain HTTP allowed (also for a token realm).
     insecure: bool,
 }
@@ -161,6 +167,7 @@ impl RegistryClient {
             basic: Mutex::new(false),
             in_flight: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
             insecure: cfg.insecure,
+            token_realm: cfg.token_realm.clone(),
         })
     }
 

@@ -123,8 +123,9 @@ impl RegistryClient {
                     // Fetched while this request waited: retry with that token.
                     return Ok(());
                 }
+                let realm = self.token_realm.as_deref().unwrap_or(&realm);
                 let token = self
-                    .fetch_token(&realm, service.as_deref(), scope.as_deref(), scopes)
+                    .fetch_token(realm, service.as_deref(), scope.as_deref(), scopes)
                     .await?;
                 if let Ok(mut t) = self.tokens.lock() {
                     t.insert(key.clone(), format!("Bearer {token}"));
