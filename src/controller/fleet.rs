@@ -119,6 +119,10 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
         uid: &uid,
     };
     let found = dereference(obj, ctx, &names).await?;
+    let access_left = found
+        .access_secret
+        .as_ref()
+        .is_some_and(|s| s.data.as_ref().is_some_and(|d| !d.is_empty()));
     let build_ctx = BuildContext {
         receiver_url: ctx.receiver_url.clone(),
         read_only_window: crate::fleet::gc::renders_read_only(
@@ -140,7 +144,7 @@ async fn reconcile_inner(obj: &Registry, ctx: &Context) -> Result<Action, Error>
                 Some(token) => ctx.tokens.insert_owned(&identity, &uid, token),
                 None => ctx.tokens.remove(&identity),
             }
-            apply_children(ctx, obj, &ns, &names, &children).await?;
+            apply_children(ctx, obj, &ns, &names, &children, access_left).await?;
             applied = Some(children);
         }
     }
@@ -405,13 +409,15 @@ async fn not_owned(
 }
 
 /// Applies every child (server-side, field manager `flotilla`); deletes the PDB of a fleet
-/// scaled to one, the Ingress and HTTPRoute of one without `spec.ingress` / `spec.httpRoute`.
+/// scaled to one, the Ingress and HTTPRoute of one without `spec.ingress` / `spec.httpRoute`;
+/// empties `<name>-access` (`access_left`: it holds rules or users) once `spec.access` is gone.
 async fn apply_children(
     ctx: &Context,
     obj: &Registry,
     ns: &str,
     names: &Names,
     children: &Children,
+    access_left: bool,
 ) -> Result<(), Error> {
     let client = &ctx.client;
     apply(
@@ -424,10 +430,13 @@ async fn apply_children(
         &children.config_map,
     )
     .await?;
-    // Removing spec.access leaves the Secret (no pod mounts it any more) until the Registry
-    // goes: the operator holds no `delete` on Secrets.
-    if let Some(s) = &children.access_secret {
-        apply(&Api::<Secret>::namespaced(client.clone(), ns), s).await?;
+    // Removing spec.access empties the Secret (no pod mounts it any more): the operator
+    // holds no `delete` on Secrets, and the Registry's deletion takes it along.
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    match &children.access_secret {
+        Some(s) => apply(&secrets, s).await?,
+        None if access_left => apply(&secrets, &children.access_secret_emptied).await?,
+        None => {}
     }
     if let Some(claim) = &children.claim {
         apply(

@@ -64,9 +64,13 @@ pub struct BuildContext {
 pub struct Children {
     /// `<name>-generated`: `http-secret`, and the notification token and endpoint list.
     pub generated_secret: Secret,
-    /// `<name>-access`: the token service's rules and users, only with `spec.access` (delete
-    /// it otherwise). Not in the checksum: the service re-reads it, the pods do not roll.
+    /// `<name>-access`: the token service's rules and users, only with `spec.access`. Not in
+    /// the checksum: the service re-reads it, the pods do not roll.
     pub access_secret: Option<Secret>,
+    /// What `<name>-access` becomes once `spec.access` is gone: no rules, no users. Applied
+    /// only over one that exists (the operator holds no `delete` on Secrets; the Registry's
+    /// deletion takes it along).
+    pub access_secret_emptied: Secret,
     /// `<name>-config`: `config.yml` (no secret values).
     pub config_map: ConfigMap,
     /// `<name>`: the registry pods.
@@ -152,6 +156,12 @@ pub fn build(
         ..ConfigMap::default()
     };
     let access_secret = access_secret(spec, &names, generated, meta(names.access_secret()))?;
+    let access_secret_emptied = Secret {
+        metadata: meta(names.access_secret()),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::new()),
+        ..Secret::default()
+    };
     let sidecar = token_service_image(spec, ctx)?;
     let env = pod::env(spec, &names, generated, endpoints.is_some());
     let template = pod::template(spec, &names, env, &checksum, sidecar);
@@ -179,6 +189,7 @@ pub fn build(
         http_route,
         generated_secret,
         access_secret,
+        access_secret_emptied,
         config_map,
         deployment,
         service,

@@ -596,4 +596,19 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
             );
         }
     }
+
+    // Access rules removed: `edge-access` keeps neither rules nor users (the operator holds
+    // no `delete` on Secrets; the Registry's deletion takes the empty Secret along).
+    assert!(c.secret_key("edge-access", "htpasswd").is_some());
+    c.apply(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Registry\nmetadata: {name: edge}\nspec:\n  storage: {emptyDir: {}}\n  auth: {htpasswd: {secretRef: {name: users, key: htpasswd}}}\n",
+    );
+    wait_for("edge-access emptied", WAIT, || {
+        c.secret_key("edge-access", "htpasswd").is_none()
+            && c.secret_key("edge-access", "access.json").is_none()
+    });
+    assert!(
+        c.kubectl(&["get", "secret/edge-access"]).status.success(),
+        "emptied, not deleted"
+    );
 }
