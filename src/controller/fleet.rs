@@ -247,6 +247,8 @@ struct Dereferenced {
     proxy_secret: Option<Secret>,
     user_htpasswd: Option<String>,
     access_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Digest of `spec.tls`'s certificate and key, as they are now.
+    tls_fingerprint: Option<String>,
 }
 
 /// Validates the spec and reads every Secret it refers to, and the Registry's own.
@@ -266,6 +268,7 @@ async fn dereference(obj: &Registry, ctx: &Context, names: &Names) -> Result<Der
         proxy_secret: None,
         user_htpasswd: None,
         access_groups: Default::default(),
+        tls_fingerprint: None,
     };
     for req in references::registry_secrets(&obj.spec) {
         let found = secrets.get_opt(&req.name).await?;
@@ -277,6 +280,7 @@ async fn dereference(obj: &Registry, ctx: &Context, names: &Names) -> Result<Der
             });
         } else if req.field == "spec.tls.secretName" {
             issues.extend(found.as_ref().and_then(check_tls_secret));
+            found_refs.tls_fingerprint = found.as_ref().map(crate::fleet::tls_fingerprint);
         } else if req.field == "spec.proxy.credentialsSecretRef" {
             found_refs.proxy_secret = found;
         } else if let Some(g) = obj
@@ -332,6 +336,7 @@ fn generated_secrets(
             None => None,
         },
         access_groups: found.access_groups.clone(),
+        tls_fingerprint: found.tls_fingerprint.clone(),
     })
 }
 

@@ -164,6 +164,7 @@ mod tests {
             operator: None,
             token_key: None,
             access_groups: Default::default(),
+            tls_fingerprint: None,
         }
     }
 

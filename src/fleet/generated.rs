@@ -26,6 +26,10 @@ pub struct GeneratedSecrets {
     pub token_key: Option<crate::access::jwt::KeyMaterial>,
     /// Groups of `spec.access.groupsSecretRef`, parsed (group → users).
     pub access_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// A digest of the certificate and key of `spec.tls`'s Secret. Part of the pod checksum:
+    /// the registry and the token service read them at start-up, so a renewed certificate
+    /// (cert-manager's, or by hand) rolls the pods.
+    pub tls_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for GeneratedSecrets {
@@ -43,11 +47,28 @@ impl std::fmt::Debug for GeneratedSecrets {
             .field("operator", &self.operator)
             .field("token_key", &self.token_key)
             .field("access_groups", &self.access_groups.len())
+            .field("tls_fingerprint", &self.tls_fingerprint)
             .finish()
     }
 }
 
 pub use super::random::{generate_http_secret, generate_token};
+
+/// A digest of a `kubernetes.io/tls` Secret's certificate and key (hex; what the Secret holds
+/// is never revealed by it).
+pub fn tls_fingerprint(secret: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for key in ["tls.crt", "tls.key"] {
+        h.update(key.as_bytes());
+        h.update([0u8]);
+        if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+            h.update(&v.0);
+        }
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
 
 /// The string value of `key` in an existing Secret (`data`, then `stringData`), if present and
 /// non-empty UTF-8.
@@ -86,6 +107,7 @@ impl GeneratedSecrets {
             operator: None,
             token_key: None,
             access_groups: Default::default(),
+            tls_fingerprint: None,
         }
     }
 }
@@ -93,6 +115,23 @@ impl GeneratedSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tls_fingerprint_follows_certificate_and_key_and_reveals_neither() {
+        use k8s_openapi::ByteString;
+        let tls = |crt: &str, key: &str| Secret {
+            data: Some(std::collections::BTreeMap::from([
+                ("tls.crt".to_string(), ByteString(crt.as_bytes().to_vec())),
+                ("tls.key".to_string(), ByteString(key.as_bytes().to_vec())),
+            ])),
+            ..Default::default()
+        };
+        let first = tls_fingerprint(&tls("cert 1", "key"));
+        assert_eq!(first, tls_fingerprint(&tls("cert 1", "key")));
+        assert_ne!(first, tls_fingerprint(&tls("cert 2", "key")));
+        assert_ne!(first, tls_fingerprint(&tls("cert 1", "key 2")));
+        assert!(!first.contains("cert") && first.len() == 64);
+    }
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 

@@ -276,6 +276,7 @@ mod tests {
             }),
             token_key: None,
             access_groups: Default::default(),
+            tls_fingerprint: None,
         };
         let c = build(&r, &ctx, &generated).expect("build");
         let ingress = c.ingress.as_ref().expect("ingress");

@@ -21,7 +21,7 @@ pub mod status;
 pub mod validate;
 
 pub use config::{RenderError, render_config};
-pub use generated::{GeneratedSecrets, generate_http_secret, generate_token};
+pub use generated::{GeneratedSecrets, generate_http_secret, generate_token, tls_fingerprint};
 pub use names::Names;
 pub use objects::{BuildContext, BuildError, Children, build};
 pub use status::{ObservedDeployment, status};

@@ -135,7 +135,7 @@ pub fn build(
         _ => None,
     };
     let secret_data = secret_data(generated, endpoints.as_deref(), spec.access.is_some());
-    let checksum = checksum(&config, &secret_data);
+    let checksum = checksum(&config, &secret_data, generated.tls_fingerprint.as_deref());
 
     let meta = |name: String| ObjectMeta {
         name: Some(name),
@@ -293,7 +293,11 @@ fn secret_data(
 
 /// SHA-256 over the configuration and the generated Secret's data (values the pods read only
 /// at start-up), hex encoded. Not over replicas or anything else that needs no restart.
-fn checksum(config: &str, secret_data: &BTreeMap<String, ByteString>) -> String {
+fn checksum(
+    config: &str,
+    secret_data: &BTreeMap<String, ByteString>,
+    tls_fingerprint: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     h.update(config.as_bytes());
     for (k, v) in secret_data {
@@ -301,6 +305,11 @@ fn checksum(config: &str, secret_data: &BTreeMap<String, ByteString>) -> String 
         h.update(k.as_bytes());
         h.update([0u8]);
         h.update(&v.0);
+    }
+    // Only with TLS, so the checksum of a fleet without it is what it always was.
+    if let Some(f) = tls_fingerprint {
+        h.update([1u8]);
+        h.update(f.as_bytes());
     }
     hex::encode(h.finalize())
 }

@@ -39,6 +39,7 @@ fn generated() -> GeneratedSecrets {
         }),
         token_key: None,
         access_groups: Default::default(),
+        tls_fingerprint: None,
     }
 }
 
@@ -135,6 +136,22 @@ fn proxy_basic_auth_secret_is_read_directly() {
     assert_eq!((r.name.as_str(), r.key.as_str()), ("up", "username"));
     let data = c.generated_secret.data.expect("data");
     assert!(!data.contains_key(PROXY_USERNAME_KEY));
+}
+
+#[test]
+fn a_renewed_tls_certificate_rolls_the_pods() {
+    let with = |tls_fingerprint: Option<&str>| {
+        let g = GeneratedSecrets {
+            tls_fingerprint: tls_fingerprint.map(Into::into),
+            ..generated()
+        };
+        build(&registry(full_spec()), &ctx(), &g)
+            .expect("builds")
+            .checksum
+    };
+    assert_eq!(with(Some("cert 1")), with(Some("cert 1")));
+    assert_ne!(with(Some("cert 1")), with(Some("cert 2")));
+    assert_ne!(with(Some("cert 1")), with(None));
 }
 
 #[test]

@@ -597,6 +597,19 @@ async fn access_rules_anonymous_pull_teams_and_replication_through_the_token_ser
         }
     }
 
+    // A renewed certificate rolls the HTTPS fleet's pods (the registry and the token service
+    // read it at start-up); a rule change did not (checked above).
+    let before = checksum(&c, "secure");
+    tls_secret(&c, "secure-tls");
+    wait_for(
+        "secure's pods rolled for the renewed certificate",
+        WAIT,
+        || {
+            let now = checksum(&c, "secure");
+            !now.is_empty() && now != before
+        },
+    );
+
     // Access rules removed: `edge-access` keeps neither rules nor users (the operator holds
     // no `delete` on Secrets; the Registry's deletion takes the empty Secret along).
     assert!(c.secret_key("edge-access", "htpasswd").is_some());
