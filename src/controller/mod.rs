@@ -64,9 +64,15 @@ pub struct Context {
     pub registry_urls: BTreeMap<String, String>,
 }
 
+/// `m` locked, also after a panic elsewhere poisoned it (each map stays consistent between
+/// statements, so its data is still good).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Context {
     fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingQueue>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.pending)
     }
 
     /// The pending push work of a policy, left in place (see [`PendingQueue`]).
@@ -109,11 +115,7 @@ impl Context {
     /// (written by an earlier process that did not finish it) into the queue. `true` when it
     /// did.
     pub fn restore_pending(&self, key: &str, status: Option<&PendingPushes>) -> bool {
-        let first = self
-            .restored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string());
+        let first = locked(&self.restored).insert(key.to_string());
         let Some(persisted) = status.filter(|_| first) else {
             return false;
         };
@@ -137,8 +139,7 @@ impl Context {
         key: &str,
         uid: &str,
     ) -> Option<crate::replication::freshness::Written> {
-        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        written
+        locked(&self.written)
             .get(key)
             .filter(|(u, _)| u == uid)
             .map(|(_, w)| w.clone())
@@ -151,27 +152,20 @@ impl Context {
         uid: &str,
         w: crate::replication::freshness::Written,
     ) {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        written.insert(key.to_string(), (uid.to_string(), w));
+        locked(&self.written).insert(key.to_string(), (uid.to_string(), w));
     }
 
     /// Forgets a policy that is gone: its queue and its place in the source index.
     pub fn forget_policy(&self, key: &str) {
-        self.written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-        self.restored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        locked(&self.written).remove(key);
+        locked(&self.restored).remove(key);
         self.queues().remove(key);
         self.index().remove(key);
     }
 
     /// The index of policies by source.
     pub fn index(&self) -> std::sync::MutexGuard<'_, SourceIndex> {
-        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.sources)
     }
 }
 

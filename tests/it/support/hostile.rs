@@ -57,7 +57,8 @@ pub async fn start(upstream: &str, m: Misbehaviour) -> Proxy {
     .await
 }
 
-fn response(status: u16, headers: &[(&str, String)], body: Body) -> Response {
+/// A response the proxy gives instead of forwarding.
+pub fn response(status: u16, headers: &[(&str, String)], body: Body) -> Response {
     let mut b = Response::builder().status(status);
     for (k, v) in headers {
         b = b.header(*k, v);
