@@ -64,15 +64,9 @@ pub struct Context {
     pub registry_urls: BTreeMap<String, String>,
 }
 
-/// `m` locked, also after a panic elsewhere poisoned it (each map stays consistent between
-/// statements, so its data is still good).
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Context {
     fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingQueue>> {
-        locked(&self.pending)
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The pending push work of a policy, left in place (see [`PendingQueue`]).
@@ -115,7 +109,11 @@ impl Context {
     /// (written by an earlier process that did not finish it) into the queue. `true` when it
     /// did.
     pub fn restore_pending(&self, key: &str, status: Option<&PendingPushes>) -> bool {
-        let first = locked(&self.restored).insert(key.to_string());
+        let first = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
         let Some(persisted) = status.filter(|_| first) else {
             return false;
         };
@@ -139,7 +137,8 @@ impl Context {
         key: &str,
         uid: &str,
     ) -> Option<crate::replication::freshness::Written> {
-        locked(&self.written)
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written
             .get(key)
             .filter(|(u, _)| u == uid)
             .map(|(_, w)| w.clone())
@@ -152,20 +151,27 @@ impl Context {
         uid: &str,
         w: crate::replication::freshness::Written,
     ) {
-        locked(&self.written).insert(key.to_string(), (uid.to_string(), w));
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.insert(key.to_string(), (uid.to_string(), w));
     }
 
     /// Forgets a policy that is gone: its queue and its place in the source index.
     pub fn forget_policy(&self, key: &str) {
-        locked(&self.written).remove(key);
-        locked(&self.restored).remove(key);
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.queues().remove(key);
         self.index().remove(key);
     }
 
     /// The index of policies by source.
     pub fn index(&self) -> std::sync::MutexGuard<'_, SourceIndex> {
-        locked(&self.sources)
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -166,13 +166,15 @@ pub fn policy_registries(
     spec: &ReplicationPolicySpec,
     namespace: &str,
 ) -> Vec<RegistryRequirement> {
-    crate::replication::refs::endpoints(spec)
-        .filter_map(|(destination, e)| {
+    let endpoints = std::iter::once(("spec.source".to_string(), &spec.source)).chain(
+        spec.destinations
+            .iter()
+            .map(|d| (format!("spec.destinations[{}]", d.name), &d.endpoint)),
+    );
+    endpoints
+        .filter_map(|(field, e)| {
             e.registry_ref.as_ref().map(|r| RegistryRequirement {
-                field: match destination {
-                    None => "spec.source.registryRef".to_string(),
-                    Some(name) => format!("spec.destinations[{name}].registryRef"),
-                },
+                field: format!("{field}.registryRef"),
                 name: r.name.clone(),
                 namespace: r.namespace.clone().unwrap_or_else(|| namespace.to_string()),
             })

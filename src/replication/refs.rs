@@ -8,7 +8,7 @@ use super::reasons;
 use super::tenancy;
 use super::validate::Issue;
 use crate::api::registry::Registry;
-use crate::api::replication_policy::{Endpoint, ReplicationPolicySpec};
+use crate::api::replication_policy::ReplicationPolicySpec;
 use crate::api::{SecretKeySelector, SecretReference};
 use crate::fleet::names::{OPERATOR_PASSWORD_KEY, OPERATOR_USERNAME_KEY};
 use crate::sync_config::SecretData;
@@ -35,15 +35,6 @@ fn account_secret_name(key: &str) -> String {
     format!("registry/{key}")
 }
 
-/// A policy's endpoints: the source (`None`) and each destination by name.
-pub fn endpoints(spec: &ReplicationPolicySpec) -> impl Iterator<Item = (Option<&str>, &Endpoint)> {
-    std::iter::once((None, &spec.source)).chain(
-        spec.destinations
-            .iter()
-            .map(|d| (Some(d.name.as_str()), &d.endpoint)),
-    )
-}
-
 /// The token services to ask in place of the realms challenges name, for `registryRef`
 /// endpoints: the source (`None` key) and destinations by name.
 pub type TokenRealms = BTreeMap<Option<String>, String>;
@@ -60,8 +51,13 @@ pub fn token_realms(
     referenced: &Referenced,
     url_overrides: &BTreeMap<String, String>,
 ) -> TokenRealms {
+    let endpoints = std::iter::once((None, &spec.source)).chain(
+        spec.destinations
+            .iter()
+            .map(|d| (Some(d.name.clone()), &d.endpoint)),
+    );
     let mut out = TokenRealms::new();
-    for (id, e) in endpoints(spec) {
+    for (id, e) in endpoints {
         let Some(r) = &e.registry_ref else {
             continue;
         };
@@ -75,7 +71,7 @@ pub fn token_realms(
         }
         let names = crate::fleet::names::Names::new(&r.name, registry_namespace);
         let realm = crate::fleet::access::in_cluster_realm(&names, reg.spec.tls.is_some());
-        out.insert(id.map(str::to_string), realm);
+        out.insert(id, realm);
     }
     out
 }

@@ -4,7 +4,6 @@
 //! receiver.
 
 use crate::support::cluster;
-use crate::support::hostile;
 use crate::support::registry;
 
 use std::path::Path;
@@ -189,13 +188,16 @@ async fn stalling_proxy(dest: &Registry, stall: Arc<AtomicBool>) -> Proxy {
         let path = path_q.split('?').next().unwrap_or(path_q);
         let upload = *method == reqwest::Method::POST && path == "/v2/apps/web/blobs/uploads/";
         (upload && stall.load(Ordering::SeqCst)).then(|| {
-            let location = format!("http://127.0.0.1:{hole}/v2/apps/web/blobs/uploads/held");
-            let headers = [
-                ("location", location),
-                ("docker-upload-uuid", "held".into()),
-                ("range", "0-0".into()),
-            ];
-            hostile::response(202, &headers, axum::body::Body::empty())
+            axum::response::Response::builder()
+                .status(202)
+                .header(
+                    "location",
+                    format!("http://127.0.0.1:{hole}/v2/apps/web/blobs/uploads/held"),
+                )
+                .header("docker-upload-uuid", "held")
+                .header("range", "0-0")
+                .body(axum::body::Body::empty())
+                .expect("response")
         })
     });
     let faults = Faults {

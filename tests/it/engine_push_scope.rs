@@ -5,7 +5,6 @@
 //! travel by digest, only with deletion sync and only once the source lacks the digest.
 //! Unreachable destinations come back as typed values when the run is told to skip them.
 
-use crate::support::hostile;
 use crate::support::registry;
 
 use flotilla::engine::client::EndpointConfig;
@@ -413,13 +412,13 @@ async fn a_named_tag_the_source_links_late_is_copied_not_lost() {
         let path = path_q.split('?').next().unwrap_or(path_q);
         let tag_lookup = path == "/v2/apps/web/manifests/v7";
         (tag_lookup && counted.fetch_add(1, Ordering::SeqCst) < 2).then(|| {
-            hostile::response(
-                404,
-                &[("content-type", "application/json".into())],
-                axum::body::Body::from(
+            axum::response::Response::builder()
+                .status(404)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
                     r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
-                ),
-            )
+                ))
+                .expect("response")
         })
     });
     let faults = Faults {

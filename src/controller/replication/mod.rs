@@ -240,8 +240,8 @@ async fn run(
         .await
         .map_err(|_| Error::Build("sync slots closed".into()))?;
     let start = Timestamp::now();
-    // `st` already lists the batch (`status.pendingPushes`): this write keeps it for a crash.
     report_status::started(&mut st, &job.trigger, generation, start);
+    st.pending_pushes = pending_status::persisted(batch.as_ref());
     apply::publish_status(job.api, job.obj, job.old, &st).await?;
     tracing::info!(
         trigger = job.trigger.name(),

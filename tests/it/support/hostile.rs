@@ -57,8 +57,7 @@ pub async fn start(upstream: &str, m: Misbehaviour) -> Proxy {
     .await
 }
 
-/// A response the proxy gives instead of forwarding.
-pub fn response(status: u16, headers: &[(&str, String)], body: Body) -> Response {
+fn response(status: u16, headers: &[(&str, String)], body: Body) -> Response {
     let mut b = Response::builder().status(status);
     for (k, v) in headers {
         b = b.header(*k, v);

@@ -243,13 +243,3 @@ pub async fn run_pod(c: &Cluster, name: &str, port: u16, dir: PathBuf, realm: Re
     let registry = RegistryProc::start_on(port, name, &config, &env, &files).await;
     Member { registry, token }
 }
-
-/// The claims of a JWT (its middle part), unverified: what a test reads of a token it got.
-pub fn claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let part = jwt.split('.').nth(1).expect("claims part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("b64url");
-    serde_json::from_slice(&bytes).expect("claims")
-}
